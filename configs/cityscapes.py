@@ -1,0 +1,26 @@
+"""Cityscapes labels -> photo, the reference's settings: 256x256 unet_256, batch 1, 200 epochs.
+
+Data: the pix2pix `cityscapes` folder (photo | labels side by side, train/ and val/):
+  --config.dataset.path=/data/cityscapes
+"""
+
+from configs import default
+
+
+def get_config():
+    config = default.get_config()
+    config.dataset.source = "aligned"
+    config.dataset.direction = "BtoA"
+    config.dataset.image_size = 256
+    config.dataset.load_size = 286
+    config.dataset.eval_split = "val"
+    config.model.generator = "unet_256"
+    config.model.ngf = 64
+    config.model.ndf = 64
+    config.batch_size = 1
+    config.num_train_steps = 200 * 2975
+    config.log_every_steps = 500
+    config.sample_every_steps = 10000
+    config.checkpoint_every_steps = 20000
+    config.eval_every_steps = 20000
+    return config

@@ -1,0 +1,75 @@
+"""Default config: the embedded labels->photo task, sized to learn visibly on a 2-core CPU.
+
+Every knob of the trainer lives here; the task files import this and change what differs.
+Override anything from the command line: `--config.batch_size=16 --config.model.norm=instance`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.batch_size = 8  # Global: split over every device of every process.
+    config.num_train_steps = 3000
+    config.log_every_steps = 50
+    config.sample_every_steps = 250
+    config.num_sample_images = 8
+    config.checkpoint_every_steps = 500
+    config.eval_every_steps = 500
+    config.dtype = "float32"  # "bfloat16" on TPU/GPU: compute in bf16, params stay float32.
+
+    config.dataset = ml_collections.ConfigDict()
+    config.dataset.source = "synthetic_scenes"  # or "aligned" (pix2pix A|B folders).
+    config.dataset.path = ""
+    config.dataset.direction = "AtoB"
+    config.dataset.num_train = 2000  # synthetic_scenes only.
+    config.dataset.num_eval = 64  # synthetic_scenes only.
+    config.dataset.eval_split = "val"
+    config.dataset.image_size = 64  # Training crop; the reference's crop_size.
+    config.dataset.load_size = 72  # Resize target before cropping; the reference's load_size.
+    config.dataset.preprocess = "resize_and_crop"
+    config.dataset.flip = True
+    config.dataset.input_channels = 3
+    config.dataset.output_channels = 3
+    config.dataset.worker_count = 0  # Grain worker processes; 0 reads in this process.
+    config.dataset.read_threads = 2
+    config.dataset.prefetch_buffer_size = 4
+
+    config.model = ml_collections.ConfigDict()
+    config.model.generator = "unet"  # unet_128 | unet_256 | unet | resnet_6blocks | resnet_9blocks
+    config.model.num_downs = 6  # For `unet`: image_size must be a multiple of 2**num_downs.
+    config.model.ngf = 32
+    config.model.discriminator = "basic"  # basic | n_layers | pixel
+    config.model.n_layers_d = 3
+    config.model.ndf = 32
+    config.model.norm = "batch"  # batch | instance | none
+    config.model.dropout = 0.5
+    config.model.upsample = "auto"  # auto | conv_transpose | subpixel | resize_nearest | ...
+    config.model.eval_mode = False  # The reference's --eval: running stats, no dropout.
+
+    config.loss = ml_collections.ConfigDict()
+    config.loss.gan_mode = "vanilla"  # vanilla | lsgan | hinge
+    config.loss.lambda_l1 = 100.0
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.learning_rate = 2e-4
+    config.optimizer.b1 = 0.5
+    config.optimizer.b2 = 0.999
+    config.optimizer.schedule = "linear"  # linear | cosine | step | constant
+    # `linear`: constant for constant_steps, then linear decay to 0 over decay_steps (steps,
+    # half of the run each by default, like the reference's 100 + 100 epochs).
+    steps = config.get_ref("num_train_steps")
+    config.optimizer.constant_steps = steps // 2
+    config.optimizer.decay_steps = steps - steps // 2
+    config.optimizer.step_size = steps // 4  # `step`: multiply by step_gamma every step_size.
+    config.optimizer.step_gamma = 0.1
+
+    config.checkpoint = ml_collections.ConfigDict()
+    config.checkpoint.max_to_keep = 3
+    config.checkpoint.async_save = True
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.num_examples = 64
+    config.eval.batch_size = 16
+    return config.lock()

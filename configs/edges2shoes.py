@@ -1,0 +1,27 @@
+"""edges2shoes (edges -> photo): the reference trains 15 epochs at batch 4, no flip needed.
+
+Data: the pix2pix `edges2shoes` folder (edges | photo side by side):
+  --config.dataset.path=/data/edges2shoes
+"""
+
+from configs import default
+
+
+def get_config():
+    config = default.get_config()
+    config.dataset.source = "aligned"
+    config.dataset.direction = "AtoB"
+    config.dataset.image_size = 256
+    config.dataset.load_size = 256
+    config.dataset.preprocess = "none"
+    config.dataset.eval_split = "val"
+    config.model.generator = "unet_256"
+    config.model.ngf = 64
+    config.model.ndf = 64
+    config.batch_size = 4
+    config.num_train_steps = 15 * 50025 // 4
+    config.log_every_steps = 200
+    config.sample_every_steps = 5000
+    config.checkpoint_every_steps = 10000
+    config.eval_every_steps = 10000
+    return config

@@ -1,0 +1,26 @@
+"""Facades (labels -> photo), the reference's settings: 256x256 unet_256, batch 1, 200 epochs.
+
+Data: the pix2pix `facades` folder (train/val/test, A|B side by side):
+  --config.dataset.path=/data/facades
+"""
+
+from configs import default
+
+
+def get_config():
+    config = default.get_config()
+    config.dataset.source = "aligned"
+    config.dataset.direction = "BtoA"  # The facades files hold photo | labels.
+    config.dataset.image_size = 256
+    config.dataset.load_size = 286
+    config.dataset.eval_split = "val"
+    config.model.generator = "unet_256"
+    config.model.ngf = 64
+    config.model.ndf = 64
+    config.batch_size = 1
+    config.num_train_steps = 200 * 400  # 200 epochs of 400 images at batch 1.
+    config.log_every_steps = 100
+    config.sample_every_steps = 2000
+    config.checkpoint_every_steps = 5000
+    config.eval_every_steps = 5000
+    return config

@@ -1,0 +1,25 @@
+"""Maps (aerial photo -> map), the reference's settings: 256 crops of 286-resized 600x600.
+
+Data: the pix2pix `maps` folder (photo | map side by side): --config.dataset.path=/data/maps
+"""
+
+from configs import default
+
+
+def get_config():
+    config = default.get_config()
+    config.dataset.source = "aligned"
+    config.dataset.direction = "AtoB"
+    config.dataset.image_size = 256
+    config.dataset.load_size = 286
+    config.dataset.eval_split = "val"
+    config.model.generator = "unet_256"
+    config.model.ngf = 64
+    config.model.ndf = 64
+    config.batch_size = 1
+    config.num_train_steps = 200 * 1096
+    config.log_every_steps = 200
+    config.sample_every_steps = 5000
+    config.checkpoint_every_steps = 10000
+    config.eval_every_steps = 10000
+    return config

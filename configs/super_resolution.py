@@ -1,0 +1,26 @@
+"""Super-resolution (bicubic-upsampled low-res -> original) at 256x256 with unet_256.
+
+Until the data issue wires derived tasks, this trains on any aligned folder whose A half is the
+upsampled low-resolution image: --config.dataset.path=/data/sr
+"""
+
+from configs import default
+
+
+def get_config():
+    config = default.get_config()
+    config.dataset.source = "aligned"
+    config.dataset.image_size = 256
+    config.dataset.load_size = 256
+    config.dataset.preprocess = "crop"
+    config.model.generator = "unet_256"
+    config.model.ngf = 64
+    config.model.ndf = 64
+    config.loss.lambda_l1 = 100.0
+    config.batch_size = 4
+    config.num_train_steps = 100000
+    config.log_every_steps = 200
+    config.sample_every_steps = 5000
+    config.checkpoint_every_steps = 10000
+    config.eval_every_steps = 10000
+    return config

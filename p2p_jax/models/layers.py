@@ -1,0 +1,180 @@
+"""Building blocks shared by the generators and discriminators.
+
+Everything is NHWC. Initialisation follows the reference: conv kernels N(0, 0.02), biases 0,
+batch-norm scales N(1, 0.02) and shifts 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Dtype = Any
+
+conv_init = nn.initializers.normal(stddev=0.02)
+
+
+def norm_scale_init(key: jax.Array, shape: tuple[int, ...], dtype: Dtype = jnp.float32):
+    return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+NORMS = ("batch", "instance", "none")
+
+
+Layer = Callable[[jax.Array], jax.Array]
+
+
+def make_norm(norm: str, train: bool, dtype: Dtype) -> Callable[..., Layer]:
+    """Returns a factory of norm layers; call it inside a compact method.
+
+    `batch` normalises over the global batch (under `jit` with a sharded batch the mean is
+    computed across devices). `instance` is the reference's affine-free InstanceNorm2d.
+    """
+    if norm == "batch":
+        return lambda name=None: nn.BatchNorm(
+            use_running_average=not train,
+            momentum=0.9,
+            epsilon=1e-5,
+            dtype=dtype,
+            scale_init=norm_scale_init,
+            name=name,
+        )
+    if norm == "instance":
+        return lambda name=None: nn.InstanceNorm(
+            epsilon=1e-5, use_scale=False, use_bias=False, dtype=dtype, name=name)
+    if norm == "none":
+        return lambda name=None: (lambda x: x)
+    raise ValueError(f"model.norm={norm!r} is not one of {NORMS}")
+
+
+def uses_bias(norm: str) -> bool:
+    """The reference drops conv biases that a batch norm would cancel."""
+    return norm != "batch"
+
+
+def conv(features: int, kernel: int, stride: int, padding: int, use_bias: bool, dtype: Dtype,
+         name: str | None = None) -> nn.Conv:
+    """A conv with explicit symmetric zero padding, as PyTorch's `padding=` does."""
+    return nn.Conv(
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((padding, padding), (padding, padding)),
+        use_bias=use_bias,
+        dtype=dtype,
+        kernel_init=conv_init,
+        name=name,
+    )
+
+
+UPSAMPLE_MODES = ("auto", "conv_transpose", "subpixel", "resize_nearest", "resize_bilinear")
+
+
+def resolve_upsample(mode: str, backend: str | None = None) -> str:
+    """`auto`: lax.conv_transpose on TPU/GPU; the stride-1 sub-pixel form on CPU, where XLA's
+    conv_transpose gradient is ~20x slower than ordinary convolutions."""
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"model.upsample={mode!r} is not one of {UPSAMPLE_MODES}")
+    if mode != "auto":
+        return mode
+    backend = backend or jax.default_backend()
+    return "subpixel" if backend == "cpu" else "conv_transpose"
+
+
+def conv_transpose_reference(x: jax.Array, kernel: jax.Array, stride: int, padding: int,
+                             output_padding: int) -> jax.Array:
+    """PyTorch `ConvTranspose2d` semantics via `lax.conv_transpose`.
+
+    `kernel` is (kh, kw, in, out) and out[s*i - p + k] += x[i] * kernel[k].
+    """
+    k = kernel.shape[0]
+    pad = (k - 1 - padding, k - 1 - padding + output_padding)
+    return lax.conv_transpose(
+        x,
+        jnp.flip(kernel, (0, 1)),
+        strides=(stride, stride),
+        padding=(pad, pad),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+
+
+def _phase_taps(kernel_size: int, stride: int, padding: int, phase: int) -> tuple[list[int], int]:
+    """Kernel taps that reach output positions `stride*m + phase`, and the input offset.
+
+    out[s*m + r] = sum_j x[m + q - j] * w[s*j + c] with c = (r+p) mod s, q = (r+p) // s.
+    Returned taps are ordered for a correlation over x[m + q - J + 1 .. m + q].
+    """
+    c, q = (phase + padding) % stride, (phase + padding) // stride
+    taps = list(range(c, kernel_size, stride))[::-1]
+    return taps, q - len(taps) + 1
+
+
+def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array, stride: int, padding: int,
+                            output_padding: int) -> jax.Array:
+    """The same function as `conv_transpose_reference`, built from stride-1 convolutions.
+
+    Each of the stride**2 output phases is an ordinary small convolution of the input with a
+    subset of the kernel taps; the phases are interleaved by depth-to-space. Requires the
+    output to be exactly `stride` times the input (true for the 4x4/s2/p1 and 3x3/s2/p1/op1
+    layers of pix2pix).
+    """
+    n, h, w, _ = x.shape
+    k = kernel.shape[0]
+    out_h = (h - 1) * stride - 2 * padding + k + output_padding
+    out_w = (w - 1) * stride - 2 * padding + k + output_padding
+    if out_h != stride * h or out_w != stride * w:
+        raise ValueError(f"sub-pixel transposed conv needs output = {stride}x input; got {out_h}")
+    rows = []
+    for ph in range(stride):
+        taps_h, off_h = _phase_taps(k, stride, padding, ph)
+        cols = []
+        for pw in range(stride):
+            taps_w, off_w = _phase_taps(k, stride, padding, pw)
+            sub = kernel[jnp.array(taps_h)][:, jnp.array(taps_w)]
+            pad_h = (-off_h, off_h + len(taps_h) - 1)
+            pad_w = (-off_w, off_w + len(taps_w) - 1)
+            cols.append(lax.conv_general_dilated(
+                x, sub, (1, 1), (pad_h, pad_w),
+                dimension_numbers=("NHWC", "HWIO", "NHWC")))
+        rows.append(jnp.stack(cols, axis=3))  # n, h, w, pw, c
+    y = jnp.stack(rows, axis=2)  # n, h, ph, w, pw, c
+    return y.reshape(n, stride * h, stride * w, y.shape[-1])
+
+
+class Upsample2x(nn.Module):
+    """The reference's stride-2 transposed conv (or a resize-conv), doubling H and W.
+
+    Parameters are identical for `conv_transpose` and `subpixel` (a (k, k, in, out) kernel with
+    PyTorch ConvTranspose2d semantics), so checkpoints move freely between backends.
+    """
+
+    features: int
+    kernel_size: int = 4
+    padding: int = 1
+    output_padding: int = 0
+    use_bias: bool = True
+    mode: str = "auto"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        mode = resolve_upsample(self.mode)
+        if mode.startswith("resize_"):
+            n, h, w, c = x.shape
+            method = "nearest" if mode == "resize_nearest" else "bilinear"
+            x = jax.image.resize(x, (n, 2 * h, 2 * w, c), method=method)
+            return nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)),
+                           use_bias=self.use_bias, dtype=self.dtype, kernel_init=conv_init)(x)
+        kernel = self.param("kernel", conv_init,
+                            (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
+        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+        fn = conv_transpose_reference if mode == "conv_transpose" else conv_transpose_subpixel
+        y = fn(x, kernel, 2, self.padding, self.output_padding)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
+        return y

@@ -1,0 +1,59 @@
+"""The reference's U-Net generator (`unet_128`, `unet_256`, or any depth and width)."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from p2p_jax.models.layers import Dtype, Upsample2x, conv, make_norm, uses_bias
+
+
+class UNetGenerator(nn.Module):
+    """U-Net with skip connections, built inside-out like the reference's skip blocks.
+
+    Level i (0 = outermost) has `ngf * min(2**i, 8)` channels. Dropout follows the up-path
+    norm of the `num_downs - 5` blocks just outside the innermost one.
+    """
+
+    output_channels: int = 3
+    num_downs: int = 8
+    ngf: int = 64
+    norm: str = "batch"
+    dropout_rate: float = 0.5
+    upsample: str = "auto"
+    dtype: Dtype = jnp.float32
+
+    def channels(self, level: int) -> int:
+        return self.ngf * min(2**level, 8)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        norm = make_norm(self.norm, train, self.dtype)
+        bias = uses_bias(self.norm)
+        x = x.astype(self.dtype)
+        skips = []
+        for level in range(self.num_downs):
+            outermost, innermost = level == 0, level == self.num_downs - 1
+            if not outermost:
+                x = nn.leaky_relu(x, 0.2)
+            x = conv(self.channels(level), 4, 2, 1, bias, self.dtype, name=f"down_{level}")(x)
+            if not (outermost or innermost):
+                x = norm(name=f"down_{level}_norm")(x)
+            skips.append(x)
+        dropout_levels = range(self.num_downs - 1 - max(self.num_downs - 5, 0), self.num_downs - 1)
+        for level in reversed(range(self.num_downs)):
+            innermost = level == self.num_downs - 1
+            if not innermost:
+                x = jnp.concatenate([skips[level], x], axis=-1)
+            x = nn.relu(x)
+            if level == 0:
+                x = Upsample2x(self.output_channels, mode=self.upsample, dtype=self.dtype,
+                               name="up_0")(x)
+                return jnp.tanh(x.astype(jnp.float32))
+            x = Upsample2x(self.channels(level - 1), use_bias=bias, mode=self.upsample,
+                           dtype=self.dtype, name=f"up_{level}")(x)
+            x = norm(name=f"up_{level}_norm")(x)
+            if level in dropout_levels and self.dropout_rate > 0:
+                x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        raise AssertionError("unreachable")

@@ -1,0 +1,199 @@
+"""The train state and the pure-functional Pix2Pix train step.
+
+`train_step(models, state, batch) -> (state, metrics)` runs one reference iteration: the
+generator forward once, a discriminator update on (A, B) vs (A, G(A)), then a generator update
+on GAN + lambda * L1 through the freshly updated discriminator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax.sharding import Mesh
+
+from p2p_jax import losses, optim, parallel
+from p2p_jax.models import build_discriminator, build_generator
+
+PyTree = Any
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything training needs to continue exactly: checkpointing saves this, nothing else."""
+
+    step: jax.Array
+    g_params: PyTree
+    g_batch_stats: PyTree
+    g_opt_state: PyTree
+    d_params: PyTree
+    d_batch_stats: PyTree
+    d_opt_state: PyTree
+    rng: jax.Array  # Base key; per-step randomness is fold_in(rng, step), so resume is exact.
+
+
+@dataclasses.dataclass(frozen=True)
+class Pix2Pix:
+    """The static parts of training: networks, optimizers and loss settings."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    g_tx: optax.GradientTransformation
+    d_tx: optax.GradientTransformation
+    schedule: optax.Schedule
+    gan_mode: str
+    lambda_l1: float
+    eval_mode: bool
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict, output_channels: int) -> Pix2Pix:
+        return cls(
+            generator=build_generator(config, output_channels),
+            discriminator=build_discriminator(config),
+            g_tx=optim.make_optimizer(config.optimizer),
+            d_tx=optim.make_optimizer(config.optimizer),
+            schedule=optim.learning_rate_schedule(config.optimizer),
+            gan_mode=config.loss.gan_mode,
+            lambda_l1=config.loss.lambda_l1,
+            eval_mode=config.model.eval_mode,
+        )
+
+
+def to_float(images: jax.Array) -> jax.Array:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return images.astype(jnp.float32) / 127.5 - 1.0
+
+
+def _apply(module: nn.Module, params: PyTree, stats: PyTree, x: jax.Array, train: bool,
+           rng: jax.Array | None = None) -> tuple[jax.Array, PyTree]:
+    """Applies a network and returns (output, updated batch statistics)."""
+    variables = {"params": params, **({"batch_stats": stats} if stats else {})}
+    rngs = {"dropout": rng} if rng is not None else {}
+    out, mutated = module.apply(variables, x, train=train, rngs=rngs, mutable=["batch_stats"])
+    return out, mutated.get("batch_stats", stats)
+
+
+def init_state(models: Pix2Pix, rng: jax.Array, input_shape: tuple[int, ...]) -> TrainState:
+    """Initial state for inputs of `input_shape` (N, H, W, C_in); the target has C_out."""
+    g_key, d_key, base = jax.random.split(rng, 3)
+    a = jnp.zeros(input_shape, jnp.float32)
+    g_vars = models.generator.init({"params": g_key}, a, train=False)
+    b = jax.eval_shape(lambda: models.generator.apply(g_vars, a, train=False))
+    pair = jnp.zeros((*input_shape[:3], input_shape[3] + b.shape[3]), jnp.float32)
+    d_vars = models.discriminator.init({"params": d_key}, pair, train=False)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_vars["params"],
+        g_batch_stats=g_vars.get("batch_stats", {}),
+        g_opt_state=models.g_tx.init(g_vars["params"]),
+        d_params=d_vars["params"],
+        d_batch_stats=d_vars.get("batch_stats", {}),
+        d_opt_state=models.d_tx.init(d_vars["params"]),
+        rng=base,
+    )
+
+
+def train_step(models: Pix2Pix, state: TrainState,
+               batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One Pix2Pix iteration in the reference's order (D update, then G update)."""
+    real_a, real_b = to_float(batch["A"]), to_float(batch["B"])
+    dropout_rng = jax.random.fold_in(state.rng, state.step)
+    G, D = models.generator, models.discriminator
+
+    def generate(g_params):
+        return _apply(G, g_params, state.g_batch_stats, real_a, True, dropout_rng)
+
+    # The generator runs forward once; its VJP later carries the G-loss gradient back.
+    fake_b, g_vjp, g_batch_stats = jax.vjp(generate, state.g_params, has_aux=True)
+
+    def d_loss_fn(d_params):
+        fake_logits, stats = _apply(
+            D, d_params, state.d_batch_stats,
+            jnp.concatenate([real_a, jax.lax.stop_gradient(fake_b)], -1), True)
+        real_logits, stats = _apply(D, d_params, stats,
+                                    jnp.concatenate([real_a, real_b], -1), True)
+        loss_real, loss_fake = losses.discriminator_loss(models.gan_mode, real_logits, fake_logits)
+        return 0.5 * (loss_real + loss_fake), (loss_real, loss_fake, stats)
+
+    (d_loss, (d_real, d_fake, d_batch_stats)), d_grads = jax.value_and_grad(
+        d_loss_fn, has_aux=True)(state.d_params)
+    d_updates, d_opt_state = models.d_tx.update(d_grads, state.d_opt_state, state.d_params)
+    d_params = optax.apply_updates(state.d_params, d_updates)
+
+    def g_loss_fn(fake):
+        logits, stats = _apply(D, d_params, d_batch_stats,
+                               jnp.concatenate([real_a, fake], -1), True)
+        gan = losses.generator_gan_loss(models.gan_mode, logits)
+        l1 = losses.l1_loss(fake, real_b)
+        return gan + models.lambda_l1 * l1, (gan, l1, stats)
+
+    (g_loss, (g_gan, g_l1, d_batch_stats)), fake_grad = jax.value_and_grad(
+        g_loss_fn, has_aux=True)(fake_b)
+    (g_grads,) = g_vjp(fake_grad)
+    g_updates, g_opt_state = models.g_tx.update(g_grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, g_updates)
+
+    new_state = state.replace(
+        step=state.step + 1, g_params=g_params, g_batch_stats=g_batch_stats,
+        g_opt_state=g_opt_state, d_params=d_params, d_batch_stats=d_batch_stats,
+        d_opt_state=d_opt_state)
+    metrics = {
+        "d_loss": d_loss, "d_real": d_real, "d_fake": d_fake, "g_loss": g_loss,
+        "g_gan": g_gan, "g_l1": g_l1, "learning_rate": models.schedule(state.step),
+        "g_grad_norm": optax.tree.norm(g_grads), "d_grad_norm": optax.tree.norm(d_grads),
+    }
+    return new_state, metrics
+
+
+def generate(models: Pix2Pix, state: TrainState, images: jax.Array,
+             rng: jax.Array) -> jax.Array:
+    """Generator outputs in [-1, 1] for uint8 inputs, as the reference's test script makes them.
+
+    Without `model.eval_mode` (the reference's default) each image is normalised with its own
+    batch statistics and keeps dropout, exactly like the reference testing at batch size 1;
+    with it, running statistics and no dropout.
+    """
+    x = to_float(images)
+    if models.eval_mode:
+        return _apply(models.generator, state.g_params, state.g_batch_stats, x, False)[0]
+
+    def one(image, key):
+        out, _ = _apply(models.generator, state.g_params, state.g_batch_stats, image[None],
+                        True, key)
+        return out[0]
+
+    return jax.vmap(one)(x, jax.random.split(rng, x.shape[0]))
+
+
+def state_shardings(abstract_state: TrainState, mesh: Mesh) -> TrainState:
+    """Parameters and optimizer states are replicated; the batch carries the parallelism."""
+    return jax.tree.map(lambda _: parallel.replicated(mesh), abstract_state)
+
+
+def create_sharded_state(models: Pix2Pix, seed: int, input_shape: tuple[int, ...],
+                         mesh: Mesh) -> TrainState:
+    """Initialises the state directly into its shardings (no host copy of the parameters)."""
+    init = functools.partial(init_state, models, input_shape=input_shape)
+    rng = jax.random.PRNGKey(seed)
+    shardings = state_shardings(jax.eval_shape(init, rng), mesh)
+    return jax.jit(init, out_shardings=shardings)(rng)
+
+
+def compile_train_step(models: Pix2Pix, state: TrainState, batch_spec: dict[str, Any],
+                       mesh: Mesh):
+    """Compiles the step once, with shardings and the state donated; returns the executable."""
+    shardings = state_shardings(state, mesh)
+    step = jax.jit(
+        functools.partial(train_step, models),
+        in_shardings=(shardings, parallel.batch_sharding(mesh)),
+        out_shardings=(shardings, parallel.replicated(mesh)),
+        donate_argnums=0,
+    )
+    return step.lower(state, batch_spec).compile()

@@ -1,0 +1,142 @@
+"""The training loop: wires data, state, the compiled step, checkpoints and summaries."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from clu import metric_writers, parameter_overview, periodic_actions
+
+from p2p_jax import checkpointing, evaluate, parallel, summaries, train, validation
+from p2p_jax.data import pipeline
+
+
+def _batch_spec(config: ml_collections.ConfigDict, mesh) -> dict[str, jax.ShapeDtypeStruct]:
+    size, ds = config.dataset.image_size, config.dataset
+    sharding = parallel.batch_sharding(mesh)
+    return {
+        "A": jax.ShapeDtypeStruct((config.batch_size, size, size, ds.input_channels), jnp.uint8,
+                                  sharding=sharding),
+        "B": jax.ShapeDtypeStruct((config.batch_size, size, size, ds.output_channels), jnp.uint8,
+                                  sharding=sharding),
+    }
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    path = os.path.join(workdir, "config.json")
+    with open(path + ".tmp", "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    os.replace(path + ".tmp", path)
+
+
+class _Samples:
+    """Fixed eval examples rendered as (input | generated | target) grids."""
+
+    def __init__(self, config, evaluator: evaluate.Evaluator, workdir: str, writer):
+        self._examples = pipeline.eval_examples(config, config.num_sample_images)
+        self._evaluator, self._writer = evaluator, writer
+        self._dir = os.path.join(workdir, "samples")
+        self._rng = jax.random.PRNGKey(config.seed + 1)
+
+    def __call__(self, step: int, state: train.TrainState) -> None:
+        outputs, _ = self._evaluator.generate(state, self._examples, self._rng)
+        grid = summaries.triptych_grid(self._examples["A"], summaries.to_uint8(outputs),
+                                       self._examples["B"])
+        self._writer.write_images(step, {"samples/input_generated_target": grid[None]})
+        if jax.process_index() == 0:
+            summaries.save_png(grid, os.path.join(self._dir, f"step_{step:08d}.png"))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
+    """Trains to `config.num_train_steps`, resuming from the latest checkpoint in `workdir`."""
+    validation.validate_config(config)
+    mesh = parallel.create_mesh()
+    parallel.check_batch_size(config.batch_size, mesh)
+    is_chief = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+    if is_chief:
+        _write_config(config, workdir)
+    logging.info("process %d/%d: %d local of %d devices (%s)", jax.process_index(),
+                 jax.process_count(), jax.local_device_count(), jax.device_count(),
+                 jax.devices()[0].device_kind)
+
+    train_iter = pipeline.create_train_iterator(config)
+    models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
+    input_shape = (1, config.dataset.image_size, config.dataset.image_size,
+                   config.dataset.input_channels)
+    state = train.create_sharded_state(models, config.seed, input_shape, mesh)
+
+    manager = checkpointing.create_manager(workdir, config)
+    latest = manager.latest_step()
+    if latest is not None:
+        state = checkpointing.restore(manager, latest, state, train_iter)
+        logging.info("resumed from checkpoint at step %d", latest)
+    start_step = int(jax.device_get(state.step))
+
+    writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
+    if start_step == 0:
+        for name, params in (("generator", state.g_params), ("discriminator", state.d_params)):
+            logging.info("%s:", name)
+            parameter_overview.log_parameter_overview(params)
+        writer.write_hparams(_flatten(config))
+
+    compile_start = time.perf_counter()
+    step_fn = train.compile_train_step(models, state, _batch_spec(config, mesh), mesh)
+    compile_s = time.perf_counter() - compile_start
+    logging.info("train step compiled in %.1f s", compile_s)
+    writer.write_scalars(start_step, {"train/compile_s": compile_s})
+
+    evaluator = evaluate.Evaluator(models, mesh, config.eval.batch_size)
+    eval_examples = pipeline.eval_examples(config, config.eval.num_examples)
+    samples = _Samples(config, evaluator, workdir, writer)
+    progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+                                               writer=writer)
+    eval_rng = jax.random.PRNGKey(config.seed + 2)
+
+    pending, last_log_step, last_log_time = [], start_step, time.perf_counter()
+    with jax.transfer_guard("disallow"):
+        for step in range(start_step + 1, config.num_train_steps + 1):
+            with jax.profiler.StepTraceAnnotation("train", step_num=step):
+                batch = parallel.global_batch(next(train_iter), mesh)
+                state, metrics = step_fn(state, batch)
+            pending.append(metrics)
+            progress(step)
+            last = step == config.num_train_steps
+            if step % config.log_every_steps == 0 or last:
+                scalars = {f"train/{k}": float(v) for k, v in
+                           _mean(jax.device_get(pending)).items()}
+                elapsed = time.perf_counter() - last_log_time
+                scalars["train/images_per_sec"] = (
+                    (step - last_log_step) * config.batch_size / max(elapsed, 1e-9))
+                writer.write_scalars(step, scalars)
+                pending, last_log_step, last_log_time = [], step, time.perf_counter()
+            if step % config.sample_every_steps == 0 or last:
+                samples(step, state)
+            if step % config.eval_every_steps == 0 or last:
+                results = evaluator.evaluate(state, eval_examples, eval_rng)
+                writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
+            if step % config.checkpoint_every_steps == 0 or last:
+                checkpointing.save(manager, step, state, train_iter)
+    manager.wait_until_finished()
+    manager.close()
+    writer.flush()
+    return state
+
+
+def _mean(metrics: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    return {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+
+
+def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

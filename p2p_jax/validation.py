@@ -1,0 +1,62 @@
+"""Start-up checks of the config: every mistake is one clear line, before any compilation."""
+
+from __future__ import annotations
+
+import functools
+
+import ml_collections
+
+from p2p_jax import losses, optim
+from p2p_jax.data import sources, transforms
+from p2p_jax.models import DISCRIMINATORS, GENERATORS, generator_downsampling
+from p2p_jax.models.layers import NORMS, UPSAMPLE_MODES
+
+DTYPES = ("float32", "bfloat16")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key and the fix."""
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
+
+
+def _positive(key: str, value: int) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key}={value} must be positive")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError naming the first bad key."""
+    _choice("dtype", config.dtype, DTYPES)
+    _choice("model.generator", config.model.generator, GENERATORS)
+    _choice("model.discriminator", config.model.discriminator, DISCRIMINATORS)
+    _choice("model.norm", config.model.norm, NORMS)
+    _choice("model.upsample", config.model.upsample, UPSAMPLE_MODES)
+    _choice("loss.gan_mode", config.loss.gan_mode, losses.GAN_MODES)
+    _choice("optimizer.schedule", config.optimizer.schedule, optim.SCHEDULES)
+    _choice("dataset.source", config.dataset.source, sources.SOURCES)
+    _choice("dataset.preprocess", config.dataset.preprocess, transforms.PREPROCESS_MODES)
+    _choice("dataset.direction", config.dataset.direction, ("AtoB", "BtoA"))
+    for key in ("batch_size", "num_train_steps", "log_every_steps", "sample_every_steps",
+                "checkpoint_every_steps", "eval_every_steps", "dataset.image_size",
+                "dataset.load_size", "model.ngf", "model.ndf", "eval.batch_size"):
+        _positive(key, functools.reduce(getattr, key.split("."), config))
+    if not 0.0 <= config.model.dropout < 1.0:
+        raise ConfigError(f"model.dropout={config.model.dropout} must be in [0, 1)")
+    if config.loss.lambda_l1 < 0:
+        raise ConfigError(f"loss.lambda_l1={config.loss.lambda_l1} must be >= 0")
+    multiple = generator_downsampling(config.model)
+    if config.dataset.image_size % multiple:
+        raise ConfigError(
+            f"dataset.image_size={config.dataset.image_size} is not a multiple of {multiple}, "
+            f"which model.generator={config.model.generator!r} needs"
+            + (" (2**model.num_downs)" if config.model.generator == "unet" else ""))
+    crops = config.dataset.preprocess in ("resize_and_crop", "scale_width_and_crop")
+    if crops and config.dataset.load_size < config.dataset.image_size:
+        raise ConfigError(f"dataset.load_size={config.dataset.load_size} is smaller than "
+                          f"dataset.image_size={config.dataset.image_size}, the crop taken from it")
+    if config.model.generator == "unet" and config.model.num_downs < 2:
+        raise ConfigError(f"model.num_downs={config.model.num_downs} must be at least 2")

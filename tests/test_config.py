@@ -1,0 +1,59 @@
+"""Every config loads and validates; mistakes fail in one clear line."""
+
+import importlib
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from p2p_jax import parallel, validation
+from p2p_jax.validation import ConfigError
+
+CONFIG_NAMES = sorted(p.stem for p in pathlib.Path("configs").glob("*.py") if p.stem != "__init__")
+
+
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_every_config_loads_and_validates(name):
+    config = importlib.import_module(f"configs.{name}").get_config()
+    validation.validate_config(config)
+    with pytest.raises(AttributeError, match="does not exist"):
+        config.modle = None
+
+
+def test_step_counts_follow_num_train_steps(tiny_config):
+    tiny_config.num_train_steps = 1000
+    assert tiny_config.optimizer.constant_steps == 500
+    assert tiny_config.optimizer.decay_steps == 500
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("dataset.image_size", 48, "dataset.image_size=48 is not a multiple of 32"),
+    ("model.generator", "unet_512", "model.generator='unet_512' is not one of"),
+    ("model.norm", "group", "model.norm='group' is not one of"),
+    ("dtype", "float16", "dtype='float16' is not one of"),
+    ("dataset.load_size", 16, "dataset.load_size=16 is smaller than dataset.image_size=32"),
+    ("batch_size", 0, "batch_size=0 must be positive"),
+    ("model.dropout", 1.0, "model.dropout=1.0 must be in"),
+])
+def test_bad_values_fail_with_the_key_named(tiny_config, key, value, message):
+    section, _, field = key.rpartition(".")
+    setattr(tiny_config[section] if section else tiny_config, field, value)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        validation.validate_config(tiny_config)
+
+
+def test_batch_must_divide_devices(devices):
+    with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 devices"):
+        parallel.check_batch_size(12, parallel.create_mesh(devices))
+    parallel.check_batch_size(16, parallel.create_mesh(devices))
+
+
+def test_command_line_typo_fails_before_training(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "p2p_jax.main", "--config=configs/tiny.py",
+         f"--workdir={tmp_path}", "--config.model.generatr=unet"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "generatr" in result.stderr
+    assert not (tmp_path / "checkpoints").exists()

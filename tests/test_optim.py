@@ -1,0 +1,42 @@
+"""Learning-rate schedules, in steps."""
+
+import ml_collections
+import pytest
+
+from p2p_jax import optim
+
+
+def opt_config(schedule: str) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        learning_rate=2e-4, b1=0.5, b2=0.999, schedule=schedule, constant_steps=100,
+        decay_steps=100, step_size=30, step_gamma=0.1))
+
+
+def test_linear_is_constant_then_decays_to_zero():
+    lr = optim.learning_rate_schedule(opt_config("linear"))
+    assert lr(0) == pytest.approx(2e-4)
+    assert lr(100) == pytest.approx(2e-4)
+    assert lr(150) == pytest.approx(1e-4)
+    assert lr(200) == pytest.approx(0.0)
+    assert lr(250) == pytest.approx(0.0)
+
+
+def test_cosine_step_constant():
+    cosine = optim.learning_rate_schedule(opt_config("cosine"))
+    assert cosine(0) == pytest.approx(2e-4) and cosine(50) == pytest.approx(1e-4)
+    assert cosine(100) == pytest.approx(0.0, abs=1e-12)
+    step = optim.learning_rate_schedule(opt_config("step"))
+    assert step(29) == pytest.approx(2e-4) and step(30) == pytest.approx(2e-5)
+    assert step(65) == pytest.approx(2e-6)
+    assert optim.learning_rate_schedule(opt_config("constant"))(10**6) == pytest.approx(2e-4)
+    with pytest.raises(ValueError, match="optimizer.schedule"):
+        optim.learning_rate_schedule(opt_config("plateau"))
+
+
+def test_adam_uses_beta1_one_half():
+    import jax.numpy as jnp
+    tx = optim.make_optimizer(opt_config("constant"))
+    params = {"w": jnp.zeros(2)}
+    updates, _ = tx.update({"w": jnp.array([1.0, -2.0])}, tx.init(params), params)
+    # First Adam step: m/(1-b1) / (sqrt(v/(1-b2)) + eps) = sign(g), scaled by -lr.
+    assert updates["w"].tolist() == pytest.approx([-2e-4, 2e-4], rel=1e-4)
