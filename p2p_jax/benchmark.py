@@ -1,0 +1,175 @@
+"""Benchmarks that print one JSON line each: `train`, `predict` and `input`.
+
+  python -m p2p_jax.benchmark train --config=configs/facades.py --config.batch_size=4 --steps=10
+  python -m p2p_jax.benchmark predict --config=configs/facades.py --config.batch_size=16
+  python -m p2p_jax.benchmark input --config=configs/default.py --steps=50
+
+`train` and `predict` time the compiled step on synthetic on-device data (median after warm-up,
+each call blocked until ready); FLOPs come from XLA's cost analysis of the compiled step and
+the peak from a large matmul measured in the same process.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from p2p_jax import parallel, train, validation
+from p2p_jax.data import pipeline
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/facades.py", "Config file.")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed iterations after warm-up.")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed iterations after compilation.")
+
+
+def median_seconds(fn: Callable[[], object], steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak_gflops(n: int = 4096, steps: int = 5) -> float:
+    """Best-case f32 matmul throughput of this backend: the denominator of utilization."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    return 2 * n**3 / median_seconds(lambda: matmul(a, b), steps, 1) / 1e9
+
+
+def compiled_flops(compiled) -> float:
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list):  # Older jax returns one dict per device program.
+        analysis = analysis[0]
+    return float(analysis.get("flops", 0.0)) if analysis else 0.0
+
+
+def peak_memory_bytes(compiled) -> int | None:
+    """The device allocator's peak where the backend reports it, else XLA's static estimate."""
+    stats = jax.devices()[0].memory_stats()
+    if stats and "peak_bytes_in_use" in stats:
+        return int(stats["peak_bytes_in_use"])
+    memory = compiled.memory_analysis()
+    if memory is None:
+        return None
+    return int(memory.temp_size_in_bytes + memory.argument_size_in_bytes
+               + memory.output_size_in_bytes - memory.alias_size_in_bytes)
+
+
+def synthetic_batch(config, mesh, batch_size: int) -> dict[str, jax.Array]:
+    size = config.dataset.image_size
+    rng = np.random.default_rng(0)
+    shapes = {"A": config.dataset.input_channels, "B": config.dataset.output_channels}
+    host = {k: rng.integers(0, 256, (batch_size, size, size, c), dtype=np.uint8)
+            for k, c in shapes.items()}
+    return {k: jax.device_put(v, parallel.batch_sharding(mesh)) for k, v in host.items()}
+
+
+def report(config, kind: str, batch_size: int, step_s: float, compile_s: float, compiled,
+           **extra) -> dict:
+    flops = compiled_flops(compiled)
+    peak = matmul_peak_gflops()
+    achieved = flops / step_s / 1e9
+    return {
+        "benchmark": kind,
+        "generator": config.model.generator,
+        "discriminator": config.model.discriminator,
+        "image_size": config.dataset.image_size,
+        "batch_size": batch_size,
+        "dtype": config.dtype,
+        "images_per_sec": batch_size / step_s,
+        "step_time_s": step_s,
+        "compile_s": compile_s,
+        "flops_per_step": flops,
+        "achieved_gflops": achieved,
+        "peak_gflops": peak,
+        "utilization": achieved / peak,
+        "peak_memory_bytes": peak_memory_bytes(compiled),
+        "device_kind": jax.devices()[0].device_kind,
+        "device_count": jax.device_count(),
+        **extra,
+    }
+
+
+def bench_train(config) -> dict:
+    mesh = parallel.create_mesh()
+    parallel.check_batch_size(config.batch_size, mesh)
+    models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
+    size = config.dataset.image_size
+    state = train.create_sharded_state(
+        models, config.seed, (1, size, size, config.dataset.input_channels), mesh)
+    batch = synthetic_batch(config, mesh, config.batch_size)
+    start = time.perf_counter()
+    compiled = train.compile_train_step(models, state, batch, mesh)
+    compile_s = time.perf_counter() - start
+    holder = [state]
+
+    def step():
+        holder[0], metrics = compiled(holder[0], batch)
+        return metrics
+
+    step_s = median_seconds(step, _STEPS.value, _WARMUP.value)
+    return report(config, "train", config.batch_size, step_s, compile_s, compiled)
+
+
+def bench_predict(config) -> dict:
+    mesh = parallel.create_mesh()
+    parallel.check_batch_size(config.batch_size, mesh)
+    models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
+    size = config.dataset.image_size
+    state = train.create_sharded_state(
+        models, config.seed, (1, size, size, config.dataset.input_channels), mesh)
+    batch = synthetic_batch(config, mesh, config.batch_size)
+    rng = jax.random.PRNGKey(0)
+    fn = jax.jit(functools.partial(train.generate, models),
+                 out_shardings=parallel.batch_sharding(mesh))
+    start = time.perf_counter()
+    compiled = fn.lower(state, batch["A"], rng).compile()
+    compile_s = time.perf_counter() - start
+    step_s = median_seconds(lambda: compiled(state, batch["A"], rng), _STEPS.value,
+                            _WARMUP.value)
+    return report(config, "predict", config.batch_size, step_s, compile_s, compiled)
+
+
+def bench_input(config) -> dict:
+    """The host pipeline alone: read + decode + transforms + batch, no device work."""
+    it = pipeline.create_train_iterator(config, 0, 1)
+    for _ in range(_WARMUP.value):
+        next(it)
+    start = time.perf_counter()
+    for _ in range(_STEPS.value):
+        next(it)
+    elapsed = time.perf_counter() - start
+    return {"benchmark": "input", "source": config.dataset.source,
+            "preprocess": config.dataset.preprocess, "batch_size": config.batch_size,
+            "worker_count": config.dataset.worker_count,
+            "images_per_sec": _STEPS.value * config.batch_size / elapsed}
+
+
+BENCHMARKS = {"train": bench_train, "predict": bench_predict, "input": bench_input}
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2 or argv[1] not in BENCHMARKS:
+        raise app.UsageError(f"usage: python -m p2p_jax.benchmark {{{','.join(BENCHMARKS)}}} "
+                             "--config=FILE [--steps=N]")
+    config = _CONFIG.value
+    validation.validate_config(config)
+    print(json.dumps(BENCHMARKS[argv[1]](config)), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
