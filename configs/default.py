@@ -18,6 +18,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 500
     config.eval_every_steps = 500
     config.dtype = "float32"  # "bfloat16" on TPU/GPU: compute in bf16, params stay float32.
+    # Steps with a non-finite loss or gradient are skipped; this many in a row stop training.
+    config.nan_patience = 20
 
     config.dataset = ml_collections.ConfigDict()
     config.dataset.source = "synthetic_scenes"  # or "aligned" (pix2pix A|B folders).
@@ -68,8 +70,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.max_to_keep = 3
     config.checkpoint.async_save = True
+    # On SIGTERM: finish the step, save, wait for the save, exit 0; warn if slower than this.
+    config.checkpoint.preemption_timeout_s = 60.0
 
     config.eval = ml_collections.ConfigDict()
     config.eval.num_examples = 64
     config.eval.batch_size = 16
+
+    config.debug = ml_collections.ConfigDict()
+    # Fault injection for tests: these steps get NaN inputs (so a non-finite loss).
+    config.debug.nonfinite_steps = ()
     return config.lock()

@@ -7,6 +7,7 @@ temporary folder and renames it on commit, so an interrupted save is never resto
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 import grain
@@ -14,6 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -31,10 +33,28 @@ def create_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.Check
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
          data_iterator: grain.DatasetIterator) -> None:
-    """Starts an (async) save; `manager.wait_until_finished()` makes it durable."""
-    manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
+    """Starts an (async) save; `wait` makes it durable. Errors of an earlier async save (disk
+    full, permissions) surface here or in `wait` as one clear error."""
+    try:
+        manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
+    except Exception as e:
+        raise _save_error(manager, step, e) from e
+
+
+def wait(manager: ocp.CheckpointManager) -> None:
+    try:
+        manager.wait_until_finished()
+    except Exception as e:
+        raise _save_error(manager, None, e) from e
+
+
+def _save_error(manager: ocp.CheckpointManager, step: int | None, e: Exception) -> RuntimeError:
+    what = f"checkpoint save at step {step}" if step is not None else "a checkpoint save"
+    return RuntimeError(
+        f"{what} under {manager.directory} failed ({type(e).__name__}: {e}); earlier "
+        f"checkpoints are intact (steps {manager.all_steps()}); check free disk space")
 
 
 def restore(manager: ocp.CheckpointManager, step: int, target_state: Any,
@@ -45,6 +65,47 @@ def restore(manager: ocp.CheckpointManager, step: int, target_state: Any,
         state=ocp.args.StandardRestore(abstract),
         data=grain.checkpoint.CheckpointRestore(data_iterator)))
     return restored.state
+
+
+def restore_latest(manager: ocp.CheckpointManager, target_state: Any,
+                   data_iterator: grain.DatasetIterator) -> tuple[Any, int] | None:
+    """Restores the newest readable checkpoint; None if there is none.
+
+    A newest checkpoint damaged by hand (files deleted or truncated) is moved to
+    `checkpoints_unreadable/` with a clear message, and the previous one is used. If no
+    checkpoint can be restored (e.g. the model config changed), nothing is moved and the
+    error says so.
+    """
+    failures = []
+    for step in sorted(manager.all_steps(), reverse=True):
+        try:
+            state = restore(manager, step, target_state, data_iterator)
+        except Exception as e:  # Orbax raises many types for damaged files.
+            logging.error("checkpoint at step %d is unreadable: %s: %s", step, type(e).__name__, e)
+            failures.append((step, e))
+            continue
+        for bad_step, error in failures:
+            _set_aside(manager, bad_step, error)
+        if failures:
+            manager.reload()
+        return state, step
+    if failures:
+        step, error = failures[0]
+        raise RuntimeError(
+            f"no checkpoint in {manager.directory} can be restored (newest, step {step}: "
+            f"{type(error).__name__}: {error}); if the model config changed, use a new workdir")
+    return None
+
+
+def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
+    source = os.path.join(str(manager.directory), str(step))
+    target = os.path.join(os.path.dirname(str(manager.directory)), "checkpoints_unreadable",
+                          str(step))
+    if jax.process_index() == 0 and os.path.exists(source):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.move(source, target)
+    logging.warning("checkpoint at step %d is damaged (%s); moved to %s and resumed from the "
+                    "previous one", step, type(error).__name__, target)
 
 
 def load_train_state(workdir: str, step: int | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import numpy as np
 from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 
-from p2p_jax import checkpointing, evaluate, parallel, summaries, train, validation
+from p2p_jax import checkpointing, evaluate, parallel, preemption, summaries, train, validation
 from p2p_jax.data import pipeline
 
 
@@ -72,10 +72,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     state = train.create_sharded_state(models, config.seed, input_shape, mesh)
 
     manager = checkpointing.create_manager(workdir, config)
-    latest = manager.latest_step()
-    if latest is not None:
-        state = checkpointing.restore(manager, latest, state, train_iter)
-        logging.info("resumed from checkpoint at step %d", latest)
+    restored = checkpointing.restore_latest(manager, state, train_iter)
+    if restored is not None:
+        state, restored_step = restored
+        logging.info("resumed from checkpoint at step %d", restored_step)
     start_step = int(jax.device_get(state.step))
 
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
@@ -98,38 +98,75 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
                                                writer=writer)
     eval_rng = jax.random.PRNGKey(config.seed + 2)
 
+    watcher = preemption.PreemptionWatcher(manager)
     pending, last_log_step, last_log_time = [], start_step, time.perf_counter()
-    with jax.transfer_guard("disallow"):
-        for step in range(start_step + 1, config.num_train_steps + 1):
-            with jax.profiler.StepTraceAnnotation("train", step_num=step):
-                batch = parallel.global_batch(next(train_iter), mesh)
-                state, metrics = step_fn(state, batch)
-            pending.append(metrics)
-            progress(step)
-            last = step == config.num_train_steps
-            if step % config.log_every_steps == 0 or last:
-                scalars = {f"train/{k}": float(v) for k, v in
-                           _mean(jax.device_get(pending)).items()}
-                elapsed = time.perf_counter() - last_log_time
-                scalars["train/images_per_sec"] = (
-                    (step - last_log_step) * config.batch_size / max(elapsed, 1e-9))
-                writer.write_scalars(step, scalars)
-                pending, last_log_step, last_log_time = [], step, time.perf_counter()
-            if step % config.sample_every_steps == 0 or last:
-                samples(step, state)
-            if step % config.eval_every_steps == 0 or last:
-                results = evaluator.evaluate(state, eval_examples, eval_rng)
-                writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
-            if step % config.checkpoint_every_steps == 0 or last:
-                checkpointing.save(manager, step, state, train_iter)
-    manager.wait_until_finished()
-    manager.close()
-    writer.flush()
+    try:
+        with jax.transfer_guard("disallow"):
+            for step in range(start_step + 1, config.num_train_steps + 1):
+                with jax.profiler.StepTraceAnnotation("train", step_num=step):
+                    batch = parallel.global_batch(next(train_iter), mesh)
+                    state, metrics = step_fn(state, batch)
+                pending.append(metrics)
+                progress(step)
+                last = step == config.num_train_steps
+                if step % config.log_every_steps == 0 or last:
+                    scalars = _summarise(jax.device_get(pending))
+                    elapsed = time.perf_counter() - last_log_time
+                    scalars["images_per_sec"] = (
+                        (step - last_log_step) * config.batch_size / max(elapsed, 1e-9))
+                    writer.write_scalars(step, {f"train/{k}": v for k, v in scalars.items()})
+                    _check_nonfinite(scalars, step, config.nan_patience, manager)
+                    pending, last_log_step, last_log_time = [], step, time.perf_counter()
+                if step % config.sample_every_steps == 0 or last:
+                    samples(step, state)
+                if step % config.eval_every_steps == 0 or last:
+                    results = evaluator.evaluate(state, eval_examples, eval_rng)
+                    writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
+                preempted = watcher.reached(step)
+                if step % config.checkpoint_every_steps == 0 or last or preempted:
+                    checkpointing.save(manager, step, state, train_iter)
+                if preempted:
+                    logging.warning("preempted: checkpoint at step %d written; exiting", step)
+                    break
+        checkpointing.wait(manager)
+        watcher.report_exit(config.checkpoint.preemption_timeout_s)
+    finally:
+        watcher.close()
+        manager.close()
+        writer.flush()
     return state
 
 
-def _mean(metrics: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    return {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+class NonFiniteError(RuntimeError):
+    """Training produced non-finite losses or gradients for too many consecutive steps."""
+
+
+def _check_nonfinite(scalars: dict[str, float], step: int, patience: int, manager) -> None:
+    streak = int(scalars["nonfinite_streak"])
+    if streak:
+        logging.warning("%d consecutive steps up to %d had a non-finite loss or gradient; "
+                        "their updates were skipped", streak, step)
+    if streak >= patience:
+        manager.wait_until_finished()
+        raise NonFiniteError(
+            f"{streak} consecutive non-finite steps up to step {step} (nan_patience={patience});"
+            f" last good checkpoint: step {manager.latest_step()} in {manager.directory}")
+
+
+# Counters are reported as their latest value; everything else as the mean of finite values.
+_LATEST = ("skipped_steps", "nonfinite_streak")
+
+
+def _summarise(metrics: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    summary = {}
+    for key in metrics[0]:
+        values = np.array([m[key] for m in metrics], np.float64)
+        finite = values[np.isfinite(values)]
+        if key in _LATEST:
+            summary[key] = float(values[-1])
+        else:
+            summary[key] = float(finite.mean()) if finite.size else float("nan")
+    return summary
 
 
 def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, object]:

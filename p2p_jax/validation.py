@@ -42,7 +42,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _choice("dataset.direction", config.dataset.direction, ("AtoB", "BtoA"))
     for key in ("batch_size", "num_train_steps", "log_every_steps", "sample_every_steps",
                 "checkpoint_every_steps", "eval_every_steps", "dataset.image_size",
-                "dataset.load_size", "model.ngf", "model.ndf", "eval.batch_size"):
+                "dataset.load_size", "model.ngf", "model.ndf", "eval.batch_size", "nan_patience",
+                "checkpoint.max_to_keep"):
         _positive(key, functools.reduce(getattr, key.split("."), config))
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"model.dropout={config.model.dropout} must be in [0, 1)")

@@ -1,0 +1,151 @@
+"""Fault tolerance: non-finite steps, SIGTERM, SIGKILL at random times, damaged checkpoints."""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from p2p_jax import checkpointing, parallel, train, trainer
+from p2p_jax.data import pipeline
+
+
+def test_nonfinite_step_is_skipped_and_counted(tiny_config, devices):
+    tiny_config.debug.nonfinite_steps = (2,)
+    mesh = parallel.create_mesh(devices[:1])
+    models = train.Pix2Pix.from_config(tiny_config, 3)
+    state = train.create_sharded_state(models, 0, (1, 32, 32, 3), mesh)
+    it = pipeline.create_train_iterator(tiny_config, 0, 1)
+    step_fn = None
+    history = []
+    for _ in range(3):
+        batch = parallel.global_batch(next(it), mesh)
+        step_fn = step_fn or train.compile_train_step(models, state, batch, mesh)
+        before = jax.device_get(state.g_params)
+        state, metrics = step_fn(state, batch)
+        history.append((before, jax.device_get(state), jax.device_get(metrics)))
+    (_, after1, m1), (before2, after2, m2), (_, after3, m3) = history
+    assert np.isfinite(m1["g_loss"]) and not np.isfinite(m2["g_loss"])
+    jax.tree.map(np.testing.assert_array_equal, before2, after2.g_params)  # Update dropped.
+    jax.tree.map(np.testing.assert_array_equal, after1.g_opt_state, after2.g_opt_state)
+    assert (int(m2["skipped_steps"]), int(m2["nonfinite_streak"])) == (1, 1)
+    assert (int(m3["skipped_steps"]), int(m3["nonfinite_streak"])) == (1, 0)
+    assert int(after2.step) == 2
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(after3.g_params))
+
+
+def test_too_many_nonfinite_steps_stop_with_last_good_checkpoint(tiny_config, tmp_path):
+    tiny_config.debug.nonfinite_steps = (4, 5, 6)
+    tiny_config.nan_patience = 2
+    tiny_config.log_every_steps = 1
+    with pytest.raises(trainer.NonFiniteError,
+                       match=r"2 consecutive non-finite steps up to step 5.*last good "
+                             r"checkpoint: step 3"):
+        trainer.train_and_evaluate(tiny_config, str(tmp_path))
+    assert os.path.isdir(tmp_path / "checkpoints" / "3")
+
+
+def run_main(workdir, *overrides, wait=True):
+    """Runs the trainer CLI; returns its output, or the running process with wait=False."""
+    command = [sys.executable, "-m", "p2p_jax.main", "--config=configs/tiny.py",
+               f"--workdir={workdir}", "--config.batch_size=8", *overrides]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if not wait:
+        return proc
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output[-3000:]
+    return output
+
+
+LONG_RUN = {"num_train_steps": 40, "optimizer.constant_steps": 20, "optimizer.decay_steps": 20,
+            "sample_every_steps": 1000, "eval_every_steps": 1000, "log_every_steps": 10,
+            "checkpoint_every_steps": 4, "checkpoint.max_to_keep": 2}
+LONG_RUN_FLAGS = [f"--config.{k}={v}" for k, v in LONG_RUN.items()]
+
+
+def wait_for_checkpoint(workdir, proc, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        folder = os.path.join(workdir, "checkpoints")
+        if os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder)):
+            return
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_sigkill_at_random_times_then_resume_is_bit_exact(tiny_config, tmp_path):
+    for key, value in LONG_RUN.items():
+        section, _, field = key.rpartition(".")
+        setattr(tiny_config[section] if section else tiny_config, field, value)
+    trainer.train_and_evaluate(tiny_config, str(tmp_path / "straight"))
+    expected = checkpointing.load_train_state(str(tmp_path / "straight"))
+    assert int(expected["step"]) == 40
+    rng = random.Random(0)
+    for trial in range(2):
+        workdir = str(tmp_path / f"killed_{trial}")
+        proc = run_main(workdir, *LONG_RUN_FLAGS, wait=False)
+        wait_for_checkpoint(workdir, proc)
+        time.sleep(rng.uniform(0.0, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        assert int(checkpointing.load_train_state(workdir)["step"]) < 40, "killed too late"
+        assert "resumed from checkpoint at step" in run_main(workdir, *LONG_RUN_FLAGS)
+        jax.tree.map(np.testing.assert_array_equal, checkpointing.load_train_state(workdir),
+                     expected)
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+    workdir = str(tmp_path)
+    proc = run_main(workdir, "--config.num_train_steps=100000", "--config.log_every_steps=50",
+                    "--config.sample_every_steps=100000", "--config.eval_every_steps=100000",
+                    "--config.checkpoint_every_steps=100000", wait=False)
+    for line in proc.stdout:
+        if "train step compiled" in line:
+            break
+    time.sleep(1.0)
+    start = time.time()
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output[-3000:]
+    assert time.time() - start < 60
+    assert "preempted: checkpoint at step" in output
+    step = int(checkpointing.load_train_state(workdir)["step"])
+    assert 0 < step < 100000
+
+
+def damage(checkpoint_folder):
+    """Truncates every file of the saved arrays, as a half-copied or corrupted disk would."""
+    for root, _, files in os.walk(os.path.join(checkpoint_folder, "state")):
+        for name in files:
+            with open(os.path.join(root, name), "r+b") as f:
+                f.truncate(7)
+
+
+def test_damaged_latest_checkpoint_falls_back_to_previous(tiny_config, tmp_path):
+    from tests.test_main import fixed_schedule
+
+    workdir, straight = str(tmp_path / "run"), str(tmp_path / "straight")
+    trainer.train_and_evaluate(fixed_schedule(tiny_config, 6), workdir)
+    damage(os.path.join(workdir, "checkpoints", "6"))
+    trainer.train_and_evaluate(fixed_schedule(tiny_config, 8), workdir)
+    assert os.path.isdir(os.path.join(workdir, "checkpoints_unreadable", "6"))
+    trainer.train_and_evaluate(fixed_schedule(tiny_config, 8), straight)
+    jax.tree.map(np.testing.assert_array_equal, checkpointing.load_train_state(workdir),
+                 checkpointing.load_train_state(straight))
+
+
+def test_no_restorable_checkpoint_is_a_clear_error(tiny_config, tmp_path):
+    trainer.train_and_evaluate(tiny_config, str(tmp_path))
+    for step in ("3", "6"):
+        damage(os.path.join(tmp_path, "checkpoints", step))
+    with pytest.raises(RuntimeError, match="no checkpoint in .* can be restored"):
+        trainer.train_and_evaluate(tiny_config, str(tmp_path))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "6"]  # Nothing moved.
+    shutil.rmtree(tmp_path)
