@@ -103,15 +103,19 @@ def conv_transpose_reference(x: jax.Array, kernel: jax.Array, stride: int, paddi
     )
 
 
-def _phase_taps(kernel_size: int, stride: int, padding: int, phase: int) -> tuple[list[int], int]:
-    """Kernel taps that reach output positions `stride*m + phase`, and the input offset.
+def _phase_kernel(kernel: jax.Array, stride: int, padding: int, phase: int, axis: int
+                  ) -> tuple[jax.Array, int]:
+    """The kernel taps along `axis` that reach outputs `stride*m + phase`, and the input offset.
 
-    out[s*m + r] = sum_j x[m + q - j] * w[s*j + c] with c = (r+p) mod s, q = (r+p) // s.
-    Returned taps are ordered for a correlation over x[m + q - J + 1 .. m + q].
+    out[s*m + r] = sum_j x[m + q - j] * w[s*j + c] with c = (r+p) mod s, q = (r+p) // s, so the
+    phase is a correlation of x[m + q - J + 1 .. m + q] with the taps w[c::s] reversed. Static
+    strided slices (not gathers) keep the kernel gradient a cheap pad instead of a scatter.
     """
     c, q = (phase + padding) % stride, (phase + padding) // stride
-    taps = list(range(c, kernel_size, stride))[::-1]
-    return taps, q - len(taps) + 1
+    index = [slice(None)] * kernel.ndim
+    index[axis] = slice(c, None, stride)
+    taps = jnp.flip(kernel[tuple(index)], axis)
+    return taps, q - taps.shape[axis] + 1
 
 
 def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array, stride: int, padding: int,
@@ -131,13 +135,12 @@ def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array, stride: int, paddin
         raise ValueError(f"sub-pixel transposed conv needs output = {stride}x input; got {out_h}")
     rows = []
     for ph in range(stride):
-        taps_h, off_h = _phase_taps(k, stride, padding, ph)
+        rows_kernel, off_h = _phase_kernel(kernel, stride, padding, ph, axis=0)
         cols = []
         for pw in range(stride):
-            taps_w, off_w = _phase_taps(k, stride, padding, pw)
-            sub = kernel[jnp.array(taps_h)][:, jnp.array(taps_w)]
-            pad_h = (-off_h, off_h + len(taps_h) - 1)
-            pad_w = (-off_w, off_w + len(taps_w) - 1)
+            sub, off_w = _phase_kernel(rows_kernel, stride, padding, pw, axis=1)
+            pad_h = (-off_h, off_h + sub.shape[0] - 1)
+            pad_w = (-off_w, off_w + sub.shape[1] - 1)
             cols.append(lax.conv_general_dilated(
                 x, sub, (1, 1), (pad_h, pad_w),
                 dimension_numbers=("NHWC", "HWIO", "NHWC")))
