@@ -21,6 +21,11 @@ def get_config() -> ml_collections.ConfigDict:
     # Steps with a non-finite loss or gradient are skipped; this many in a row stop training.
     config.nan_patience = 20
 
+    config.mesh = ml_collections.ConfigDict()
+    config.mesh.data = -1  # Devices for pure data parallelism; -1: all that fsdp leaves.
+    config.mesh.fsdp = 1  # >1: those devices also split large parameters and Adam moments.
+    config.mesh.fsdp_min_size = 2**18  # Arrays smaller than this stay replicated.
+
     config.dataset = ml_collections.ConfigDict()
     config.dataset.source = "synthetic_scenes"  # or "aligned" (pix2pix A|B folders).
     config.dataset.path = ""
@@ -81,3 +86,31 @@ def get_config() -> ml_collections.ConfigDict:
     # Fault injection for tests: these steps get NaN inputs (so a non-finite loss).
     config.debug.nonfinite_steps = ()
     return config.lock()
+
+
+def scale_to_batch(config: ml_collections.ConfigDict, global_batch: int) -> None:
+    """Pod-sized variant of a task config: same epochs at a larger global batch.
+
+    The learning rate follows square-root scaling from the config's batch (safer than linear
+    scaling for Adam on a GAN), steps shrink so the number of epochs stays the same, and
+    compute moves to bfloat16 (parameters and Adam stay float32).
+    """
+    ratio = global_batch / config.batch_size
+    config.optimizer.learning_rate = config.optimizer.learning_rate * ratio**0.5
+    config.num_train_steps = max(int(config.num_train_steps / ratio), 1)
+    config.log_every_steps = max(int(config.log_every_steps / ratio), 1)
+    for key in ("sample_every_steps", "checkpoint_every_steps", "eval_every_steps"):
+        config[key] = max(int(config[key] / ratio), 1)
+    config.batch_size = global_batch
+    config.dtype = "bfloat16"
+
+
+def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+    """`""`: the config as is; `"podB"` (e.g. `--config=configs/cityscapes.py:pod256`): scaled
+    to a global batch of B for a TPU pod slice or GPU cluster."""
+    if not variant:
+        return config
+    if variant.startswith("pod") and variant[3:].isdigit() and int(variant[3:]) > 0:
+        scale_to_batch(config, int(variant[3:]))
+        return config
+    raise ValueError(f"unknown config variant {variant!r}; use podB, e.g. pod64")

@@ -6,7 +6,8 @@ Data: the pix2pix `maps` folder (photo | map side by side): --config.dataset.pat
 from configs import default
 
 
-def get_config():
+def get_config(variant: str = ""):
+    """`configs/NAME.py:podB` scales it to a global batch of B (see default.apply_variant)."""
     config = default.get_config()
     config.dataset.source = "aligned"
     config.dataset.direction = "AtoB"
@@ -22,4 +23,4 @@ def get_config():
     config.sample_every_steps = 5000
     config.checkpoint_every_steps = 10000
     config.eval_every_steps = 10000
-    return config
+    return default.apply_variant(config, variant)

@@ -7,7 +7,8 @@ upsampled low-resolution image: --config.dataset.path=/data/sr
 from configs import default
 
 
-def get_config():
+def get_config(variant: str = ""):
+    """`configs/NAME.py:podB` scales it to a global batch of B (see default.apply_variant)."""
     config = default.get_config()
     config.dataset.source = "aligned"
     config.dataset.image_size = 256
@@ -23,4 +24,4 @@ def get_config():
     config.sample_every_steps = 5000
     config.checkpoint_every_steps = 10000
     config.eval_every_steps = 10000
-    return config
+    return default.apply_variant(config, variant)

@@ -105,12 +105,13 @@ def report(config, kind: str, batch_size: int, step_s: float, compile_s: float, 
 
 
 def bench_train(config) -> dict:
-    mesh = parallel.create_mesh()
+    mesh = parallel.create_mesh(config.mesh)
     parallel.check_batch_size(config.batch_size, mesh)
     models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
     size = config.dataset.image_size
     state = train.create_sharded_state(
-        models, config.seed, (1, size, size, config.dataset.input_channels), mesh)
+        models, config.seed, (1, size, size, config.dataset.input_channels), mesh,
+        config.mesh.fsdp_min_size)
     batch = synthetic_batch(config, mesh, config.batch_size)
     start = time.perf_counter()
     compiled = train.compile_train_step(models, state, batch, mesh)
@@ -126,12 +127,13 @@ def bench_train(config) -> dict:
 
 
 def bench_predict(config) -> dict:
-    mesh = parallel.create_mesh()
+    mesh = parallel.create_mesh(config.mesh)
     parallel.check_batch_size(config.batch_size, mesh)
     models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
     size = config.dataset.image_size
     state = train.create_sharded_state(
-        models, config.seed, (1, size, size, config.dataset.input_channels), mesh)
+        models, config.seed, (1, size, size, config.dataset.input_channels), mesh,
+        config.mesh.fsdp_min_size)
     batch = synthetic_batch(config, mesh, config.batch_size)
     rng = jax.random.PRNGKey(0)
     fn = jax.jit(functools.partial(train.generate, models),

@@ -6,8 +6,6 @@ temporary folder and renames it on commit, so an interrupted save is never resto
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import Any
 
 import grain
@@ -16,10 +14,13 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
 
-def checkpoint_dir(workdir: str) -> str:
-    return os.path.join(os.path.abspath(workdir), "checkpoints")
+def checkpoint_dir(workdir: str) -> epath.Path:
+    """`WORKDIR/checkpoints`, local or gs://."""
+    path = epath.Path(workdir)
+    return (path if "://" in str(workdir) else path.absolute()) / "checkpoints"
 
 
 def create_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
@@ -38,7 +39,8 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
     try:
         manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
-            data=grain.checkpoint.CheckpointSave(data_iterator)), force=True)
+            data=grain.checkpoint.CheckpointSave(data_iterator),
+            layout=ocp.args.JsonSave({"process_count": jax.process_count()})), force=True)
     except Exception as e:
         raise _save_error(manager, step, e) from e
 
@@ -58,18 +60,30 @@ def _save_error(manager: ocp.CheckpointManager, step: int | None, e: Exception) 
 
 
 def restore(manager: ocp.CheckpointManager, step: int, target_state: Any,
-            data_iterator: grain.DatasetIterator) -> Any:
-    """Restores `step` onto the shardings of `target_state`; the iterator is set in place."""
+            data_iterator: grain.DatasetIterator) -> tuple[Any, bool]:
+    """Restores `step` onto the shardings of `target_state` (any mesh shape).
+
+    Returns (state, whether the iterator was restored in place). Grain's iterator state is per
+    process, so it is restored only when the process count is the one that saved it; otherwise
+    the caller repositions the data stream from the step.
+    """
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract),
-        data=grain.checkpoint.CheckpointRestore(data_iterator)))
-    return restored.state
+    layout = manager.restore(step, args=ocp.args.Composite(layout=ocp.args.JsonRestore())).layout
+    same_layout = layout["process_count"] == jax.process_count()
+    items = {"state": ocp.args.StandardRestore(abstract)}
+    if same_layout:
+        items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    else:
+        logging.warning("checkpoint at step %d was written by %d processes, this run has %d: the "
+                        "data position is recomputed from the step", step,
+                        layout["process_count"], jax.process_count())
+    return manager.restore(step, args=ocp.args.Composite(**items)).state, same_layout
 
 
 def restore_latest(manager: ocp.CheckpointManager, target_state: Any,
-                   data_iterator: grain.DatasetIterator) -> tuple[Any, int] | None:
-    """Restores the newest readable checkpoint; None if there is none.
+                   data_iterator: grain.DatasetIterator) -> tuple[Any, int, bool] | None:
+    """Restores the newest readable checkpoint: (state, step, iterator restored); None if there
+    is none.
 
     A newest checkpoint damaged by hand (files deleted or truncated) is moved to
     `checkpoints_unreadable/` with a clear message, and the previous one is used. If no
@@ -79,7 +93,7 @@ def restore_latest(manager: ocp.CheckpointManager, target_state: Any,
     failures = []
     for step in sorted(manager.all_steps(), reverse=True):
         try:
-            state = restore(manager, step, target_state, data_iterator)
+            state, data_restored = restore(manager, step, target_state, data_iterator)
         except Exception as e:  # Orbax raises many types for damaged files.
             logging.error("checkpoint at step %d is unreadable: %s: %s", step, type(e).__name__, e)
             failures.append((step, e))
@@ -88,7 +102,7 @@ def restore_latest(manager: ocp.CheckpointManager, target_state: Any,
             _set_aside(manager, bad_step, error)
         if failures:
             manager.reload()
-        return state, step
+        return state, step, data_restored
     if failures:
         step, error = failures[0]
         raise RuntimeError(
@@ -98,22 +112,30 @@ def restore_latest(manager: ocp.CheckpointManager, target_state: Any,
 
 
 def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
-    source = os.path.join(str(manager.directory), str(step))
-    target = os.path.join(os.path.dirname(str(manager.directory)), "checkpoints_unreadable",
-                          str(step))
-    if jax.process_index() == 0 and os.path.exists(source):
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.move(source, target)
+    source = epath.Path(manager.directory) / str(step)
+    target = epath.Path(manager.directory).parent / "checkpoints_unreadable" / str(step)
+    if jax.process_index() == 0 and source.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source.rename(target)
     logging.warning("checkpoint at step %d is damaged (%s); moved to %s and resumed from the "
                     "previous one", step, type(error).__name__, target)
 
 
 def load_train_state(workdir: str, step: int | None = None) -> dict[str, Any]:
-    """The saved train state as NumPy pytrees (latest step by default), for notebooks and tests."""
+    """The saved train state as NumPy pytrees (latest step by default), for notebooks and tests.
+
+    Works whatever mesh or number of processes wrote the checkpoint.
+    """
     with ocp.CheckpointManager(checkpoint_dir(workdir),
-                               options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+                               options=ocp.CheckpointManagerOptions(read_only=True),
+                               item_handlers={"state": ocp.StandardCheckpointHandler()}
+                               ) as manager:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}")
-        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                                manager.item_metadata(step)["state"])
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract)))
     return jax.tree.map(np.asarray, restored.state)

@@ -8,11 +8,17 @@ import logging as py_logging
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from p2p_jax import trainer
+from p2p_jax import parallel, trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (ml_collections).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, summaries and samples go.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None,
+    "HOST:PORT of process 0, for multi-process runs outside TPU VM pods and SLURM (which are "
+    "detected automatically).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -27,6 +33,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.get_absl_handler().addFilter(_QuietLibraries())
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     logging.info("config:\n%s", _CONFIG.value)
     trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 

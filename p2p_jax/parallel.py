@@ -1,18 +1,77 @@
-"""Device mesh and shardings. The rest of the code never asks how many devices there are."""
+"""Multi-host start-up, the device mesh and every sharding rule.
+
+The mesh has two axes: `data` (pure data parallelism) and `fsdp` (data parallelism whose
+devices also split large parameters and their Adam moments). The batch is split over both;
+parameters are replicated unless `mesh.fsdp > 1`. The rest of the code never asks how many
+devices or processes there are.
+"""
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import jax
+import ml_collections
 import numpy as np
+from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-DATA_AXIS = "data"
+DATA_AXIS, FSDP_AXIS = "data", "fsdp"
+BATCH_AXES = (DATA_AXIS, FSDP_AXIS)
 
 
-def create_mesh(devices: list[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh whose `data` axis spans every device of every process."""
+def initialize_distributed(coordinator_address: str | None = None,
+                           num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """Joins the multi-controller runtime when run as one of several processes.
+
+    Explicit flags win; otherwise TPU VM pod slices and SLURM jobs of several tasks are
+    detected by `jax.distributed.initialize()` itself; a lone process does nothing.
+    """
+    explicit = coordinator_address is not None
+    slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    tpu_pod = "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
+    if not (explicit or slurm or tpu_pod):
+        return
+    # CPU processes exchange collectives through gloo (local runs, tests); GPU/TPU ignore it.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if explicit:
+        jax.distributed.initialize(coordinator_address=coordinator_address,
+                                   num_processes=num_processes, process_id=process_id)
+    else:
+        jax.distributed.initialize()
+    logging.info("joined %d processes as process %d", jax.process_count(), jax.process_index())
+
+
+def mesh_shape(mesh_config: ml_collections.ConfigDict, num_devices: int) -> tuple[int, int]:
+    """(data, fsdp) sizes; -1 takes all devices the other axis leaves."""
+    data, fsdp = mesh_config.data, mesh_config.fsdp
+    if data == -1 and fsdp == -1:
+        raise ValueError("mesh.data and mesh.fsdp cannot both be -1")
+    if data == -1:
+        data = num_devices // fsdp if fsdp > 0 else 0
+    if fsdp == -1:
+        fsdp = num_devices // data if data > 0 else 0
+    if data <= 0 or fsdp <= 0 or data * fsdp != num_devices:
+        raise ValueError(f"mesh.data={mesh_config.data} x mesh.fsdp={mesh_config.fsdp} does not "
+                         f"cover the {num_devices} devices; use -1 for one of them")
+    return data, fsdp
+
+
+def create_mesh(mesh_config: ml_collections.ConfigDict | None = None,
+                devices: list[jax.Device] | None = None) -> Mesh:
+    """A (data, fsdp) mesh over every device of every process (pure data parallel by default).
+
+    Devices are ordered by process, so each process's devices hold a contiguous block of the
+    batch: the block that process reads from its own data shard.
+    """
     devices = jax.devices() if devices is None else devices
-    return Mesh(np.asarray(devices), (DATA_AXIS,))
+    if mesh_config is None:
+        mesh_config = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
+    shape = mesh_shape(mesh_config, len(devices))
+    ordered = sorted(devices, key=lambda d: (d.process_index, d.id))
+    return Mesh(np.asarray(ordered).reshape(shape), BATCH_AXES)
 
 
 def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
@@ -23,18 +82,44 @@ def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Leading (batch) dimension split over `data`."""
-    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+    """Leading (batch) dimension split over every device."""
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+def parameter_sharding(shape: tuple[int, ...], mesh: Mesh, min_size: int) -> NamedSharding:
+    """FSDP rule: split the largest dimension that divides evenly over `fsdp`, for arrays of at
+    least `min_size` elements; everything else (and everything without FSDP) is replicated."""
+    fsdp = mesh.shape[FSDP_AXIS]
+    if fsdp == 1 or int(np.prod(shape, dtype=np.int64)) < min_size:
+        return replicated(mesh)
+    for axis in sorted(range(len(shape)), key=lambda a: -shape[a]):
+        if shape[axis] % fsdp == 0:
+            spec = [None] * len(shape)
+            spec[axis] = FSDP_AXIS
+            return NamedSharding(mesh, PartitionSpec(*spec))
+    return replicated(mesh)
+
+
+def tree_shardings(abstract_tree: Any, mesh: Mesh, min_size: int) -> Any:
+    """Shardings for a state pytree: Adam moments get the same rule as their parameters."""
+    return jax.tree.map(lambda x: parameter_sharding(x.shape, mesh, min_size), abstract_tree)
+
+
 def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """Assembles each process's slice into one global array sharded over `data`."""
+    """Assembles each process's slice into one global array sharded over the batch axes.
+
+    This is the loop's one intended host-to-device copy, so it is allowed explicitly under the
+    trainer's transfer guard (multi-process assembly goes through a path the guard counts as
+    implicit).
+    """
     sharding = batch_sharding(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local_batch.items()}
+    with jax.transfer_guard_host_to_device("allow"):
+        return {k: jax.make_array_from_process_local_data(sharding, v)
+                for k, v in local_batch.items()}
 
 
 def global_batch_from_host_copy(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

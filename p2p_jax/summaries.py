@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import io
 
 import numpy as np
+from etils import epath
 from PIL import Image
 
 
@@ -33,9 +34,13 @@ def triptych_grid(inputs: np.ndarray, outputs: np.ndarray, targets: np.ndarray,
     return np.concatenate(out, axis=0)
 
 
-def save_png(image: np.ndarray, path: str) -> None:
-    """Writes atomically (temp file + rename), so a reader never sees half a PNG."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
+def save_png(image: np.ndarray, path: str | epath.Path) -> None:
+    """Writes atomically (temp file + rename), so a reader never sees half a PNG; local paths
+    and gs:// alike."""
+    path = epath.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import jax
@@ -11,6 +10,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
+from etils import epath
 
 from p2p_jax import checkpointing, evaluate, parallel, preemption, summaries, train, validation
 from p2p_jax.data import pipeline
@@ -28,10 +28,9 @@ def _batch_spec(config: ml_collections.ConfigDict, mesh) -> dict[str, jax.ShapeD
 
 
 def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    path = os.path.join(workdir, "config.json")
-    with open(path + ".tmp", "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
-    os.replace(path + ".tmp", path)
+    tmp = epath.Path(workdir) / "config.json.tmp"
+    tmp.write_text(config.to_json_best_effort(indent=2))
+    tmp.replace(epath.Path(workdir) / "config.json")
 
 
 class _Samples:
@@ -40,7 +39,7 @@ class _Samples:
     def __init__(self, config, evaluator: evaluate.Evaluator, workdir: str, writer):
         self._examples = pipeline.eval_examples(config, config.num_sample_images)
         self._evaluator, self._writer = evaluator, writer
-        self._dir = os.path.join(workdir, "samples")
+        self._dir = epath.Path(workdir) / "samples"
         self._rng = jax.random.PRNGKey(config.seed + 1)
 
     def __call__(self, step: int, state: train.TrainState) -> None:
@@ -49,16 +48,16 @@ class _Samples:
                                        self._examples["B"])
         self._writer.write_images(step, {"samples/input_generated_target": grid[None]})
         if jax.process_index() == 0:
-            summaries.save_png(grid, os.path.join(self._dir, f"step_{step:08d}.png"))
+            summaries.save_png(grid, self._dir / f"step_{step:08d}.png")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
     """Trains to `config.num_train_steps`, resuming from the latest checkpoint in `workdir`."""
     validation.validate_config(config)
-    mesh = parallel.create_mesh()
+    mesh = parallel.create_mesh(config.mesh)
     parallel.check_batch_size(config.batch_size, mesh)
     is_chief = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     if is_chief:
         _write_config(config, workdir)
     logging.info("process %d/%d: %d local of %d devices (%s)", jax.process_index(),
@@ -69,12 +68,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
     input_shape = (1, config.dataset.image_size, config.dataset.image_size,
                    config.dataset.input_channels)
-    state = train.create_sharded_state(models, config.seed, input_shape, mesh)
+    state = train.create_sharded_state(models, config.seed, input_shape, mesh,
+                                       config.mesh.fsdp_min_size)
 
     manager = checkpointing.create_manager(workdir, config)
     restored = checkpointing.restore_latest(manager, state, train_iter)
     if restored is not None:
-        state, restored_step = restored
+        state, restored_step, data_restored = restored
+        if not data_restored:
+            train_iter = pipeline.create_train_iterator(config, start_batch=restored_step)
         logging.info("resumed from checkpoint at step %d", restored_step)
     start_step = int(jax.device_get(state.step))
 

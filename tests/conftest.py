@@ -1,14 +1,19 @@
 """Test set-up: eight fake CPU devices, so every sharded code path runs on one CPU.
 
 XLA reads the flag when jax first initialises its backend, so it is set before any test
-imports jax. Single-device behaviour is tested on a mesh of one of these devices.
+imports jax. Single-device behaviour is tested on a mesh of one of these devices. A persistent
+compilation cache shared with the subprocesses that tests start saves recompiling the same
+tiny programs in every end-to-end run.
 """
 
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                            + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="p2p_jax_cache_"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import jax
 import pytest

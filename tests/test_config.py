@@ -45,8 +45,8 @@ def test_bad_values_fail_with_the_key_named(tiny_config, key, value, message):
 
 def test_batch_must_divide_devices(devices):
     with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 devices"):
-        parallel.check_batch_size(12, parallel.create_mesh(devices))
-    parallel.check_batch_size(16, parallel.create_mesh(devices))
+        parallel.check_batch_size(12, parallel.create_mesh(devices=devices))
+    parallel.check_batch_size(16, parallel.create_mesh(devices=devices))
 
 
 def test_command_line_typo_fails_before_training(tmp_path):

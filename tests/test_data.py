@@ -120,3 +120,22 @@ def test_aligned_folder_splits_halves_and_direction(tmp_path):
     (tmp_path / "test").mkdir()
     with pytest.raises(FileNotFoundError, match="no images in"):
         sources.AlignedFolder(str(tmp_path), "test", "AtoB")
+
+
+def test_global_batches_do_not_depend_on_the_process_count(tiny_config):
+    single = pipeline.create_train_iterator(tiny_config, 0, 1)
+    split = [pipeline.create_train_iterator(tiny_config, i, 4) for i in range(4)]
+    for _ in range(5):  # Past the first epoch, so reshuffling is covered too.
+        whole = next(single)
+        parts = [next(it) for it in split]
+        np.testing.assert_array_equal(whole["A"], np.concatenate([p["A"] for p in parts]))
+        np.testing.assert_array_equal(whole["B"], np.concatenate([p["B"] for p in parts]))
+
+
+def test_start_batch_positions_the_stream_like_consuming_it(tiny_config):
+    it = pipeline.create_train_iterator(tiny_config, 1, 2)
+    for _ in range(5):
+        next(it)
+    started = pipeline.create_train_iterator(tiny_config, 1, 2, start_batch=5)
+    for _ in range(3):
+        np.testing.assert_array_equal(next(started)["B"], next(it)["B"])

@@ -18,7 +18,7 @@ from p2p_jax.data import pipeline
 
 def test_nonfinite_step_is_skipped_and_counted(tiny_config, devices):
     tiny_config.debug.nonfinite_steps = (2,)
-    mesh = parallel.create_mesh(devices[:1])
+    mesh = parallel.create_mesh(devices=devices[:1])
     models = train.Pix2Pix.from_config(tiny_config, 3)
     state = train.create_sharded_state(models, 0, (1, 32, 32, 3), mesh)
     it = pipeline.create_train_iterator(tiny_config, 0, 1)

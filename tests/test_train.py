@@ -13,7 +13,7 @@ from p2p_jax.data import pipeline
 
 
 def setup(config, devices):
-    mesh = parallel.create_mesh(devices)
+    mesh = parallel.create_mesh(devices=devices)
     models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
     shape = (1, config.dataset.image_size, config.dataset.image_size, 3)
     state = train.create_sharded_state(models, config.seed, shape, mesh)

@@ -25,27 +25,31 @@ def local_batch_size(global_batch_size: int, process_count: int) -> int:
 
 
 def create_train_iterator(config: ml_collections.ConfigDict, process_index: int | None = None,
-                          process_count: int | None = None) -> grain.DatasetIterator:
-    """Endless shuffled, augmented batches of this process's shard of the train split.
+                          process_count: int | None = None,
+                          start_batch: int = 0) -> grain.DatasetIterator:
+    """Endless shuffled, augmented batches: this process's slice of each global batch.
 
-    Each process reads a disjoint slice of the examples; every epoch is reshuffled from the
-    seed, so the stream (and its saved iterator state) is a pure function of the config.
+    The global stream (shuffle, reshuffled every epoch, and per-example augmentation) is a pure
+    function of the seed, and global batch k is stream elements [k*B, (k+1)*B), split into
+    contiguous per-process slices. So every process count sees the same global batches, each
+    process reads and decodes only its own examples, and an epoch's examples are split
+    disjointly among processes. `start_batch` positions the stream at a global batch index
+    (resuming with a different process count, where Grain's saved per-process state does not
+    apply).
     """
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
     dataset = config.dataset
     source = sources.make_source(dataset, "train", config.seed)
-    if len(source) < process_count:
-        raise ValueError(f"train split has {len(source)} examples, fewer than the "
-                         f"{process_count} processes reading it")
     augment = functools.partial(
         transforms.preprocess_pair, mode=dataset.preprocess, load_size=dataset.load_size,
         crop_size=dataset.image_size, flip=dataset.flip)
-    ds = (grain.MapDataset.source(source)[process_index::process_count]
+    per_process = local_batch_size(config.batch_size, process_count)
+    ds = (grain.MapDataset.source(source)
           .shuffle(seed=config.seed)
           .repeat(None)
-          .random_map(augment, seed=config.seed + process_index)
-          .batch(local_batch_size(config.batch_size, process_count), drop_remainder=True))
+          .random_map(augment, seed=config.seed)
+          .batch(per_process, drop_remainder=True)[process_index::process_count][start_batch:])
     it = ds.to_iter_dataset(_read_options(dataset))
     if dataset.worker_count > 0:
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=dataset.worker_count))

@@ -1,0 +1,71 @@
+"""Multi-host on one machine: 2 processes x 2 CPU devices train like 1 x 4 and 1 x 1, and
+checkpoints move between process counts and mesh shapes."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from p2p_jax import checkpointing
+
+FLAGS = ["--config.batch_size=8", "--config.num_train_steps=4",
+         "--config.optimizer.constant_steps=3", "--config.optimizer.decay_steps=3",
+         "--config.log_every_steps=2", "--config.checkpoint_every_steps=2",
+         "--config.sample_every_steps=100", "--config.eval_every_steps=100"]
+
+
+def env_with_devices(count):
+    return {**os.environ, "JAX_PLATFORMS": "cpu",
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
+
+
+def run_single(workdir, devices, *extra):
+    result = subprocess.run(
+        [sys.executable, "-m", "p2p_jax.main", "--config=configs/tiny.py",
+         f"--workdir={workdir}", *FLAGS, *extra],
+        env=env_with_devices(devices), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stderr
+
+
+def run_two_processes(workdir, *extra):
+    result = subprocess.run(
+        ["bash", "launch/local_multiprocess.sh", "--devices_per_process=2", "2",
+         "configs/tiny.py", str(workdir), *FLAGS, *extra],
+        env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True,
+        timeout=400)
+    logs = [(workdir / "logs" / f"process_{i}.log").read_text() for i in range(2)]
+    assert result.returncode == 0, result.stderr + logs[0][-2000:] + logs[1][-2000:]
+    return logs
+
+
+def assert_states_close(a, b):
+    assert int(a["step"]) == int(b["step"])
+    close = lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-3, atol=2e-5)  # noqa: E731
+    jax.tree.map(close, a, b)
+
+
+def test_two_processes_match_one_process_and_share_checkpoints(tmp_path):
+    logs = run_two_processes(tmp_path / "2x2")
+    assert "joined 2 processes as process 1" in logs[1]
+    assert "process 1/2: 2 local of 4 devices" in logs[1]
+    run_single(tmp_path / "1x4", 4)
+    run_single(tmp_path / "1x1", 1)
+    two = checkpointing.load_train_state(str(tmp_path / "2x2"))
+    assert int(two["step"]) == 4
+    assert_states_close(two, checkpointing.load_train_state(str(tmp_path / "1x4")))
+    assert_states_close(two, checkpointing.load_train_state(str(tmp_path / "1x1")))
+
+    # A 2-process checkpoint resumes in 1 process on 1 device, and a 1-device one in 2
+    # processes (different process counts and mesh shapes).
+    shutil.copytree(tmp_path / "2x2", tmp_path / "2x2_then_1x1")
+    output = run_single(tmp_path / "2x2_then_1x1", 1, "--config.num_train_steps=6")
+    assert "resumed from checkpoint at step 4" in output
+    shutil.copytree(tmp_path / "1x1", tmp_path / "1x1_then_2x2")
+    logs = run_two_processes(tmp_path / "1x1_then_2x2", "--config.num_train_steps=6")
+    assert all("resumed from checkpoint at step 4" in log for log in logs)
+    assert_states_close(checkpointing.load_train_state(str(tmp_path / "2x2_then_1x1")),
+                        checkpointing.load_train_state(str(tmp_path / "1x1_then_2x2")))
