@@ -70,7 +70,8 @@ def peak_memory_bytes(compiled) -> int | None:
                + memory.output_size_in_bytes - memory.alias_size_in_bytes)
 
 
-_COLLECTIVE = re.compile(r"=\s*(\(?[^=]*?\)?)\s+(all-reduce|all-gather|reduce-scatter)(-start)?\(")
+_COLLECTIVE = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.-]+\s*=\s*(.*?)\s+"
+                         r"(?:all-reduce|all-gather|reduce-scatter)(?:-start)?\(", re.MULTILINE)
 _ARRAY = re.compile(r"(pred|s8|u8|s16|u16|s32|u32|s64|u64|bf16|f16|f32|f64)\[([\d,]*)\]")
 _BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2, "f16": 2, "s32": 4,
           "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8}
@@ -80,7 +81,7 @@ def collective_bytes(hlo_text: str) -> int:
     """Bytes produced by cross-device collectives in one step, from the compiled HLO: for a
     replicated data-parallel step this is the gradient (and batch-norm statistics) all-reduce."""
     total = 0
-    for match in _COLLECTIVE.finditer(hlo_text):
+    for match in _COLLECTIVE.finditer(re.sub(r"/\*.*?\*/", "", hlo_text)):
         for dtype, dims in _ARRAY.findall(match.group(1)):
             size = int(np.prod([int(d) for d in dims.split(",") if d], dtype=np.int64))
             total += size * _BYTES[dtype]

@@ -4,7 +4,7 @@ from p2p_jax import benchmark
 
 HLO = """
   %all-reduce.1 = f32[4,4,64,128]{3,2,1,0} all-reduce(f32[4,4,64,128]{3,2,1,0} %p), to_apply=%add
-  %all-reduce.2 = (f32[10]{0}, bf16[3,2]{1,0}) all-reduce(f32[10]{0} %a, bf16[3,2]{1,0} %b)
+  %all-reduce.2 = (f32[10]{0}, /*index=1*/bf16[3,2]{1,0}) all-reduce(f32[10]{0} %a, %b)
   %ag = f32[8,16]{1,0} all-gather-start(f32[1,16]{1,0} %x), dimensions={0}
   %conv = f32[4,4,64,128]{3,2,1,0} convolution(%x, %y)
 """

@@ -3,6 +3,7 @@ checkpoints move between process counts and mesh shapes."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -69,3 +70,34 @@ def test_two_processes_match_one_process_and_share_checkpoints(tmp_path):
     assert all("resumed from checkpoint at step 4" in log for log in logs)
     assert_states_close(checkpointing.load_train_state(str(tmp_path / "2x2_then_1x1")),
                         checkpointing.load_train_state(str(tmp_path / "1x1_then_2x2")))
+
+
+def test_sigterm_to_one_process_saves_all_at_the_same_step(tmp_path):
+    """JAX's preemption sync: every process agrees on the step, saves it and exits 0."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    logs = [open(tmp_path / f"process_{i}.log", "w+") for i in range(2)]  # noqa: SIM115
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "p2p_jax.main", "--config=configs/tiny.py",
+         f"--workdir={tmp_path / 'run'}", f"--coordinator_address=127.0.0.1:{port}",
+         "--num_processes=2", f"--process_id={i}", *FLAGS, "--config.num_train_steps=100000",
+         "--config.checkpoint_every_steps=100000", "--config.log_every_steps=50"],
+        env=env_with_devices(2), stdout=logs[i], stderr=subprocess.STDOUT) for i in range(2)]
+    deadline = time.time() + 240
+    while not all("train step compiled" in (tmp_path / f"process_{i}.log").read_text()
+                  for i in range(2)):
+        assert time.time() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.2)
+    time.sleep(2.0)
+    procs[0].send_signal(signal.SIGTERM)
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    texts = [(tmp_path / f"process_{i}.log").read_text() for i in range(2)]
+    steps = [int(t.split("preempted: checkpoint at step ")[1].split(" ")[0]) for t in texts]
+    assert steps[0] == steps[1] > 0
+    assert int(checkpointing.load_train_state(str(tmp_path / "run"))["step"]) == steps[0]
+    for log in logs:
+        log.close()
