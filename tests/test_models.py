@@ -142,3 +142,26 @@ def test_upsample_modes_share_parameters_and_outputs():
     assert layers.resolve_upsample("auto", "tpu") == "conv_transpose"
     with pytest.raises(ValueError, match="model.upsample"):
         layers.resolve_upsample("pixelshuffle")
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(4, 2, 1), (4, 1, 1), (3, 1, 0), (1, 1, 0)])
+def test_patch_matmul_convolution_equals_xla_convolution(kernel, stride, padding):
+    """Small maps on CPU go through `correlate`'s patch matmul: same values and gradients."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 6, 7, 5)).astype(np.float32)
+    w = rng.normal(size=(kernel, kernel, 5, 4)).astype(np.float32)
+    pads = ((padding, padding), (padding, padding))
+    assert layers.use_im2col(2 * 6 * 7, "cpu") and not layers.use_im2col(2 * 6 * 7, "tpu")
+
+    def xla(x, w):
+        return jax.lax.conv_general_dilated(x, w, (stride, stride), pads,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def ours(x, w):
+        return layers.correlate(x, w, stride, pads)
+
+    np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-4, atol=1e-4)
+    for a, b in zip(jax.grad(lambda x, w: jnp.sum(jnp.sin(ours(x, w))), (0, 1))(x, w),
+                    jax.grad(lambda x, w: jnp.sum(jnp.sin(xla(x, w))), (0, 1))(x, w),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
