@@ -88,6 +88,20 @@ def get_config() -> ml_collections.ConfigDict:
     return config.lock()
 
 
+def reference_256(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The reference's standard setting: pix2pix aligned folders, resize to 286, random 256
+    crops, unet_256 + 70x70 PatchGAN with 64 filters, batch 1."""
+    config.dataset.source = "aligned"
+    config.dataset.image_size = 256
+    config.dataset.load_size = 286
+    config.dataset.eval_split = "val"
+    config.model.generator = "unet_256"
+    config.model.ngf = 64
+    config.model.ndf = 64
+    config.batch_size = 1
+    return config
+
+
 def scale_to_batch(config: ml_collections.ConfigDict, global_batch: int) -> None:
     """Pod-sized variant of a task config: same epochs at a larger global batch.
 

@@ -1,4 +1,4 @@
-"""edges2shoes (edges -> photo): the reference trains 15 epochs at batch 4, no flip needed.
+"""edges2shoes (edges -> photo): the reference trains 15 epochs at batch 4 on 256x256 files.
 
 Data: the pix2pix `edges2shoes` folder (edges | photo side by side):
   --config.dataset.path=/data/edges2shoes
@@ -8,17 +8,11 @@ from configs import default
 
 
 def get_config(variant: str = ""):
-    """`configs/NAME.py:podB` scales it to a global batch of B (see default.apply_variant)."""
-    config = default.get_config()
-    config.dataset.source = "aligned"
+    """`configs/edges2shoes.py:podB` scales it to a global batch of B (default.apply_variant)."""
+    config = default.reference_256(default.get_config())
     config.dataset.direction = "AtoB"
-    config.dataset.image_size = 256
     config.dataset.load_size = 256
     config.dataset.preprocess = "none"
-    config.dataset.eval_split = "val"
-    config.model.generator = "unet_256"
-    config.model.ngf = 64
-    config.model.ndf = 64
     config.batch_size = 4
     config.num_train_steps = 15 * 50025 // 4
     config.log_every_steps = 200

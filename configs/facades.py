@@ -8,17 +8,9 @@ from configs import default
 
 
 def get_config(variant: str = ""):
-    """`configs/NAME.py:podB` scales it to a global batch of B (see default.apply_variant)."""
-    config = default.get_config()
-    config.dataset.source = "aligned"
+    """`configs/facades.py:podB` scales it to a global batch of B (see default.apply_variant)."""
+    config = default.reference_256(default.get_config())
     config.dataset.direction = "BtoA"  # The facades files hold photo | labels.
-    config.dataset.image_size = 256
-    config.dataset.load_size = 286
-    config.dataset.eval_split = "val"
-    config.model.generator = "unet_256"
-    config.model.ngf = 64
-    config.model.ndf = 64
-    config.batch_size = 1
     config.num_train_steps = 200 * 400  # 200 epochs of 400 images at batch 1.
     config.log_every_steps = 100
     config.sample_every_steps = 2000

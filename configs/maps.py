@@ -7,17 +7,9 @@ from configs import default
 
 
 def get_config(variant: str = ""):
-    """`configs/NAME.py:podB` scales it to a global batch of B (see default.apply_variant)."""
-    config = default.get_config()
-    config.dataset.source = "aligned"
+    """`configs/maps.py:podB` scales it to a global batch of B (see default.apply_variant)."""
+    config = default.reference_256(default.get_config())
     config.dataset.direction = "AtoB"
-    config.dataset.image_size = 256
-    config.dataset.load_size = 286
-    config.dataset.eval_split = "val"
-    config.model.generator = "unet_256"
-    config.model.ngf = 64
-    config.model.ndf = 64
-    config.batch_size = 1
     config.num_train_steps = 200 * 1096
     config.log_every_steps = 200
     config.sample_every_steps = 5000

@@ -8,16 +8,10 @@ from configs import default
 
 
 def get_config(variant: str = ""):
-    """`configs/NAME.py:podB` scales it to a global batch of B (see default.apply_variant)."""
-    config = default.get_config()
-    config.dataset.source = "aligned"
-    config.dataset.image_size = 256
+    """`configs/super_resolution.py:podB` scales it to a global batch of B (apply_variant)."""
+    config = default.reference_256(default.get_config())
     config.dataset.load_size = 256
-    config.dataset.preprocess = "crop"
-    config.model.generator = "unet_256"
-    config.model.ngf = 64
-    config.model.ndf = 64
-    config.loss.lambda_l1 = 100.0
+    config.dataset.preprocess = "crop"  # Resizing would blur the high-resolution target.
     config.batch_size = 4
     config.num_train_steps = 100000
     config.log_every_steps = 200

@@ -124,7 +124,8 @@ def report(config, kind: str, batch_size: int, step_s: float, compile_s: float, 
     }
 
 
-def bench_train(config) -> dict:
+def _setup(config):
+    """Mesh, networks, a sharded initial state and a synthetic batch, as the trainer has them."""
     mesh = parallel.create_mesh(config.mesh)
     parallel.check_batch_size(config.batch_size, mesh)
     models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
@@ -132,7 +133,11 @@ def bench_train(config) -> dict:
     state = train.create_sharded_state(
         models, config.seed, (1, size, size, config.dataset.input_channels), mesh,
         config.mesh.fsdp_min_size)
-    batch = synthetic_batch(config, mesh, config.batch_size)
+    return mesh, models, state, synthetic_batch(config, mesh, config.batch_size)
+
+
+def bench_train(config) -> dict:
+    mesh, models, state, batch = _setup(config)
     start = time.perf_counter()
     compiled = train.compile_train_step(models, state, batch, mesh)
     compile_s = time.perf_counter() - start
@@ -147,14 +152,7 @@ def bench_train(config) -> dict:
 
 
 def bench_predict(config) -> dict:
-    mesh = parallel.create_mesh(config.mesh)
-    parallel.check_batch_size(config.batch_size, mesh)
-    models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
-    size = config.dataset.image_size
-    state = train.create_sharded_state(
-        models, config.seed, (1, size, size, config.dataset.input_channels), mesh,
-        config.mesh.fsdp_min_size)
-    batch = synthetic_batch(config, mesh, config.batch_size)
+    mesh, models, state, batch = _setup(config)
     rng = jax.random.PRNGKey(0)
     fn = jax.jit(functools.partial(train.generate, models),
                  out_shardings=parallel.batch_sharding(mesh))

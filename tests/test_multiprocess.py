@@ -7,10 +7,8 @@ import signal
 import subprocess
 import sys
 
-import jax
-import numpy as np
-
 from p2p_jax import checkpointing
+from tests.helpers import assert_states_match
 
 FLAGS = ["--config.batch_size=8", "--config.num_train_steps=4",
          "--config.optimizer.constant_steps=3", "--config.optimizer.decay_steps=3",
@@ -45,8 +43,7 @@ def run_two_processes(workdir, *extra):
 
 def assert_states_close(a, b):
     assert int(a["step"]) == int(b["step"])
-    close = lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-3, atol=2e-5)  # noqa: E731
-    jax.tree.map(close, a, b)
+    assert_states_match(a, b)
 
 
 def test_two_processes_match_one_process_and_share_checkpoints(tmp_path):

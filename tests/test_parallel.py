@@ -2,11 +2,11 @@
 
 import jax
 import ml_collections
-import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
 from p2p_jax import checkpointing, parallel, trainer
+from tests.helpers import assert_states_match
 
 
 def mesh_config(data, fsdp):
@@ -44,9 +44,8 @@ def test_fsdp_training_equals_data_parallel_and_restores_across_meshes(tiny_conf
     kernel = state.g_params["down_3"]["kernel"]  # (4, 4, 32, 64): split over fsdp.
     assert kernel.sharding.spec == PartitionSpec(None, None, None, "fsdp")
     assert state.g_opt_state[0].mu["down_3"]["kernel"].sharding == kernel.sharding
-    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=2e-5)  # noqa: E731
-    jax.tree.map(close, checkpointing.load_train_state(data_parallel),
-                 checkpointing.load_train_state(fsdp))
+    assert_states_match(checkpointing.load_train_state(data_parallel),
+                        checkpointing.load_train_state(fsdp))
     # A data-parallel checkpoint resumes on the FSDP mesh.
     resumed = trainer.train_and_evaluate(fixed_schedule(tiny_config, 8), data_parallel)
     assert int(jax.device_get(resumed.step)) == 8
