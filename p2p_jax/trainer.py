@@ -56,9 +56,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     validation.validate_config(config)
     mesh = parallel.create_mesh(config.mesh)
     parallel.check_batch_size(config.batch_size, mesh)
-    is_chief = jax.process_index() == 0
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    if is_chief:
+    if jax.process_index() == 0:
         _write_config(config, workdir)
     logging.info("process %d/%d: %d local of %d devices (%s)", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(),
@@ -72,6 +71,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
                                        config.mesh.fsdp_min_size)
 
     manager = checkpointing.create_manager(workdir, config)
+    # Installed before restore and compilation, so a SIGTERM during start-up still saves.
+    watcher = preemption.PreemptionWatcher(manager)
+    try:
+        return _resume_and_train(config, workdir, mesh, models, state, train_iter, manager,
+                                 watcher)
+    finally:
+        watcher.close()
+        manager.close()
+
+
+def _resume_and_train(config, workdir, mesh, models, state, train_iter, manager, watcher):
+    """Restores the latest checkpoint if any, compiles the step and runs the loop."""
+    is_chief = jax.process_index() == 0
     restored = checkpointing.restore_latest(manager, state, train_iter)
     if restored is not None:
         state, restored_step, data_restored = restored
@@ -100,7 +112,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
                                                writer=writer)
     eval_rng = jax.random.PRNGKey(config.seed + 2)
 
-    watcher = preemption.PreemptionWatcher(manager)
     pending, last_log_step, last_log_time = [], start_step, time.perf_counter()
     try:
         with jax.transfer_guard("disallow"):
@@ -133,8 +144,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
         checkpointing.wait(manager)
         watcher.report_exit(config.checkpoint.preemption_timeout_s)
     finally:
-        watcher.close()
-        manager.close()
         writer.flush()
     return state
 
