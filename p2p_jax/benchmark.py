@@ -129,10 +129,7 @@ def _setup(config):
     mesh = parallel.create_mesh(config.mesh)
     parallel.check_batch_size(config.batch_size, mesh)
     models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
-    size = config.dataset.image_size
-    state = train.create_sharded_state(
-        models, config.seed, (1, size, size, config.dataset.input_channels), mesh,
-        config.mesh.fsdp_min_size)
+    state = train.initial_state(models, config, mesh)
     return mesh, models, state, synthetic_batch(config, mesh, config.batch_size)
 
 

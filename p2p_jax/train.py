@@ -215,6 +215,13 @@ def create_sharded_state(models: Pix2Pix, seed: int, input_shape: tuple[int, ...
     return lowered.compile(compiler_options={"xla_backend_optimization_level": 0})(rng)
 
 
+def initial_state(models: Pix2Pix, config: ml_collections.ConfigDict, mesh: Mesh) -> TrainState:
+    """`create_sharded_state` for the image size, channels, seed and FSDP rule of `config`."""
+    size, channels = config.dataset.image_size, config.dataset.input_channels
+    return create_sharded_state(models, config.seed, (1, size, size, channels), mesh,
+                                config.mesh.fsdp_min_size)
+
+
 def compile_train_step(models: Pix2Pix, state: TrainState, batch_spec: dict[str, Any],
                        mesh: Mesh):
     """Compiles the step once, with shardings and the state donated; returns the executable.

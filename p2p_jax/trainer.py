@@ -65,10 +65,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
 
     train_iter = pipeline.create_train_iterator(config)
     models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
-    input_shape = (1, config.dataset.image_size, config.dataset.image_size,
-                   config.dataset.input_channels)
-    state = train.create_sharded_state(models, config.seed, input_shape, mesh,
-                                       config.mesh.fsdp_min_size)
+    state = train.initial_state(models, config, mesh)
 
     manager = checkpointing.create_manager(workdir, config)
     # Installed before restore and compilation, so a SIGTERM during start-up still saves.
@@ -158,7 +155,7 @@ def _check_nonfinite(scalars: dict[str, float], step: int, patience: int, manage
         logging.warning("%d consecutive steps up to %d had a non-finite loss or gradient; "
                         "their updates were skipped", streak, step)
     if streak >= patience:
-        manager.wait_until_finished()
+        checkpointing.wait(manager)
         raise NonFiniteError(
             f"{streak} consecutive non-finite steps up to step {step} (nan_patience={patience});"
             f" last good checkpoint: step {manager.latest_step()} in {manager.directory}")
