@@ -1,7 +1,8 @@
-"""Colorization (grayscale -> colour) at 256x256 with unet_256.
+"""Colorization (grayscale -> colour) at 256x256 with unet_256, from any folder of photos.
 
-Until the data issue wires derived tasks, this trains on any aligned folder whose A half is the
-grayscale image: --config.dataset.path=/data/colorization
+Inputs are derived on the fly (ITU-R 601 gray, or Lab lightness with
+--config.dataset.derived.color_space=lab); photos in train/ and val/ subfolders:
+  --config.dataset.path=/data/photos
 """
 
 from configs import default
@@ -10,6 +11,8 @@ from configs import default
 def get_config(variant: str = ""):
     """`configs/colorization.py:podB` scales it to a global batch of B (apply_variant)."""
     config = default.reference_256(default.get_config())
+    config.dataset.source = "images"
+    config.dataset.task = "colorization"
     config.num_train_steps = 100000
     config.log_every_steps = 200
     config.sample_every_steps = 5000

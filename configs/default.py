@@ -27,18 +27,37 @@ def get_config() -> ml_collections.ConfigDict:
     config.mesh.fsdp_min_size = 2**18  # Arrays smaller than this stay replicated.
 
     config.dataset = ml_collections.ConfigDict()
-    config.dataset.source = "synthetic_scenes"  # or "aligned" (pix2pix A|B folders).
-    config.dataset.path = ""
+    # synthetic_scenes (embedded) | aligned (A|B files) | paired (A/ and B/ folders) |
+    # images (plain photos, for derived tasks) | array_record (p2p_jax.data.convert) | tfds
+    config.dataset.source = "synthetic_scenes"
+    config.dataset.path = ""  # Folder (with train/, val/, test/) or ArrayRecord directory.
     config.dataset.direction = "AtoB"
     config.dataset.num_train = 2000  # synthetic_scenes only.
     config.dataset.num_eval = 64  # synthetic_scenes only.
-    config.dataset.eval_split = "val"
+    config.dataset.tfds_name = ""  # e.g. cityscapes/semantic_segmentation
+    config.dataset.tfds_data_dir = ""  # "" = TFDS's default (~/tensorflow_datasets).
+    config.dataset.tfds_a_key = ""  # Feature for A; "" = derived from B by `task`.
+    config.dataset.tfds_b_key = "image"
+    config.dataset.tfds_palette = ""  # "cityscapes": render A's label ids in these colours.
+    # paired: A and B come from the data. Or A derived from the photo B: colorization |
+    # super_resolution | edges | stylize | denoise (settings in `derived`).
+    config.dataset.task = "paired"
+    config.dataset.derived = ml_collections.ConfigDict()
+    config.dataset.derived.color_space = "gray"  # colorization input: gray | lab (L channel)
+    config.dataset.derived.sr_factor = 4
+    config.dataset.derived.sr_kernel = "bicubic"  # bicubic | area | bilinear | gaussian
+    config.dataset.derived.canny_low = 100
+    config.dataset.derived.canny_high = 200
+    # stylization | pencil_sketch | pencil_color | detail_enhance (OpenCV renderings)
+    config.dataset.derived.style = "stylization"
+    config.dataset.derived.noise_std = 25.0  # denoise: Gaussian noise on the 0..255 scale.
     config.dataset.image_size = 64  # Training crop; the reference's crop_size.
     config.dataset.load_size = 72  # Resize target before cropping; the reference's load_size.
     config.dataset.preprocess = "resize_and_crop"
     config.dataset.flip = True
-    config.dataset.input_channels = 3
-    config.dataset.output_channels = 3
+    # 0: as in the data (the first readable example); 1 or 3: every image converted to it.
+    config.dataset.input_channels = 0
+    config.dataset.output_channels = 0
     config.dataset.worker_count = 0  # Grain worker processes; 0 reads in this process.
     config.dataset.read_threads = 2
     config.dataset.prefetch_buffer_size = 4
@@ -79,6 +98,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint.preemption_timeout_s = 60.0
 
     config.eval = ml_collections.ConfigDict()
+    config.eval.split = "val"
     config.eval.num_examples = 64
     config.eval.batch_size = 16
 
@@ -94,7 +114,6 @@ def reference_256(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
     config.dataset.source = "aligned"
     config.dataset.image_size = 256
     config.dataset.load_size = 286
-    config.dataset.eval_split = "val"
     config.model.generator = "unet_256"
     config.model.ngf = 64
     config.model.ndf = 64

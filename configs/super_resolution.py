@@ -1,7 +1,8 @@
-"""Super-resolution (bicubic-upsampled low-res -> original) at 256x256 with unet_256.
+"""4x super-resolution (bicubic-downsampled, upsampled back -> original) at 256x256, unet_256.
 
-Until the data issue wires derived tasks, this trains on any aligned folder whose A half is the
-upsampled low-resolution image: --config.dataset.path=/data/sr
+Low-resolution inputs are derived on the fly from any folder of photos (train/ and val/
+subfolders): --config.dataset.path=/data/photos; change the factor or kernel with
+--config.dataset.derived.sr_factor=2 --config.dataset.derived.sr_kernel=gaussian
 """
 
 from configs import default
@@ -10,6 +11,8 @@ from configs import default
 def get_config(variant: str = ""):
     """`configs/super_resolution.py:podB` scales it to a global batch of B (apply_variant)."""
     config = default.reference_256(default.get_config())
+    config.dataset.source = "images"
+    config.dataset.task = "super_resolution"
     config.dataset.load_size = 256
     config.dataset.preprocess = "crop"  # Resizing would blur the high-resolution target.
     config.batch_size = 4

@@ -125,16 +125,22 @@ def report(config, kind: str, batch_size: int, step_s: float, compile_s: float, 
 
 
 def _setup(config):
-    """Mesh, networks, a sharded initial state and a synthetic batch, as the trainer has them."""
+    """Mesh, networks, a sharded initial state and a synthetic batch, as the trainer has them.
+
+    Channels left to the data (0) are 3 here: the batch is random, not read from the dataset.
+    """
+    config = config.copy_and_resolve_references()
+    config.dataset.input_channels = config.dataset.input_channels or 3
+    config.dataset.output_channels = config.dataset.output_channels or 3
     mesh = parallel.create_mesh(config.mesh)
     parallel.check_batch_size(config.batch_size, mesh)
     models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
     state = train.initial_state(models, config, mesh)
-    return mesh, models, state, synthetic_batch(config, mesh, config.batch_size)
+    return config, mesh, models, state, synthetic_batch(config, mesh, config.batch_size)
 
 
 def bench_train(config) -> dict:
-    mesh, models, state, batch = _setup(config)
+    config, mesh, models, state, batch = _setup(config)
     start = time.perf_counter()
     compiled = train.compile_train_step(models, state, batch, mesh)
     compile_s = time.perf_counter() - start
@@ -149,7 +155,7 @@ def bench_train(config) -> dict:
 
 
 def bench_predict(config) -> dict:
-    mesh, models, state, batch = _setup(config)
+    config, mesh, models, state, batch = _setup(config)
     rng = jax.random.PRNGKey(0)
     fn = jax.jit(functools.partial(train.generate, models),
                  out_shardings=parallel.batch_sharding(mesh))

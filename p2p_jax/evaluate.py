@@ -1,57 +1,87 @@
-"""Evaluation of the generator on a held-out split: L1 and PSNR on [0, 1] images."""
+"""Generator evaluation on images of any size: pad to the network's multiple, crop back, score.
+
+Examples are grouped by size; each group runs in device-divisible batches through one jitted
+function per size (generate, crop, metrics), so a dataset of uniform size compiles once.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections import defaultdict
+
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from p2p_jax import parallel, train
+from p2p_jax import metrics, parallel, summaries, train
 
 
-def image_metrics(outputs: jax.Array, targets: jax.Array) -> dict[str, jax.Array]:
-    """Per-image L1 and PSNR between [-1, 1] images, measured on the [0, 1] scale."""
-    x = (outputs.astype(jnp.float32) + 1.0) / 2.0
-    y = (targets.astype(jnp.float32) + 1.0) / 2.0
-    axes = tuple(range(1, x.ndim))
-    mse = jnp.mean((x - y) ** 2, axis=axes)
-    return {"l1": jnp.mean(jnp.abs(x - y), axis=axes),
-            "psnr": 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))}
+def pad_to_multiple(images: np.ndarray, multiple: int) -> np.ndarray:
+    """Edge-pads (N, H, W, C) at the bottom/right up to multiples of `multiple`."""
+    h, w = images.shape[1:3]
+    pad_h, pad_w = -h % multiple, -w % multiple
+    if not pad_h and not pad_w:
+        return images
+    return np.pad(images, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
 
 
 class Evaluator:
-    """Generates for fixed examples in device-divisible batches and averages the metrics."""
+    """Generates for examples {'A', 'B'} (uint8, any sizes) and scores the outputs."""
 
-    def __init__(self, models: train.Pix2Pix, mesh: Mesh, batch_size: int):
-        self._mesh = mesh
+    def __init__(self, models: train.Pix2Pix, mesh: Mesh, batch_size: int, multiple: int):
+        self._mesh, self._multiple = mesh, multiple
         self._batch_size = -(-batch_size // mesh.devices.size) * mesh.devices.size
 
-        def run(state, images, targets, rng):
-            outputs = train.generate(models, state, images, rng)
-            return outputs, image_metrics(outputs, train.to_float(targets))
+        @functools.partial(jax.jit, static_argnums=(4, 5),
+                           out_shardings=parallel.replicated(mesh))
+        def run(state, images, targets, rng, height, width):
+            outputs = train.generate(models, state, images, rng)[:, :height, :width]
+            targets = train.to_float(targets)[:, :height, :width]
+            return outputs, metrics.image_metrics(outputs, targets)
 
-        self._run = jax.jit(run, out_shardings=parallel.replicated(mesh))
+        self._run = run
 
-    def generate(self, state: train.TrainState, examples: dict[str, np.ndarray],
-                 rng: jax.Array) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Returns (outputs in [-1, 1], per-image metrics) for all examples, as NumPy."""
-        n = len(examples["A"])
-        outputs, metrics = [], []
-        for start in range(0, n, self._batch_size):
-            chunk = {k: v[start:start + self._batch_size] for k, v in examples.items()}
-            real = len(chunk["A"])
-            pad = self._batch_size - real  # Padding never changes the real rows (per-image norm).
-            chunk = {k: np.concatenate([v, np.repeat(v[-1:], pad, 0)]) for k, v in chunk.items()}
-            batch = parallel.global_batch_from_host_copy(chunk, self._mesh)
-            key = jax.random.fold_in(rng, jax.device_put(np.uint32(start)))
-            out, m = jax.device_get(self._run(state, batch["A"], batch["B"], key))
-            outputs.append(out[:real])
-            metrics.append({k: v[:real] for k, v in m.items()})
-        return np.concatenate(outputs), {k: np.concatenate([m[k] for m in metrics])
-                                         for k in metrics[0]}
+    def generate(self, state: train.TrainState, examples: list[dict[str, np.ndarray]],
+                 rng: jax.Array) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+        """(uint8 outputs in example order, per-image metrics). A metric the size of some
+        images does not allow (MS-SSIM below 161 px) is NaN for those images."""
+        groups = defaultdict(list)
+        for index, example in enumerate(examples):
+            groups[example["A"].shape].append(index)
+        outputs: list[np.ndarray | None] = [None] * len(examples)
+        per_image: dict[str, np.ndarray] = {}
+        for group, indices in enumerate(groups.values()):
+            for start in range(0, len(indices), self._batch_size):
+                chunk = indices[start:start + self._batch_size]
+                offset = jax.device_put(np.uint32(group * 100_003 + start))  # Explicit copy.
+                out, scores = self._run_batch(state, [examples[i] for i in chunk],
+                                              jax.random.fold_in(rng, offset))
+                for row, index in enumerate(chunk):
+                    outputs[index] = out[row]
+                for name, values in scores.items():
+                    column = per_image.setdefault(name, np.full(len(examples), np.nan))
+                    column[chunk] = values
+        return outputs, per_image
 
-    def evaluate(self, state: train.TrainState, examples: dict[str, np.ndarray],
+    def _run_batch(self, state, examples, rng) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        real = len(examples)
+        pad = self._batch_size - real  # Padding never changes the real rows (per-image norm).
+        batch = {k: np.stack([e[k] for e in examples] + [examples[-1][k]] * pad)
+                 for k in ("A", "B")}
+        height, width = batch["A"].shape[1:3]
+        batch["A"] = pad_to_multiple(batch["A"], self._multiple)
+        batch["B"] = pad_to_multiple(batch["B"], self._multiple)  # Sharded like A; cropped.
+        device = parallel.global_batch_from_host_copy(batch, self._mesh)
+        out, scores = jax.device_get(
+            self._run(state, device["A"], device["B"], rng, height, width))
+        return summaries.to_uint8(out[:real]), {k: v[:real] for k, v in scores.items()}
+
+    def evaluate(self, state: train.TrainState, examples: list[dict[str, np.ndarray]],
                  rng: jax.Array) -> dict[str, float]:
-        _, metrics = self.generate(state, examples, rng)
-        return {k: float(np.mean(v)) for k, v in metrics.items()}
+        _, scores = self.generate(state, examples, rng)
+        return mean_metrics(scores)
+
+
+def mean_metrics(scores: dict[str, np.ndarray]) -> dict[str, float]:
+    """Means over the images each metric applies to; metrics that applied to none are left out."""
+    return {k: float(np.nanmean(v)) for k, v in scores.items() if np.isfinite(v).any()}

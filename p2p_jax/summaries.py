@@ -15,22 +15,27 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
         np.uint8)
 
 
-def as_rgb(images: np.ndarray) -> np.ndarray:
-    """Grayscale batches are shown as RGB so that rows of mixed channel counts line up."""
-    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images[..., :3]
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """Grayscale is shown as RGB so that rows of mixed channel counts line up."""
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
 
 
-def triptych_grid(inputs: np.ndarray, outputs: np.ndarray, targets: np.ndarray,
-                  gap: int = 2) -> np.ndarray:
-    """One row per example: input | output | target, uint8 (N*H + gaps, 3*W + gaps, 3)."""
+def _pad_width(row: np.ndarray, width: int) -> np.ndarray:
+    return np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255)
+
+
+def triptych_grid(inputs, outputs, targets, gap: int = 2) -> np.ndarray:
+    """One row per example: input | output | target, uint8 RGB. Images may differ in size
+    between rows (rows are padded white to the widest)."""
     rows = []
-    for a, g, b in zip(as_rgb(inputs), as_rgb(outputs), as_rgb(targets), strict=True):
+    for a, g, b in zip(inputs, outputs, targets, strict=True):
         sep = np.full((a.shape[0], gap, 3), 255, np.uint8)
-        rows.append(np.concatenate([a, sep, g, sep, b], axis=1))
-    hsep = np.full((gap, rows[0].shape[1], 3), 255, np.uint8)
-    out = [rows[0]]
-    for row in rows[1:]:
-        out += [hsep, row]
+        rows.append(np.concatenate([as_rgb(a), sep, as_rgb(g), sep, as_rgb(b)], axis=1))
+    width = max(r.shape[1] for r in rows)
+    out = []
+    for row in rows:
+        out += [np.full((gap, width, 3), 255, np.uint8)] if out else []
+        out.append(_pad_width(row, width))
     return np.concatenate(out, axis=0)
 
 

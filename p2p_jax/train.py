@@ -179,6 +179,8 @@ def train_step(models: Pix2Pix, state: TrainState,
         "g_grad_norm": g_grad_norm, "d_grad_norm": d_grad_norm,
         "skipped_steps": new_state.skipped_steps, "nonfinite_streak": new_state.nonfinite_streak,
     }
+    if "skipped" in batch:  # Unreadable files the input pipeline passed over for this batch.
+        metrics["data_skipped"] = jnp.sum(batch["skipped"])
     return new_state, metrics
 
 

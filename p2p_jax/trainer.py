@@ -14,6 +14,7 @@ from etils import epath
 
 from p2p_jax import checkpointing, evaluate, parallel, preemption, summaries, train, validation
 from p2p_jax.data import pipeline
+from p2p_jax.models import generator_downsampling
 
 
 def _batch_spec(config: ml_collections.ConfigDict, mesh) -> dict[str, jax.ShapeDtypeStruct]:
@@ -24,6 +25,7 @@ def _batch_spec(config: ml_collections.ConfigDict, mesh) -> dict[str, jax.ShapeD
                                   sharding=sharding),
         "B": jax.ShapeDtypeStruct((config.batch_size, size, size, ds.output_channels), jnp.uint8,
                                   sharding=sharding),
+        "skipped": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32, sharding=sharding),
     }
 
 
@@ -44,8 +46,8 @@ class _Samples:
 
     def __call__(self, step: int, state: train.TrainState) -> None:
         outputs, _ = self._evaluator.generate(state, self._examples, self._rng)
-        grid = summaries.triptych_grid(self._examples["A"], summaries.to_uint8(outputs),
-                                       self._examples["B"])
+        grid = summaries.triptych_grid([e["A"] for e in self._examples], outputs,
+                                       [e["B"] for e in self._examples])
         self._writer.write_images(step, {"samples/input_generated_target": grid[None]})
         if jax.process_index() == 0:
             summaries.save_png(grid, self._dir / f"step_{step:08d}.png")
@@ -54,6 +56,7 @@ class _Samples:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
     """Trains to `config.num_train_steps`, resuming from the latest checkpoint in `workdir`."""
     validation.validate_config(config)
+    config = pipeline.resolve_channels(config)
     mesh = parallel.create_mesh(config.mesh)
     parallel.check_batch_size(config.batch_size, mesh)
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -102,7 +105,8 @@ def _resume_and_train(config, workdir, mesh, models, state, train_iter, manager,
     logging.info("train step compiled in %.1f s", compile_s)
     writer.write_scalars(start_step, {"train/compile_s": compile_s})
 
-    evaluator = evaluate.Evaluator(models, mesh, config.eval.batch_size)
+    evaluator = evaluate.Evaluator(models, mesh, config.eval.batch_size,
+                                   generator_downsampling(config.model))
     eval_examples = pipeline.eval_examples(config, config.eval.num_examples)
     samples = _Samples(config, evaluator, workdir, writer)
     progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
@@ -110,6 +114,7 @@ def _resume_and_train(config, workdir, mesh, models, state, train_iter, manager,
     eval_rng = jax.random.PRNGKey(config.seed + 2)
 
     pending, last_log_step, last_log_time = [], start_step, time.perf_counter()
+    files_skipped = 0  # Bad input files passed over since this process started.
     try:
         with jax.transfer_guard("disallow"):
             for step in range(start_step + 1, config.num_train_steps + 1):
@@ -121,10 +126,12 @@ def _resume_and_train(config, workdir, mesh, models, state, train_iter, manager,
                 last = step == config.num_train_steps
                 if step % config.log_every_steps == 0 or last:
                     scalars = _summarise(jax.device_get(pending))
+                    files_skipped += int(scalars.pop("data_skipped"))
                     elapsed = time.perf_counter() - last_log_time
                     scalars["images_per_sec"] = (
                         (step - last_log_step) * config.batch_size / max(elapsed, 1e-9))
-                    writer.write_scalars(step, {f"train/{k}": v for k, v in scalars.items()})
+                    writer.write_scalars(step, {f"train/{k}": v for k, v in scalars.items()}
+                                         | {"data/skipped": files_skipped})
                     _check_nonfinite(scalars, step, config.nan_patience, manager)
                     pending, last_log_step, last_log_time = [], step, time.perf_counter()
                 if step % config.sample_every_steps == 0 or last:
@@ -161,8 +168,10 @@ def _check_nonfinite(scalars: dict[str, float], step: int, patience: int, manage
             f" last good checkpoint: step {manager.latest_step()} in {manager.directory}")
 
 
-# Counters are reported as their latest value; everything else as the mean of finite values.
+# Counters are reported as their latest value, per-step counts summed; everything else as the
+# mean of finite values.
 _LATEST = ("skipped_steps", "nonfinite_streak")
+_SUMMED = ("data_skipped",)
 
 
 def _summarise(metrics: list[dict[str, np.ndarray]]) -> dict[str, float]:
@@ -172,6 +181,8 @@ def _summarise(metrics: list[dict[str, np.ndarray]]) -> dict[str, float]:
         finite = values[np.isfinite(values)]
         if key in _LATEST:
             summary[key] = float(values[-1])
+        elif key in _SUMMED:
+            summary[key] = float(values.sum())
         else:
             summary[key] = float(finite.mean()) if finite.size else float("nan")
     return summary

@@ -7,7 +7,7 @@ import functools
 import ml_collections
 
 from p2p_jax import losses, optim
-from p2p_jax.data import sources, transforms
+from p2p_jax.data import sources, tasks, transforms
 from p2p_jax.models import DISCRIMINATORS, GENERATORS, generator_downsampling
 from p2p_jax.models.layers import NORMS, UPSAMPLE_MODES
 
@@ -39,11 +39,28 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _choice("optimizer.schedule", config.optimizer.schedule, optim.SCHEDULES)
     _choice("dataset.source", config.dataset.source, sources.SOURCES)
     _choice("dataset.preprocess", config.dataset.preprocess, transforms.PREPROCESS_MODES)
-    _choice("dataset.direction", config.dataset.direction, ("AtoB", "BtoA"))
+    _choice("dataset.direction", config.dataset.direction, sources.DIRECTIONS)
+    _choice("dataset.task", config.dataset.task, tasks.TASKS)
+    _choice("dataset.derived.color_space", config.dataset.derived.color_space,
+            tasks.COLOR_SPACES)
+    _choice("dataset.derived.sr_kernel", config.dataset.derived.sr_kernel, tasks.SR_KERNELS)
+    _choice("dataset.derived.style", config.dataset.derived.style, tasks.STYLES)
+    if config.dataset.tfds_palette:
+        _choice("dataset.tfds_palette", config.dataset.tfds_palette, tuple(sources.PALETTES))
+    for key in ("input_channels", "output_channels"):
+        if config.dataset[key] not in (0, 1, 3):
+            raise ConfigError(f"dataset.{key}={config.dataset[key]} must be 0 (as in the data), "
+                              "1 or 3")
+    if config.dataset.source == "images" and config.dataset.task == "paired":
+        raise ConfigError("dataset.source='images' holds photos only; set dataset.task to a "
+                          f"derived task ({', '.join(tasks.TASKS[1:])})")
+    if config.dataset.derived.noise_std < 0:
+        raise ConfigError(f"dataset.derived.noise_std={config.dataset.derived.noise_std} "
+                          "must be >= 0")
     for key in ("batch_size", "num_train_steps", "log_every_steps", "sample_every_steps",
                 "checkpoint_every_steps", "eval_every_steps", "dataset.image_size",
-                "dataset.load_size", "model.ngf", "model.ndf", "eval.batch_size", "nan_patience",
-                "checkpoint.max_to_keep"):
+                "dataset.load_size", "dataset.derived.sr_factor", "model.ngf", "model.ndf",
+                "eval.batch_size", "nan_patience", "checkpoint.max_to_keep"):
         _positive(key, functools.reduce(getattr, key.split("."), config))
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"model.dropout={config.model.dropout} must be in [0, 1)")

@@ -4,9 +4,8 @@ import hashlib
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from p2p_jax.data import pipeline, sources, synthetic, transforms
+from p2p_jax.data import pipeline, synthetic, transforms
 
 
 class ScriptedRng:
@@ -41,11 +40,11 @@ def test_synthetic_scenes_are_deterministic_and_distinct():
 def test_crop_and_flip_are_identical_for_a_and_b():
     a = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
     b = 255 - a
-    out = transforms.preprocess_pair({"A": a, "B": b}, ScriptedRng([1, 3], 0.2), mode="crop",
+    out = transforms.preprocess({"A": a, "B": b}, ScriptedRng([1, 3], 0.2), mode="crop",
                                      load_size=8, crop_size=4, flip=True)
     np.testing.assert_array_equal(out["A"], a[1:5, 3:7][:, ::-1])
     np.testing.assert_array_equal(out["B"], b[1:5, 3:7][:, ::-1])
-    kept = transforms.preprocess_pair({"A": a, "B": b}, ScriptedRng([0, 0], 0.7), mode="crop",
+    kept = transforms.preprocess({"A": a, "B": b}, ScriptedRng([0, 0], 0.7), mode="crop",
                                       load_size=8, crop_size=4, flip=True)
     np.testing.assert_array_equal(kept["A"], a[:4, :4])
 
@@ -54,16 +53,16 @@ def test_resize_modes_give_reference_shapes():
     a = np.zeros((50, 100, 3), np.uint8)
     pair = {"A": a, "B": a}
     rng = np.random.default_rng(0)
-    out = transforms.preprocess_pair(pair, rng, "resize_and_crop", 40, 32, False)
+    out = transforms.preprocess(pair, rng, "resize_and_crop", 40, 32, False)
     assert out["A"].shape == (32, 32, 3)
-    out = transforms.preprocess_pair(pair, rng, "scale_width", 64, 32, False)
+    out = transforms.preprocess(pair, rng, "scale_width", 64, 32, False)
     assert out["A"].shape == (32, 64, 3)
-    out = transforms.preprocess_pair(pair, rng, "scale_width_and_crop", 64, 32, False)
+    out = transforms.preprocess(pair, rng, "scale_width_and_crop", 64, 32, False)
     assert out["A"].shape == (32, 32, 3)
-    out = transforms.preprocess_pair(pair, rng, "none", 64, 32, False)
+    out = transforms.preprocess(pair, rng, "none", 64, 32, False)
     assert out["A"].shape == (50, 100, 3)
     with pytest.raises(ValueError, match="smaller than the crop dataset.image_size=64"):
-        transforms.preprocess_pair(pair, rng, "crop", 64, 64, False)
+        transforms.preprocess(pair, rng, "crop", 64, 64, False)
 
 
 def test_iterator_state_resumes_with_the_next_batch(tiny_config):
@@ -98,28 +97,6 @@ def test_process_shards_are_disjoint_and_cover_the_epoch(tiny_config):
     assert len(seen[0]) == len(seen[1]) == 8
     assert not seen[0] & seen[1]
     assert seen[0] | seen[1] == everything
-
-
-def write_aligned(folder, count):
-    folder.mkdir(parents=True)
-    for i in range(count):
-        ab = np.zeros((8, 16, 3), np.uint8)
-        ab[:, :8] = 10 * i
-        ab[:, 8:] = 200
-        Image.fromarray(ab).save(folder / f"{i}.png")
-
-
-def test_aligned_folder_splits_halves_and_direction(tmp_path):
-    write_aligned(tmp_path / "train", 3)
-    pair = sources.AlignedFolder(str(tmp_path), "train", "AtoB")[2]
-    assert pair["A"].shape == (8, 8, 3) and pair["A"].max() == 20 and pair["B"].min() == 200
-    swapped = sources.AlignedFolder(str(tmp_path), "train", "BtoA")[2]
-    np.testing.assert_array_equal(swapped["A"], pair["B"])
-    with pytest.raises(FileNotFoundError, match="val does not exist"):
-        sources.AlignedFolder(str(tmp_path), "val", "AtoB")
-    (tmp_path / "test").mkdir()
-    with pytest.raises(FileNotFoundError, match="no images in"):
-        sources.AlignedFolder(str(tmp_path), "test", "AtoB")
 
 
 def test_global_batches_do_not_depend_on_the_process_count(tiny_config):

@@ -8,8 +8,47 @@ import grain
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 
-from p2p_jax.data import sources, transforms
+from p2p_jax.data import images, sources, tasks, transforms
+
+
+class Examples:
+    """A source that never stops a run on a bad file.
+
+    An unreadable item is replaced by the next readable one (so the stream keeps its shape and
+    stays a pure function of the seed); its path is logged once per process, and each example
+    carries `skipped`, the number of bad items passed over to produce it, which the trainer sums
+    into `data/skipped`. Only a source with no readable item at all is an error.
+    """
+
+    def __init__(self, source):
+        self._source = source
+        self._reported: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def name(self, index: int) -> str:
+        return self._source.name(index)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        n = len(self._source)
+        for skipped in range(n):
+            item = (int(index) + skipped) % n
+            try:
+                example = self._source[item]
+            except images.BadImageError as e:
+                if item not in self._reported:
+                    self._reported.add(item)
+                    logging.warning("skipping unusable example: %s", e)
+                continue
+            return {**example, "skipped": np.int32(skipped)}
+        raise FileNotFoundError(f"every example in {self._source.where} is unreadable; see the "
+                                "warnings above for each file and replace the dataset")
+
+    def __repr__(self) -> str:
+        return f"Examples({self._source!r})"
 
 
 def _read_options(dataset: ml_collections.ConfigDict) -> grain.ReadOptions:
@@ -24,6 +63,48 @@ def local_batch_size(global_batch_size: int, process_count: int) -> int:
     return global_batch_size // process_count
 
 
+def _derive_and_convert(example: dict[str, np.ndarray], rng: np.random.Generator,
+                        dataset: ml_collections.ConfigDict,
+                        channels: dict[str, int]) -> dict[str, np.ndarray]:
+    example = tasks.apply(example, rng, dataset)
+    return {k: images.to_channels(example[k], c) for k, c in channels.items()}
+
+
+def _train_transform(example: dict[str, np.ndarray], rng: np.random.Generator,
+                     dataset: ml_collections.ConfigDict,
+                     channels: dict[str, int]) -> dict[str, np.ndarray]:
+    skipped = example["skipped"]
+    pictures = {k: v for k, v in example.items() if k != "skipped"}
+    if dataset.task != "paired":
+        pictures = {"B": pictures["B"]}  # Photos only; A is derived after the crop.
+    pictures = transforms.preprocess(pictures, rng, dataset.preprocess, dataset.load_size,
+                                     dataset.image_size, dataset.flip)
+    return {**_derive_and_convert(pictures, rng, dataset, channels), "skipped": skipped}
+
+
+def data_channels(config: ml_collections.ConfigDict,
+                  train_source: Examples | None = None) -> dict[str, int]:
+    """Channels of A and B: the config's, or (where 0) those of the first readable example."""
+    dataset = config.dataset
+    if dataset.input_channels and dataset.output_channels:
+        return {"A": dataset.input_channels, "B": dataset.output_channels}
+    if train_source is None:
+        train_source = Examples(sources.make_source(dataset, "train", config.seed))
+    first = train_source[0]
+    if dataset.task != "paired":
+        first = tasks.apply({"B": first["B"]}, np.random.default_rng(0), dataset)
+    return {"A": dataset.input_channels or first["A"].shape[2],
+            "B": dataset.output_channels or first["B"].shape[2]}
+
+
+def resolve_channels(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `config` with `dataset.input_channels`/`output_channels` filled in."""
+    channels = data_channels(config)
+    config = config.copy_and_resolve_references()
+    config.dataset.input_channels, config.dataset.output_channels = channels["A"], channels["B"]
+    return config
+
+
 def create_train_iterator(config: ml_collections.ConfigDict, process_index: int | None = None,
                           process_count: int | None = None,
                           start_batch: int = 0) -> grain.DatasetIterator:
@@ -35,20 +116,19 @@ def create_train_iterator(config: ml_collections.ConfigDict, process_index: int 
     process reads and decodes only its own examples, and an epoch's examples are split
     disjointly among processes. `start_batch` positions the stream at a global batch index
     (resuming with a different process count, where Grain's saved per-process state does not
-    apply).
+    apply). Batches hold uint8 'A' and 'B' and int32 'skipped'.
     """
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
     dataset = config.dataset
-    source = sources.make_source(dataset, "train", config.seed)
-    augment = functools.partial(
-        transforms.preprocess_pair, mode=dataset.preprocess, load_size=dataset.load_size,
-        crop_size=dataset.image_size, flip=dataset.flip)
+    source = Examples(sources.make_source(dataset, "train", config.seed))
+    transform = functools.partial(_train_transform, dataset=dataset,
+                                  channels=data_channels(config, source))
     per_process = local_batch_size(config.batch_size, process_count)
     ds = (grain.MapDataset.source(source)
           .shuffle(seed=config.seed)
           .repeat(None)
-          .random_map(augment, seed=config.seed)
+          .random_map(transform, seed=config.seed)
           .batch(per_process, drop_remainder=True)[process_index::process_count][start_batch:])
     it = ds.to_iter_dataset(_read_options(dataset))
     if dataset.worker_count > 0:
@@ -56,16 +136,22 @@ def create_train_iterator(config: ml_collections.ConfigDict, process_index: int 
     return iter(it)
 
 
-def resize_for_eval(pair: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-    """Deterministic evaluation view: both images resized to the training resolution."""
-    return {k: transforms.resize(v, size, size) for k, v in pair.items()}
-
-
-def eval_examples(config: ml_collections.ConfigDict, num_examples: int | None = None
-                  ) -> dict[str, np.ndarray]:
-    """The first examples of the eval split as one uint8 batch (for samples and eval)."""
+def eval_examples(config: ml_collections.ConfigDict, num_examples: int | None = None,
+                  split: str | None = None) -> list[dict]:
+    """The first examples of the eval split in their evaluation view (full size unless the
+    preprocessing resizes to squares), each {'A', 'B', 'name'}; sizes may differ."""
     dataset = config.dataset
-    source = sources.make_source(dataset, dataset.eval_split, config.seed)
+    source = Examples(sources.make_source(dataset, split or config.eval.split, config.seed))
+    channels = data_channels(config)
     count = len(source) if num_examples is None else min(num_examples, len(source))
-    pairs = [resize_for_eval(source[i], dataset.image_size) for i in range(count)]
-    return {k: np.stack([p[k] for p in pairs]) for k in ("A", "B")}
+    examples = []
+    for index in range(count):
+        example = {k: v for k, v in source[index].items() if k != "skipped"}
+        if dataset.task != "paired":
+            example = {"B": example["B"]}
+        example = transforms.eval_view(example, dataset.preprocess, dataset.load_size,
+                                       dataset.image_size)
+        rng = np.random.default_rng([config.seed, index])  # Same noise every evaluation.
+        examples.append({**_derive_and_convert(example, rng, dataset, channels),
+                         "name": source.name(index)})
+    return examples

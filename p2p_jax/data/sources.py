@@ -1,48 +1,222 @@
-"""Random-access sources of {'A', 'B'} uint8 image pairs, chosen by `dataset.source`."""
+"""Random-access sources of examples {'A', 'B'} (uint8 HWC), chosen by `dataset.source`.
+
+Files become *records* (encoded bytes under 'AB' for side-by-side files, 'A'/'B' for pairs, 'B'
+alone for plain photos of a derived task) and records become examples by one decoder, so image
+folders and the ArrayRecord shards packed from them read identically.
+"""
 
 from __future__ import annotations
 
+import glob
 import os
 
+import grain
 import ml_collections
 import numpy as np
-from PIL import Image
+from absl import logging
+from flax import serialization
 
+from p2p_jax.data import images
 from p2p_jax.data.synthetic import SyntheticScenes
 
-SOURCES = ("synthetic_scenes", "aligned")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+SOURCES = ("synthetic_scenes", "aligned", "paired", "images", "array_record", "tfds")
+DIRECTIONS = ("AtoB", "BtoA")
+Record = dict[str, bytes]
+
+# Official Cityscapes colours by label id (cityscapesScripts labels.py); ids 0-4 are black.
+CITYSCAPES_PALETTE = np.array(
+    [[0, 0, 0]] * 5 + [
+        [111, 74, 0], [81, 0, 81], [128, 64, 128], [244, 35, 232], [250, 170, 160],
+        [230, 150, 140], [70, 70, 70], [102, 102, 156], [190, 153, 153], [180, 165, 180],
+        [150, 100, 100], [150, 120, 90], [153, 153, 153], [153, 153, 153], [250, 170, 30],
+        [220, 220, 0], [107, 142, 35], [152, 251, 152], [70, 130, 180], [220, 20, 60],
+        [255, 0, 0], [0, 0, 142], [0, 0, 70], [0, 60, 100], [0, 0, 90], [0, 0, 110],
+        [0, 80, 100], [0, 0, 230], [119, 11, 32]], np.uint8)
+PALETTES = {"cityscapes": CITYSCAPES_PALETTE}
 
 
-class AlignedFolder:
-    """The pix2pix "aligned" format: each image holds A | B side by side, in `path/split/`."""
+def decode_record(record: Record, name: str, direction: str) -> dict[str, np.ndarray]:
+    """Decodes one record; raises BadImageError naming `name` for anything unusable."""
+    if "AB" in record:
+        ab = images.decode(record["AB"], name)
+        if ab.shape[1] % 2:
+            raise images.BadImageError(
+                f"{name}: width {ab.shape[1]} is odd, so the A and B halves differ in size")
+        half = ab.shape[1] // 2
+        example = {"A": ab[:, :half], "B": ab[:, half:]}
+    else:
+        example = {k: images.decode(v, name) for k, v in record.items() if k in ("A", "B")}
+        if len(example) == 2 and example["A"].shape[:2] != example["B"].shape[:2]:
+            raise images.BadImageError(f"{name}: A is {example['A'].shape[:2]} but B is "
+                                       f"{example['B'].shape[:2]}; a pair must match in size")
+    if direction == "BtoA" and len(example) == 2:
+        example = {"A": example["B"], "B": example["A"]}
+    return example
 
-    def __init__(self, path: str, split: str, direction: str):
-        folder = os.path.join(path, split)
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"dataset folder {folder} does not exist; set dataset.path to "
-                                    f"a folder with {split}/ inside (the pix2pix aligned layout)")
-        self._files = sorted(
-            os.path.join(folder, f) for f in os.listdir(folder)
-            if f.lower().endswith(IMAGE_EXTENSIONS))
-        if not self._files:
-            raise FileNotFoundError(f"no images in {folder}; expected A|B side-by-side files")
-        if direction not in ("AtoB", "BtoA"):
-            raise ValueError(f"dataset.direction={direction!r} must be 'AtoB' or 'BtoA'")
-        self._swap = direction == "BtoA"
+
+def _image_files(folder: str) -> list[str]:
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"dataset folder {folder} does not exist; check dataset.path "
+                                "and the expected layout (see README: Datasets)")
+    return sorted(f for f in os.listdir(folder) if f.lower().endswith(images.IMAGE_EXTENSIONS))
+
+
+class FileRecords:
+    """Records read from image files: each item maps record keys to file paths."""
+
+    def __init__(self, items: list[tuple[str, dict[str, str]]], direction: str, where: str):
+        if not items:
+            raise FileNotFoundError(f"no images in {where}; add image files or fix dataset.path")
+        self._items, self._direction, self.where = items, direction, where
 
     def __len__(self) -> int:
-        return len(self._files)
+        return len(self._items)
+
+    def name(self, index: int) -> str:
+        return self._items[index][0]
+
+    def record(self, index: int) -> Record:
+        record = {}
+        for key, path in self._items[index][1].items():
+            try:
+                with open(path, "rb") as f:
+                    record[key] = f.read()
+            except OSError as e:
+                raise images.BadImageError(f"{path}: {e.strerror or e}") from e
+        return record
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        with Image.open(self._files[index]) as image:
-            ab = np.asarray(image.convert("RGB"))
-        half = ab.shape[1] // 2
-        a, b = ab[:, :half], ab[:, half:2 * half]
-        return {"A": b, "B": a} if self._swap else {"A": a, "B": b}
+        return decode_record(self.record(index), self.path(index), self._direction)
+
+    def path(self, index: int) -> str:
+        return ", ".join(self._items[index][1].values())
 
     def __repr__(self) -> str:
-        return f"AlignedFolder({len(self._files)} files)"
+        return f"FileRecords({len(self)} items in {self.where})"
+
+
+def aligned_folder(path: str, split: str, direction: str) -> FileRecords:
+    """The pix2pix "aligned" format: each file holds A | B side by side, in `path/split/`."""
+    folder = os.path.join(path, split)
+    items = [(f, {"AB": os.path.join(folder, f)}) for f in _image_files(folder)]
+    return FileRecords(items, direction, folder)
+
+
+def paired_folder(path: str, split: str, direction: str) -> FileRecords:
+    """`path/A/split/` and `path/B/split/` (pix2pix's combine_A_and_B.py layout), matched by
+    file name; names present on one side only are reported and left out."""
+    folder_a, folder_b = (os.path.join(path, side, split) for side in ("A", "B"))
+    names_a, names_b = set(_image_files(folder_a)), set(_image_files(folder_b))
+    for side, unmatched in (("A", names_a - names_b), ("B", names_b - names_a)):
+        if unmatched:
+            logging.warning("%d files in %s/%s/%s have no partner in the other folder and are "
+                            "left out, e.g. %s", len(unmatched), path, side, split,
+                            sorted(unmatched)[:5])
+    items = [(n, {"A": os.path.join(folder_a, n), "B": os.path.join(folder_b, n)})
+             for n in sorted(names_a & names_b)]
+    return FileRecords(items, direction, f"{folder_a} matched with {folder_b}")
+
+
+def image_folder(path: str, split: str) -> FileRecords:
+    """Plain photos in `path/split/` for derived tasks: each becomes the target B."""
+    folder = os.path.join(path, split)
+    return FileRecords([(f, {"B": os.path.join(folder, f)}) for f in _image_files(folder)],
+                       "AtoB", folder)
+
+
+def serialize_record(name: str, record: Record) -> bytes:
+    return serialization.msgpack_serialize({"name": name, **record})
+
+
+class ArrayRecordPairs:
+    """Shards `path/<split>-*.array_record` written by `p2p_jax.data.convert`."""
+
+    def __init__(self, path: str, split: str, direction: str):
+        self.where = os.path.join(path, f"{split}-*.array_record")
+        files = sorted(glob.glob(self.where))
+        if not files:
+            raise FileNotFoundError(
+                f"no ArrayRecord shards match {self.where}; create them with "
+                f"python -m p2p_jax.data.convert --input=FOLDER --output={path}")
+        self._source = grain.sources.ArrayRecordDataSource(files)
+        self._direction = direction
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def _record(self, index: int) -> dict:
+        return serialization.msgpack_restore(self._source[index])
+
+    def name(self, index: int) -> str:
+        return self._record(index)["name"]
+
+    def path(self, index: int) -> str:
+        return f"{self.where}[{index}] ({self.name(index)})"
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        record = self._record(index)
+        return decode_record(record, f"{self.where}[{index}] ({record['name']})",
+                             self._direction)
+
+    def __repr__(self) -> str:
+        return f"ArrayRecordPairs({len(self)} records in {self.where})"
+
+
+class TfdsPairs:
+    """A prepared TFDS dataset read with `tfds.data_source` (ArrayRecord, random access).
+
+    B is feature `tfds_b_key`; A is `tfds_a_key`, rendered through a label palette when one is
+    named (Cityscapes label ids -> the official colours: the pix2pix labels->photo task), or
+    derived from B by `dataset.task` when empty.
+    """
+
+    def __init__(self, dataset: ml_collections.ConfigDict, split: str):
+        import tensorflow_datasets as tfds  # Heavy; only for this source.
+
+        builder = tfds.builder(dataset.tfds_name, data_dir=dataset.tfds_data_dir or None)
+        if not builder.is_prepared():
+            instructions = " ".join((builder.MANUAL_DOWNLOAD_INSTRUCTIONS or "").split())
+            raise FileNotFoundError(
+                f"TFDS dataset {dataset.tfds_name} is not prepared in {builder.data_dir}; "
+                + (f"{instructions} Put them in a folder DIR and run: " if instructions else
+                   "run: ")
+                + f"tfds build {dataset.tfds_name} --file_format=array_record"
+                + (" --manual_dir=DIR" if instructions else "")
+                + (f" --data_dir={dataset.tfds_data_dir}" if dataset.tfds_data_dir else ""))
+        self._source = tfds.data_source(dataset.tfds_name, split=split,
+                                        data_dir=dataset.tfds_data_dir or None, download=False)
+        self._a_key, self._b_key = dataset.tfds_a_key, dataset.tfds_b_key
+        self._palette = PALETTES[dataset.tfds_palette] if dataset.tfds_palette else None
+        self._direction = dataset.direction
+        self.where = f"tfds:{dataset.tfds_name}/{split}"
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def name(self, index: int) -> str:
+        return f"{index:06d}"
+
+    def path(self, index: int) -> str:
+        return f"{self.where}[{index}]"
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        features = self._source[index]
+        example = {"B": self._image(features[self._b_key], self._b_key, index)}
+        if self._a_key:
+            labels = features[self._a_key]
+            if self._palette is not None:
+                ids = labels[..., 0] if labels.ndim == 3 else labels
+                labels = self._palette[np.minimum(ids, len(self._palette) - 1)]
+            example["A"] = self._image(labels, self._a_key, index)
+            if self._direction == "BtoA":
+                example = {"A": example["B"], "B": example["A"]}
+        return example
+
+    def _image(self, array: np.ndarray, key: str, index: int) -> np.ndarray:
+        array = np.asarray(array)
+        if array.ndim == 2:
+            array = array[:, :, None]
+        return images.standardize(array, f"{self.where}[{index}].{key}", bgr=False)
 
 
 def make_source(dataset: ml_collections.ConfigDict, split: str, seed: int):
@@ -50,8 +224,19 @@ def make_source(dataset: ml_collections.ConfigDict, split: str, seed: int):
     if dataset.source == "synthetic_scenes":
         num = dataset.num_train if split == "train" else dataset.num_eval
         return SyntheticScenes(num, dataset.load_size, seed, split)
+    if dataset.source == "tfds":
+        if not dataset.tfds_name:
+            raise ValueError("dataset.tfds_name is empty; e.g. "
+                             "--config.dataset.tfds_name=cityscapes/semantic_segmentation")
+        return TfdsPairs(dataset, split)
+    if not dataset.path:
+        raise ValueError("dataset.path is empty; pass --config.dataset.path=/path/to/dataset")
     if dataset.source == "aligned":
-        if not dataset.path:
-            raise ValueError("dataset.path is empty; pass --config.dataset.path=/path/to/dataset")
-        return AlignedFolder(dataset.path, split, dataset.direction)
+        return aligned_folder(dataset.path, split, dataset.direction)
+    if dataset.source == "paired":
+        return paired_folder(dataset.path, split, dataset.direction)
+    if dataset.source == "images":
+        return image_folder(dataset.path, split)
+    if dataset.source == "array_record":
+        return ArrayRecordPairs(dataset.path, split, dataset.direction)
     raise ValueError(f"dataset.source={dataset.source!r} is not one of {SOURCES}")

@@ -84,6 +84,13 @@ class SyntheticScenes:
             raise ValueError(f"split {split!r} is not one of {sorted(SPLIT_IDS)}")
         self._num_examples, self._size = num_examples, size
         self._seed, self._split = seed, SPLIT_IDS[split]
+        self.where = f"synthetic_scenes/{split}"
+
+    def name(self, index: int) -> str:
+        return f"scene_{index:06d}"
+
+    def path(self, index: int) -> str:
+        return f"{self.where}[{index}]"
 
     def __len__(self) -> int:
         return self._num_examples

@@ -1,25 +1,17 @@
 """Reference preprocessing: identical resize / crop / flip of A and B, on uint8 arrays.
 
 Values stay uint8 on the host (4x less to move than float32); the train step scales them to
-[-1, 1] on the device.
+[-1, 1] on the device. Functions take an example dict and transform every image in it the same
+way, so derived tasks (where only B exists yet) go through the same code.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+
+from p2p_jax.data import images
 
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
-
-
-def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bicubic resize, the reference's default interpolation."""
-    if image.shape[:2] == (height, width):
-        return image
-    squeeze = image.ndim == 3 and image.shape[2] == 1
-    pil = Image.fromarray(image[:, :, 0] if squeeze else image)
-    out = np.asarray(pil.resize((width, height), Image.BICUBIC))
-    return out[:, :, None] if squeeze else out
 
 
 def crop_window(height: int, width: int, size: int, rng: np.random.Generator) -> tuple[int, int]:
@@ -30,22 +22,38 @@ def crop_window(height: int, width: int, size: int, rng: np.random.Generator) ->
     return int(rng.integers(0, height - size + 1)), int(rng.integers(0, width - size + 1))
 
 
-def preprocess_pair(pair: dict[str, np.ndarray], rng: np.random.Generator, mode: str,
-                    load_size: int, crop_size: int, flip: bool) -> dict[str, np.ndarray]:
-    """Applies the same random geometry to A and B, as the reference does."""
-    a, b = pair["A"], pair["B"]
+def _resized(example: dict[str, np.ndarray], mode: str, load_size: int, crop_size: int,
+             for_training: bool) -> dict[str, np.ndarray]:
+    """The resize step of `mode`: to load_size (train) or crop_size (eval) squares, or to a
+    width of load_size keeping the aspect ratio."""
+    h, w = next(iter(example.values())).shape[:2]
+    if mode == "resize_and_crop":
+        size = load_size if for_training else crop_size
+        return {k: images.resize(v, size, size) for k, v in example.items()}
+    if mode.startswith("scale_width"):
+        new_h = max(round(load_size * h / w), crop_size if mode.endswith("crop") else 1)
+        return {k: images.resize(v, new_h, load_size) for k, v in example.items()}
+    return example
+
+
+def preprocess(example: dict[str, np.ndarray], rng: np.random.Generator, mode: str,
+               load_size: int, crop_size: int, flip: bool) -> dict[str, np.ndarray]:
+    """Training view: the same random geometry for every image, as the reference does."""
     if mode not in PREPROCESS_MODES:
         raise ValueError(f"dataset.preprocess={mode!r} is not one of {PREPROCESS_MODES}")
-    if mode == "resize_and_crop":
-        a, b = resize(a, load_size, load_size), resize(b, load_size, load_size)
-    elif mode.startswith("scale_width"):
-        h, w = a.shape[:2]
-        new_h = max(round(load_size * h / w), crop_size if mode.endswith("crop") else 1)
-        a, b = resize(a, new_h, load_size), resize(b, new_h, load_size)
+    example = _resized(example, mode, load_size, crop_size, for_training=True)
     if mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
-        top, left = crop_window(a.shape[0], a.shape[1], crop_size, rng)
-        a = a[top:top + crop_size, left:left + crop_size]
-        b = b[top:top + crop_size, left:left + crop_size]
+        h, w = next(iter(example.values())).shape[:2]
+        top, left = crop_window(h, w, crop_size, rng)
+        example = {k: v[top:top + crop_size, left:left + crop_size] for k, v in example.items()}
     if flip and rng.random() < 0.5:
-        a, b = a[:, ::-1], b[:, ::-1]
-    return {"A": np.ascontiguousarray(a), "B": np.ascontiguousarray(b)}
+        example = {k: v[:, ::-1] for k, v in example.items()}
+    return {k: np.ascontiguousarray(v) for k, v in example.items()}
+
+
+def eval_view(example: dict[str, np.ndarray], mode: str, load_size: int,
+              crop_size: int) -> dict[str, np.ndarray]:
+    """Deterministic evaluation view. `resize_and_crop` resizes to the training crop size;
+    every other mode keeps the whole image (after its width scaling), of any size: the
+    evaluator pads it to the generator's multiple and crops the output back."""
+    return _resized(example, mode, load_size, crop_size, for_training=False)

@@ -1,0 +1,100 @@
+"""Image decoding, channel conversion and resizing on uint8 HWC arrays (OpenCV: fast, GIL-free).
+
+Every decoded image is uint8 with shape (H, W, 1) or (H, W, 3): 16-bit images are scaled to 8
+bits and alpha channels dropped (each said once in the log), so the rest of the pipeline sees
+one format whatever the files hold.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from absl import logging
+
+# Bad files are reported once each by the pipeline; OpenCV's own per-decode warnings would
+# repeat them on stderr every epoch.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class BadImageError(ValueError):
+    """A file that cannot be used as an image; the message names it and why."""
+
+
+def decode(data: bytes, name: str) -> np.ndarray:
+    """Encoded bytes (PNG, JPEG, TIFF, BMP, WebP; 8 or 16 bit; 1, 3 or 4 channels) -> uint8."""
+    if not data:
+        raise BadImageError(f"{name}: empty file")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise BadImageError(f"{name}: not a readable image (truncated or not an image format)")
+    return standardize(image, name)
+
+
+def standardize(image: np.ndarray, name: str, bgr: bool = True) -> np.ndarray:
+    """A decoded array of any bit depth, (H, W) or (H, W, 1|3|4), BGR(A) as OpenCV decodes
+    or RGB(A) -> RGB or gray uint8 (H, W, C)."""
+    if image.dtype == np.uint16:
+        logging.log_first_n(logging.INFO, "16-bit images (first: %s) are scaled to 8 bits", 1,
+                            name)
+        image = ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise BadImageError(f"{name}: unsupported pixel type {image.dtype}; use 8 or 16 bit")
+    if image.ndim == 2:
+        return image[:, :, None]
+    if image.shape[2] == 4:
+        logging.log_first_n(logging.INFO, "alpha channels (first: %s) are dropped", 1, name)
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if bgr else cv2.COLOR_RGBA2RGB)
+    if image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if bgr else image
+    if image.shape[2] == 1:
+        return image
+    raise BadImageError(f"{name}: {image.shape[2]} channels; expected 1, 3 or 4")
+
+
+def read(path: str) -> np.ndarray:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise BadImageError(f"{path}: {e.strerror or e}") from e
+    return decode(data, path)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    bgr = image if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(".png", bgr)
+    if not ok:
+        raise ValueError(f"could not encode an image of shape {image.shape} as PNG")
+    return data.tobytes()
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """Gray <-> RGB as needed (luminance by ITU-R 601, as PIL's "L")."""
+    if image.shape[2] == channels:
+        return image
+    if channels == 1:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]
+    if channels == 3:
+        return np.repeat(image, 3, axis=2)
+    raise ValueError(f"cannot convert a {image.shape[2]}-channel image to {channels} channels")
+
+
+_INTERPOLATIONS = {"area": cv2.INTER_AREA, "bicubic": cv2.INTER_CUBIC,
+                   "bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+
+
+def resize(image: np.ndarray, height: int, width: int, shrink: str = "area") -> np.ndarray:
+    """Bicubic when enlarging (the reference's interpolation); `shrink` when reducing.
+
+    `area` averaging is what bicubic with antialiasing (PIL, the reference) approximates when
+    downscaling; plain OpenCV bicubic would alias.
+    """
+    if image.shape[:2] == (height, width):
+        return image
+    shrinking = height < image.shape[0] or width < image.shape[1]
+    interpolation = _INTERPOLATIONS[shrink] if shrinking else cv2.INTER_CUBIC
+    out = cv2.resize(image, (width, height), interpolation=interpolation)
+    return out[:, :, None] if out.ndim == 2 else out
+
