@@ -4,6 +4,7 @@ import hashlib
 
 import numpy as np
 import pytest
+from absl import flags
 
 from p2p_jax.data import pipeline, synthetic, transforms
 
@@ -116,3 +117,15 @@ def test_start_batch_positions_the_stream_like_consuming_it(tiny_config):
     started = pipeline.create_train_iterator(tiny_config, 1, 2, start_batch=5)
     for _ in range(3):
         np.testing.assert_array_equal(next(started)["B"], next(it)["B"])
+
+
+def test_worker_processes_give_the_same_batches(tiny_config):
+    flags.FLAGS.mark_as_parsed()  # Grain workers read absl flags; app.run parses them in runs.
+    tiny_config.dataset.worker_count = 1
+    workers = pipeline.create_train_iterator(tiny_config, 0, 1)
+    tiny_config.dataset.worker_count = 0
+    in_process = pipeline.create_train_iterator(tiny_config, 0, 1)
+    for _ in range(3):
+        got, want = next(workers), next(in_process)
+        for key in ("A", "B", "skipped"):
+            np.testing.assert_array_equal(got[key], want[key])
