@@ -160,9 +160,10 @@ def bench_predict(config) -> dict:
     fn = jax.jit(functools.partial(train.generate, models),
                  out_shardings=parallel.batch_sharding(mesh))
     start = time.perf_counter()
-    compiled = fn.lower(state, batch["A"], rng).compile()
+    params, stats = state.g_params, state.g_batch_stats
+    compiled = fn.lower(params, stats, batch["A"], rng).compile()
     compile_s = time.perf_counter() - start
-    step_s = median_seconds(lambda: compiled(state, batch["A"], rng), _STEPS.value,
+    step_s = median_seconds(lambda: compiled(params, stats, batch["A"], rng), _STEPS.value,
                             _WARMUP.value)
     return report(config, "predict", config.batch_size, step_s, compile_s, compiled)
 

@@ -121,18 +121,43 @@ def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> N
                     "previous one", step, type(error).__name__, target)
 
 
+def _read_only_manager(workdir: str) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(checkpoint_dir(workdir),
+                                 options=ocp.CheckpointManagerOptions(read_only=True),
+                                 item_handlers={"state": ocp.StandardCheckpointHandler()})
+
+
+def _chosen_step(manager: ocp.CheckpointManager, step: int | None) -> int:
+    steps = manager.all_steps()
+    if not steps:
+        raise FileNotFoundError(f"no checkpoint in {manager.directory}; train first, or check "
+                                "--workdir")
+    if step is None:
+        return max(steps)
+    if step not in steps:
+        raise FileNotFoundError(f"no checkpoint for step {step} in {manager.directory}; "
+                                f"available: {sorted(steps)}")
+    return step
+
+
+def restore_state(workdir: str, target_state: Any, step: int | None = None) -> tuple[Any, int]:
+    """The train state at `step` (default: latest) onto the shardings of `target_state`, for
+    evaluation and export; (state, step)."""
+    with _read_only_manager(workdir) as manager:
+        step = _chosen_step(manager, step)
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract)))
+    return restored.state, step
+
+
 def load_train_state(workdir: str, step: int | None = None) -> dict[str, Any]:
     """The saved train state as NumPy pytrees (latest step by default), for notebooks and tests.
 
     Works whatever mesh or number of processes wrote the checkpoint.
     """
-    with ocp.CheckpointManager(checkpoint_dir(workdir),
-                               options=ocp.CheckpointManagerOptions(read_only=True),
-                               item_handlers={"state": ocp.StandardCheckpointHandler()}
-                               ) as manager:
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {checkpoint_dir(workdir)}")
+    with _read_only_manager(workdir) as manager:
+        step = _chosen_step(manager, step)
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                                 manager.item_metadata(step)["state"])

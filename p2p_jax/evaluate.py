@@ -26,25 +26,33 @@ def pad_to_multiple(images: np.ndarray, multiple: int) -> np.ndarray:
 
 
 class Evaluator:
-    """Generates for examples {'A', 'B'} (uint8, any sizes) and scores the outputs."""
+    """Translates images of any sizes (uint8) and scores outputs against targets."""
 
     def __init__(self, models: train.Pix2Pix, mesh: Mesh, batch_size: int, multiple: int):
         self._mesh, self._multiple = mesh, multiple
         self._batch_size = -(-batch_size // mesh.devices.size) * mesh.devices.size
+        replicated = parallel.replicated(mesh)
 
-        @functools.partial(jax.jit, static_argnums=(4, 5),
-                           out_shardings=parallel.replicated(mesh))
-        def run(state, images, targets, rng, height, width):
-            outputs = train.generate(models, state, images, rng)[:, :height, :width]
-            targets = train.to_float(targets)[:, :height, :width]
-            return outputs, metrics.image_metrics(outputs, targets)
+        @functools.partial(jax.jit, static_argnums=(3, 4), out_shardings=replicated)
+        def translate(state, images, rng, height, width):
+            return summaries.to_uint8_device(
+                train.generate(models, state.g_params, state.g_batch_stats, images, rng)
+                [:, :height, :width])
 
-        self._run = run
+        @functools.partial(jax.jit, out_shardings=replicated)
+        def score(outputs, targets):
+            return metrics.image_metrics(train.to_float(outputs), train.to_float(targets))
+
+        self._translate, self._score = translate, score
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
 
     def generate(self, state: train.TrainState, examples: list[dict[str, np.ndarray]],
                  rng: jax.Array) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
-        """(uint8 outputs in example order, per-image metrics). A metric the size of some
-        images does not allow (MS-SSIM below 161 px) is NaN for those images."""
+        """(uint8 outputs in example order, per-image metrics where examples have 'B'). A metric
+        the size of some images does not allow (MS-SSIM below 161 px) is NaN for those."""
         groups = defaultdict(list)
         for index, example in enumerate(examples):
             groups[example["A"].shape].append(index)
@@ -66,15 +74,15 @@ class Evaluator:
     def _run_batch(self, state, examples, rng) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         real = len(examples)
         pad = self._batch_size - real  # Padding never changes the real rows (per-image norm).
-        batch = {k: np.stack([e[k] for e in examples] + [examples[-1][k]] * pad)
-                 for k in ("A", "B")}
+        keys = ("A", "B") if "B" in examples[0] else ("A",)
+        batch = {k: np.stack([e[k] for e in examples] + [examples[-1][k]] * pad) for k in keys}
         height, width = batch["A"].shape[1:3]
         batch["A"] = pad_to_multiple(batch["A"], self._multiple)
-        batch["B"] = pad_to_multiple(batch["B"], self._multiple)  # Sharded like A; cropped.
         device = parallel.global_batch_from_host_copy(batch, self._mesh)
-        out, scores = jax.device_get(
-            self._run(state, device["A"], device["B"], rng, height, width))
-        return summaries.to_uint8(out[:real]), {k: v[:real] for k, v in scores.items()}
+        outputs = self._translate(state, device["A"], rng, height, width)
+        scores = self._score(outputs, device["B"]) if "B" in device else {}
+        outputs, scores = jax.device_get((outputs, scores))
+        return outputs[:real], {k: v[:real] for k, v in scores.items()}
 
     def evaluate(self, state: train.TrainState, examples: list[dict[str, np.ndarray]],
                  rng: jax.Array) -> dict[str, float]:

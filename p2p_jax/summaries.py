@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import io
-
+import jax
+import jax.numpy as jnp
 import numpy as np
 from etils import epath
-from PIL import Image
+
+from p2p_jax.data import images
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """[-1, 1] floats -> uint8."""
-    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(
-        np.uint8)
+def to_uint8_device(values: jax.Array) -> jax.Array:
+    """[-1, 1] floats -> uint8, on the device (4x less to fetch than float32)."""
+    return jnp.clip(jnp.round((values.astype(jnp.float32) + 1.0) * 127.5), 0, 255).astype(
+        jnp.uint8)
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
@@ -24,13 +25,19 @@ def _pad_width(row: np.ndarray, width: int) -> np.ndarray:
     return np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=255)
 
 
+def side_by_side(parts, gap: int = 2) -> np.ndarray:
+    """Images of one height in a row, white gaps between, as uint8 RGB."""
+    sep = np.full((parts[0].shape[0], gap, 3), 255, np.uint8)
+    row = [as_rgb(parts[0])]
+    for part in parts[1:]:
+        row += [sep, as_rgb(part)]
+    return np.concatenate(row, axis=1)
+
+
 def triptych_grid(inputs, outputs, targets, gap: int = 2) -> np.ndarray:
     """One row per example: input | output | target, uint8 RGB. Images may differ in size
     between rows (rows are padded white to the widest)."""
-    rows = []
-    for a, g, b in zip(inputs, outputs, targets, strict=True):
-        sep = np.full((a.shape[0], gap, 3), 255, np.uint8)
-        rows.append(np.concatenate([as_rgb(a), sep, as_rgb(g), sep, as_rgb(b)], axis=1))
+    rows = [side_by_side(parts, gap) for parts in zip(inputs, outputs, targets, strict=True)]
     width = max(r.shape[1] for r in rows)
     out = []
     for row in rows:
@@ -40,12 +47,5 @@ def triptych_grid(inputs, outputs, targets, gap: int = 2) -> np.ndarray:
 
 
 def save_png(image: np.ndarray, path: str | epath.Path) -> None:
-    """Writes atomically (temp file + rename), so a reader never sees half a PNG; local paths
-    and gs:// alike."""
-    path = epath.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
+    """Atomic PNG write (a reader never sees half a file); local paths and gs:// alike."""
+    images.write(path, image)

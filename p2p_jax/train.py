@@ -184,7 +184,7 @@ def train_step(models: Pix2Pix, state: TrainState,
     return new_state, metrics
 
 
-def generate(models: Pix2Pix, state: TrainState, images: jax.Array,
+def generate(models: Pix2Pix, params: PyTree, batch_stats: PyTree, images: jax.Array,
              rng: jax.Array) -> jax.Array:
     """Generator outputs in [-1, 1] for uint8 inputs, as the reference's test script makes them.
 
@@ -194,11 +194,10 @@ def generate(models: Pix2Pix, state: TrainState, images: jax.Array,
     """
     x = to_float(images)
     if models.eval_mode:
-        return _apply(models.generator, state.g_params, state.g_batch_stats, x, False)[0]
+        return _apply(models.generator, params, batch_stats, x, False)[0]
 
     def one(image, key):
-        out, _ = _apply(models.generator, state.g_params, state.g_batch_stats, image[None],
-                        True, key)
+        out, _ = _apply(models.generator, params, batch_stats, image[None], True, key)
         return out[0]
 
     return jax.vmap(one)(x, jax.random.split(rng, x.shape[0]))

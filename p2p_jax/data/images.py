@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from absl import logging
+from etils import epath
 
 # Bad files are reported once each by the pipeline; OpenCV's own per-decode warnings would
 # repeat them on stderr every epoch.
@@ -62,12 +63,25 @@ def read(path: str) -> np.ndarray:
     return decode(data, path)
 
 
-def encode_png(image: np.ndarray) -> bytes:
+def encode(image: np.ndarray, extension: str = ".png") -> bytes:
+    """uint8 RGB or gray (H, W, C) -> the file format of `extension` (JPEG at quality 95)."""
     bgr = image if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, data = cv2.imencode(".png", bgr)
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if extension.lower() in (".jpg", ".jpeg") else []
+    ok, data = cv2.imencode(extension, bgr, params)
     if not ok:
-        raise ValueError(f"could not encode an image of shape {image.shape} as PNG")
+        raise ValueError(f"could not encode an image of shape {image.shape} as {extension}")
     return data.tobytes()
+
+
+def write(path: str | epath.Path, image: np.ndarray) -> None:
+    """Writes atomically (temp file + rename) in the format the extension names; local paths
+    and gs:// alike."""
+    path = epath.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = encode(image, path.suffix or ".png")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:

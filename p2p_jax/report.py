@@ -1,0 +1,215 @@
+"""`--mode=eval` outputs people look at: per-example images, an HTML page, curves, a contact sheet.
+
+  W/eval/<split>_<step>/metrics.json     means and per-image values
+  W/eval/<split>_<step>/index.html       input | output | target per row with its metrics,
+                                         sortable by any column (worst L1 first at opening)
+  W/eval/<split>_<step>/images/          NAME_input.png, NAME_output.png, NAME_target.png
+  W/eval/<split>_<step>/curves.png       training losses and eval metrics over steps
+  W/eval/<split>_<step>/contact_sheet.png
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+
+import jax
+import numpy as np
+from clu import metric_writers
+from etils import epath
+from matplotlib.figure import Figure
+
+from p2p_jax import evaluate, inference, summaries
+from p2p_jax.data import images, pipeline
+
+
+def _safe_name(name: str, index: int) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.splitext(name)[0])[:80]
+    return f"{index:05d}_{stem}"
+
+
+def write_images(examples: list[dict], outputs: list[np.ndarray],
+                 folder: epath.Path) -> list[dict[str, str]]:
+    """One PNG per input, output and target; returns their paths relative to `folder`."""
+    files = []
+    for index, (example, output) in enumerate(zip(examples, outputs, strict=True)):
+        stem = _safe_name(example.get("name", ""), index)
+        paths = {}
+        for role, image in (("input", example["A"]), ("output", output),
+                            ("target", example.get("B"))):
+            if image is None:
+                continue
+            paths[role] = f"images/{stem}_{role}.png"
+            images.write(folder / paths[role], image)
+        files.append(paths)
+    return files
+
+
+_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1em; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: 4px; text-align: center; }}
+th {{ cursor: pointer; background: #eee; }}
+img {{ max-width: 256px; image-rendering: pixelated; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>{summary}</p>
+<p><img src="curves.png" alt="training curves" style="max-width: 100%"></p>
+<table id="results"><thead><tr>{header}</tr></thead><tbody>
+{rows}
+</tbody></table>
+<script>
+// Click a metric header to sort by it; click again to reverse.
+document.querySelectorAll("th[data-key]").forEach(function (th) {{
+  th.addEventListener("click", function () {{
+    var body = document.querySelector("#results tbody");
+    var rows = Array.from(body.rows), key = th.dataset.key;
+    var dir = th.dataset.dir === "desc" ? 1 : -1; th.dataset.dir = dir === 1 ? "asc" : "desc";
+    rows.sort(function (a, b) {{ return dir * (a.dataset[key] - b.dataset[key]); }});
+    rows.forEach(function (r) {{ body.appendChild(r); }});
+  }});
+}});
+</script></body></html>
+"""
+
+
+def write_html(folder: epath.Path, title: str, examples: list[dict], files: list[dict],
+               scores: dict[str, np.ndarray], means: dict[str, float],
+               has_curves: bool) -> None:
+    """The results page: rows sorted worst-first by L1 (highest), other columns on click."""
+    names = list(scores)
+    order = (np.argsort(-np.nan_to_num(scores["l1"], nan=-1)) if "l1" in scores
+             else range(len(examples)))
+    header = "<th>#</th><th>name</th><th>input</th><th>output</th><th>target</th>" + "".join(
+        f'<th data-key="{k}">{html.escape(k)}</th>' for k in names)
+    rows = []
+    for i in order:
+        data = " ".join(f'data-{k}="{float(scores[k][i]):.6g}"' for k in names)
+        cells = "".join(f'<td><img src="{html.escape(files[i][r])}" alt="{r}"></td>'
+                        if r in files[i] else "<td></td>" for r in ("input", "output", "target"))
+        metrics_cells = "".join(f"<td>{float(scores[k][i]):.4f}</td>" for k in names)
+        rows.append(f'<tr {data}><td>{i}</td><td>{html.escape(examples[i].get("name", ""))}'
+                    f"</td>{cells}{metrics_cells}</tr>")
+    summary = ", ".join(f"{k} {v:.4f}" for k, v in means.items()) + f" over {len(examples)} images"
+    page = _PAGE.format(title=html.escape(title), summary=html.escape(summary),
+                        header=header, rows="\n".join(rows))
+    if not has_curves:
+        page = page.replace('<p><img src="curves.png" alt="training curves" '
+                            'style="max-width: 100%"></p>\n', "")
+    _atomic_text(folder / "index.html", page)
+
+
+def read_scalars(workdir: str) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar series in the workdir's TensorBoard event files: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    accumulator = event_accumulator.EventAccumulator(
+        str(workdir), size_guidance={event_accumulator.TENSORS: 0,
+                                     event_accumulator.SCALARS: 0})
+    accumulator.Reload()
+    series = {}
+    for tag in accumulator.Tags()["tensors"]:
+        points = [(e.step, float(np.asarray(_tensor_value(e.tensor_proto))))
+                  for e in accumulator.Tensors(tag)]
+        if points and all(np.ndim(v) == 0 for _, v in points):
+            series[tag] = sorted(points)
+    for tag in accumulator.Tags()["scalars"]:
+        series[tag] = sorted((e.step, e.value) for e in accumulator.Scalars(tag))
+    return series
+
+
+def _tensor_value(proto) -> np.ndarray:
+    from tensorboard.util import tensor_util
+
+    return tensor_util.make_ndarray(proto)
+
+
+CURVE_TAGS = ("train/g_loss", "train/d_loss", "train/g_gan", "train/g_l1", "eval/l1",
+              "eval/psnr", "eval/ssim", "eval/ms_ssim", "eval/fid", "eval/kid")
+
+
+def write_curves(series: dict[str, list[tuple[int, float]]], path: epath.Path) -> bool:
+    """Losses and metrics over steps, one panel each; False if there is nothing to plot."""
+    tags = [t for t in CURVE_TAGS if series.get(t)]
+    if not tags:
+        return False
+    columns = min(len(tags), 4)
+    rows = math.ceil(len(tags) / columns)
+    figure = Figure(figsize=(4 * columns, 3 * rows))  # No pyplot: no global figure state.
+    axes = figure.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat[len(tags):]:
+        ax.axis("off")
+    for ax, tag in zip(axes.flat, tags, strict=False):
+        steps, values = zip(*series[tag], strict=True)
+        ax.plot(steps, values, marker="." if len(steps) < 30 else None)
+        ax.set_title(tag)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    figure.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    figure.savefig(str(tmp), dpi=80)
+    tmp.replace(path)
+    return True
+
+
+def contact_sheet(examples: list[dict], outputs: list[np.ndarray], columns: int = 4,
+                  height: int = 96, limit: int = 64) -> np.ndarray:
+    """Thumbnails of (input | output | target) for the first `limit` examples, in a grid."""
+    cells = []
+    for example, output in list(zip(examples, outputs, strict=True))[:limit]:
+        row = summaries.side_by_side(
+            [example["A"], output] + ([example["B"]] if "B" in example else []))
+        scale = height / row.shape[0]
+        cells.append(images.resize(row, height, max(round(row.shape[1] * scale), 1)))
+    width = max(c.shape[1] for c in cells)
+    cells = [np.pad(c, ((4, 4), (4, 4 + width - c.shape[1]), (0, 0)), constant_values=255)
+             for c in cells]
+    blank = np.full_like(cells[0], 255)
+    cells += [blank] * (-len(cells) % columns)
+    return np.concatenate([np.concatenate(cells[r:r + columns], axis=1)
+                           for r in range(0, len(cells), columns)], axis=0)
+
+
+def write_report(workdir: str, folder: epath.Path, title: str, examples: list[dict],
+                 outputs: list[np.ndarray], scores: dict[str, np.ndarray],
+                 means: dict[str, float], extra: dict[str, float]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = write_images(examples, outputs, folder)
+    has_curves = write_curves(read_scalars(workdir), folder / "curves.png")
+    summaries.save_png(contact_sheet(examples, outputs), folder / "contact_sheet.png")
+    write_html(folder, title, examples, files, scores, {**means, **extra}, has_curves)
+    record = {"metrics": {**means, **extra}, "num_examples": len(examples),
+              "per_image": {k: [None if np.isnan(x) else float(x) for x in v]
+                            for k, v in scores.items()},
+              "names": [e.get("name", "") for e in examples]}
+    _atomic_text(folder / "metrics.json", json.dumps(record, indent=2))
+
+
+def _atomic_text(path: epath.Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> epath.Path:
+    """`--mode=eval`: the whole `eval.split` through the checkpoint at `step` (default latest);
+    metrics to TensorBoard (`eval_<split>/...`) and the report folder. Returns the folder."""
+    restored = inference.restore(config, workdir, step)
+    split = restored.config.eval.split
+    examples = pipeline.eval_examples(restored.config, split=split)
+    outputs, scores = restored.evaluator().generate(
+        restored.state, examples, jax.random.PRNGKey(restored.config.seed + 2))
+    means = evaluate.mean_metrics(scores)
+    folder = epath.Path(workdir) / "eval" / f"{split}_{restored.step:08d}"
+    if jax.process_index() == 0:
+        writer = metric_writers.create_default_writer(workdir)
+        writer.write_scalars(restored.step, {f"eval_{split}/{k}": v for k, v in means.items()})
+        writer.flush()
+        write_report(workdir, folder, f"{workdir}: {split} split at step {restored.step}",
+                     examples, outputs, scores, means, {})
+    return folder
