@@ -123,7 +123,7 @@ def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> N
 
 def _read_only_manager(workdir: str) -> ocp.CheckpointManager:
     return ocp.CheckpointManager(checkpoint_dir(workdir),
-                                 options=ocp.CheckpointManagerOptions(read_only=True),
+                                 options=ocp.CheckpointManagerOptions(read_only=True, create=False),
                                  item_handlers={"state": ocp.StandardCheckpointHandler()})
 
 

@@ -114,10 +114,9 @@ def read_scalars(workdir: str) -> dict[str, list[tuple[int, float]]]:
     accumulator.Reload()
     series = {}
     for tag in accumulator.Tags()["tensors"]:
-        points = [(e.step, float(np.asarray(_tensor_value(e.tensor_proto))))
-                  for e in accumulator.Tensors(tag)]
-        if points and all(np.ndim(v) == 0 for _, v in points):
-            series[tag] = sorted(points)
+        values = [(e.step, _tensor_value(e.tensor_proto)) for e in accumulator.Tensors(tag)]
+        if values and all(v.ndim == 0 and v.dtype.kind == "f" for _, v in values):
+            series[tag] = sorted((step, float(v)) for step, v in values)
     for tag in accumulator.Tags()["scalars"]:
         series[tag] = sorted((e.step, e.value) for e in accumulator.Scalars(tag))
     return series

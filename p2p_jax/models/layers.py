@@ -78,7 +78,8 @@ def correlate(x: jax.Array, kernel: jax.Array, stride: int,
     (top, bottom), (left, right) = padding
     out_h = (x.shape[1] + top + bottom - kh) // stride + 1
     out_w = (x.shape[2] + left + right - kw) // stride + 1
-    if not use_im2col(x.shape[0] * min(out_h * out_w, x.shape[1] * x.shape[2])):
+    batch = x.shape[0] if isinstance(x.shape[0], int) else 1  # Symbolic in batch-free exports.
+    if not use_im2col(batch * min(out_h * out_w, x.shape[1] * x.shape[2])):
         return lax.conv_general_dilated(x, kernel, (stride, stride), padding,
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
     x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (top, bottom, 0), (left, right, 0),

@@ -1,0 +1,96 @@
+"""--mode=eval / predict / export on a briefly trained model: files, pages, round trips."""
+
+import html.parser
+import json
+
+import cv2
+import jax
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from configs import tiny
+from p2p_jax import export, inference, report, trainer
+from p2p_jax.data import images
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 4-step run of the tiny config with deterministic generation (running statistics, no
+    dropout), so every path to an output must agree exactly."""
+    config = tiny.get_config()
+    config.batch_size = 8
+    config.num_train_steps = 4
+    config.model.eval_mode = True
+    workdir = str(tmp_path_factory.mktemp("trained"))
+    trainer.train_and_evaluate(config, workdir)
+    return config, workdir
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources, self.rows = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.sources.append(attrs["src"])
+        if tag == "tr" and "data-l1" in attrs:
+            self.rows.append(float(attrs["data-l1"]))
+
+
+def test_eval_mode_writes_a_consistent_report(trained):
+    config, workdir = trained
+    folder = report.evaluate_checkpoint(config, workdir)
+    assert folder.name == "val_00000004"
+    record = json.loads((folder / "metrics.json").read_text())
+    assert record["num_examples"] == config.dataset.num_eval
+    for name in ("l1", "psnr", "ssim"):
+        assert record["metrics"][name] == pytest.approx(np.mean(record["per_image"][name]))
+    page = _Links()
+    page.feed((folder / "index.html").read_text())
+    assert "curves.png" in page.sources and len(page.sources) == 1 + 3 * 4
+    for source in page.sources:  # Every referenced file exists and decodes.
+        assert images.read(str(folder / source)).size > 0
+    assert page.rows == sorted(page.rows, reverse=True)  # Worst L1 first.
+    sheet = images.read(str(folder / "contact_sheet.png"))
+    assert sheet.shape[0] >= 96 and sheet.shape[2] == 3
+    assert "train/g_loss" in report.read_scalars(workdir)
+
+
+def test_predict_keeps_names_and_sizes_and_skips_bad_files(trained, tmp_path):
+    config, workdir = trained
+    rng = np.random.default_rng(0)
+    sizes = {"a.png": (32, 32), "nested/b.jpg": (45, 70), "c.png": (45, 70)}
+    for name, (h, w) in sizes.items():
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        images.write(tmp_path / "in" / name, rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG")
+    restored = inference.restore(config, workdir)
+    assert inference.predict(restored, str(tmp_path / "in"), str(tmp_path / "out")) == 3
+    for name, size in sizes.items():
+        assert images.read(str(tmp_path / "out" / name)).shape == (*size, 3)
+    assert not (tmp_path / "out" / "broken.png").exists()
+    with pytest.raises(FileNotFoundError, match="neither an image file nor a folder"):
+        inference.predict(restored, str(tmp_path / "missing"), str(tmp_path / "out"))
+
+
+def test_exports_reproduce_predict(trained, tmp_path):
+    config, workdir = trained
+    restored = inference.restore(config, workdir)
+    out = export.export(restored, str(tmp_path / "export"))
+    batch = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    for i, image in enumerate(batch):
+        images.write(tmp_path / "in" / f"{i}.png", image)
+    inference.predict(restored, str(tmp_path / "in"), str(tmp_path / "predicted"))
+    predicted = np.stack([images.read(str(tmp_path / "predicted" / f"{i}.png"))
+                          for i in range(3)])
+    key = np.asarray(jax.random.key_data(jax.random.PRNGKey(0)), np.uint32)
+    stablehlo = export.load_stablehlo(str(out))(batch, key)
+    np.testing.assert_array_equal(stablehlo, predicted)
+    saved = tf.saved_model.load(str(out / "saved_model"))
+    served = saved.translate(tf.constant(batch), tf.constant(key)).numpy()
+    assert served.dtype == np.uint8 and served.shape == batch.shape
+    assert np.abs(served.astype(int) - predicted).max() <= 1  # TF vs XLA rounding.
+    assert cv2.absdiff(served, predicted).mean() < 0.05
