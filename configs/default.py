@@ -101,6 +101,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.split = "val"
     config.eval.num_examples = 64
     config.eval.batch_size = 16
+    # Always: L1, PSNR, SSIM (and MS-SSIM from 161 px). Add "inception" (FID, KID; needs
+    # inception_weights, the pytorch-fid .pth file) and/or "fcn" (FCN-score for labels->photo;
+    # needs fcn_model, a jax.export segmentation network; see p2p_jax/fcn_score.py).
+    config.eval.evaluators = ()
+    config.eval.inception_weights = ""
+    config.eval.fcn_model = ""
 
     config.debug = ml_collections.ConfigDict()
     # Fault injection for tests: these steps get NaN inputs (so a non-finite loss).

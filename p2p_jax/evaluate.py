@@ -13,7 +13,10 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from p2p_jax import metrics, parallel, summaries, train
+from p2p_jax import distribution, fcn_score, metrics, parallel, summaries, train
+
+# Evaluators beyond the per-image metrics, listed in `eval.evaluators`.
+EVALUATORS = ("inception", "fcn")
 
 
 def pad_to_multiple(images: np.ndarray, multiple: int) -> np.ndarray:
@@ -85,9 +88,33 @@ class Evaluator:
         return outputs[:real], {k: v[:real] for k, v in scores.items()}
 
     def evaluate(self, state: train.TrainState, examples: list[dict[str, np.ndarray]],
-                 rng: jax.Array) -> dict[str, float]:
-        _, scores = self.generate(state, examples, rng)
-        return mean_metrics(scores)
+                 rng: jax.Array, extra=()) -> dict[str, float]:
+        """Mean per-image metrics, plus whatever the `extra` evaluators compute from the
+        outputs (FID/KID, FCN-score)."""
+        return self.evaluate_all(state, examples, rng, extra)[2]
+
+    def evaluate_all(self, state, examples, rng, extra=()):
+        """(outputs, per-image metrics, summary metrics)."""
+        outputs, scores = self.generate(state, examples, rng)
+        summary = mean_metrics(scores)
+        for evaluator in extra:
+            summary.update(evaluator(examples, outputs))
+        return outputs, scores, summary
+
+
+def build_extra(eval_config, mesh: Mesh) -> list:
+    """The `eval.evaluators` (e.g. ("inception", "fcn")), each loading its network now, so a
+    missing weights file stops the run at start-up with what to do."""
+    built = []
+    for name in eval_config.evaluators:
+        if name == "inception":
+            built.append(distribution.InceptionDistances(eval_config.inception_weights, mesh,
+                                                         eval_config.batch_size))
+        elif name == "fcn":
+            built.append(fcn_score.FCNScore(eval_config.fcn_model))
+        else:
+            raise ValueError(f"eval.evaluators: unknown {name!r}; choose from {EVALUATORS}")
+    return built
 
 
 def mean_metrics(scores: dict[str, np.ndarray]) -> dict[str, float]:

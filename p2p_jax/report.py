@@ -129,7 +129,8 @@ def _tensor_value(proto) -> np.ndarray:
 
 
 CURVE_TAGS = ("train/g_loss", "train/d_loss", "train/g_gan", "train/g_l1", "eval/l1",
-              "eval/psnr", "eval/ssim", "eval/ms_ssim", "eval/fid", "eval/kid")
+              "eval/psnr", "eval/ssim", "eval/ms_ssim", "eval/fid", "eval/kid",
+              "eval/fcn_pixel_acc", "eval/fcn_class_iou")
 
 
 def write_curves(series: dict[str, list[tuple[int, float]]], path: epath.Path) -> bool:
@@ -176,13 +177,13 @@ def contact_sheet(examples: list[dict], outputs: list[np.ndarray], columns: int 
 
 def write_report(workdir: str, folder: epath.Path, title: str, examples: list[dict],
                  outputs: list[np.ndarray], scores: dict[str, np.ndarray],
-                 means: dict[str, float], extra: dict[str, float]) -> None:
+                 means: dict[str, float]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     files = write_images(examples, outputs, folder)
     has_curves = write_curves(read_scalars(workdir), folder / "curves.png")
     summaries.save_png(contact_sheet(examples, outputs), folder / "contact_sheet.png")
-    write_html(folder, title, examples, files, scores, {**means, **extra}, has_curves)
-    record = {"metrics": {**means, **extra}, "num_examples": len(examples),
+    write_html(folder, title, examples, files, scores, means, has_curves)
+    record = {"metrics": means, "num_examples": len(examples),
               "per_image": {k: [None if np.isnan(x) else float(x) for x in v]
                             for k, v in scores.items()},
               "names": [e.get("name", "") for e in examples]}
@@ -201,14 +202,14 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> epath.
     restored = inference.restore(config, workdir, step)
     split = restored.config.eval.split
     examples = pipeline.eval_examples(restored.config, split=split)
-    outputs, scores = restored.evaluator().generate(
-        restored.state, examples, jax.random.PRNGKey(restored.config.seed + 2))
-    means = evaluate.mean_metrics(scores)
+    outputs, scores, means = restored.evaluator().evaluate_all(
+        restored.state, examples, jax.random.PRNGKey(restored.config.seed + 2),
+        evaluate.build_extra(restored.config.eval, restored.mesh))
     folder = epath.Path(workdir) / "eval" / f"{split}_{restored.step:08d}"
     if jax.process_index() == 0:
         writer = metric_writers.create_default_writer(workdir)
         writer.write_scalars(restored.step, {f"eval_{split}/{k}": v for k, v in means.items()})
         writer.flush()
         write_report(workdir, folder, f"{workdir}: {split} split at step {restored.step}",
-                     examples, outputs, scores, means, {})
+                     examples, outputs, scores, means)
     return folder

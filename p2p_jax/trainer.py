@@ -66,6 +66,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
                  jax.process_count(), jax.local_device_count(), jax.device_count(),
                  jax.devices()[0].device_kind)
 
+    extra_evaluators = evaluate.build_extra(config.eval, mesh)  # Loads their networks now.
     train_iter = pipeline.create_train_iterator(config)
     models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
     state = train.initial_state(models, config, mesh)
@@ -75,13 +76,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     watcher = preemption.PreemptionWatcher(manager)
     try:
         return _resume_and_train(config, workdir, mesh, models, state, train_iter, manager,
-                                 watcher)
+                                 watcher, extra_evaluators)
     finally:
         watcher.close()
         manager.close()
 
 
-def _resume_and_train(config, workdir, mesh, models, state, train_iter, manager, watcher):
+def _resume_and_train(config, workdir, mesh, models, state, train_iter, manager, watcher,
+                      extra_evaluators):
     """Restores the latest checkpoint if any, compiles the step and runs the loop."""
     is_chief = jax.process_index() == 0
     restored = checkpointing.restore_latest(manager, state, train_iter)
@@ -137,7 +139,8 @@ def _resume_and_train(config, workdir, mesh, models, state, train_iter, manager,
                 if step % config.sample_every_steps == 0 or last:
                     samples(step, state)
                 if step % config.eval_every_steps == 0 or last:
-                    results = evaluator.evaluate(state, eval_examples, eval_rng)
+                    results = evaluator.evaluate(state, eval_examples, eval_rng,
+                                                 extra_evaluators)
                     writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
                 preempted = watcher.reached(step)
                 if step % config.checkpoint_every_steps == 0 or last or preempted:

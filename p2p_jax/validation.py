@@ -54,6 +54,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.dataset.source == "images" and config.dataset.task == "paired":
         raise ConfigError("dataset.source='images' holds photos only; set dataset.task to a "
                           f"derived task ({', '.join(tasks.TASKS[1:])})")
+    for name in config.eval.evaluators:
+        _choice("eval.evaluators", name, ("inception", "fcn"))
     if config.dataset.derived.noise_std < 0:
         raise ConfigError(f"dataset.derived.noise_std={config.dataset.derived.noise_std} "
                           "must be >= 0")
