@@ -10,12 +10,5 @@ from configs import default
 
 def get_config(variant: str = ""):
     """`configs/colorization.py:podB` scales it to a global batch of B (apply_variant)."""
-    config = default.reference_256(default.get_config())
-    config.dataset.source = "images"
-    config.dataset.task = "colorization"
-    config.num_train_steps = 100000
-    config.log_every_steps = 200
-    config.sample_every_steps = 5000
-    config.checkpoint_every_steps = 10000
-    config.eval_every_steps = 10000
+    config = default.photo_task("colorization")
     return default.apply_variant(config, variant)

@@ -127,6 +127,20 @@ def reference_256(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
     return config
 
 
+def photo_task(task: str) -> ml_collections.ConfigDict:
+    """A derived task (colorization, super_resolution, stylize, ...) at the reference's 256x256
+    settings, on a folder of photos at `dataset.path` (train/ and val/ inside)."""
+    config = reference_256(get_config())
+    config.dataset.source = "images"
+    config.dataset.task = task
+    config.num_train_steps = 100000
+    config.log_every_steps = 200
+    config.sample_every_steps = 5000
+    config.checkpoint_every_steps = 10000
+    config.eval_every_steps = 10000
+    return config
+
+
 def scale_to_batch(config: ml_collections.ConfigDict, global_batch: int) -> None:
     """Pod-sized variant of a task config: same epochs at a larger global batch.
 

@@ -10,14 +10,7 @@ from configs import default
 
 def get_config(variant: str = ""):
     """`configs/style_transfer.py:podB` scales it to a global batch of B (apply_variant)."""
-    config = default.reference_256(default.get_config())
-    config.dataset.source = "images"
-    config.dataset.task = "stylize"
+    config = default.photo_task("stylize")
     config.dataset.direction = "BtoA"  # The derived rendering is the target.
     config.dataset.worker_count = 2  # The rendering costs ~tens of ms per image.
-    config.num_train_steps = 100000
-    config.log_every_steps = 200
-    config.sample_every_steps = 5000
-    config.checkpoint_every_steps = 10000
-    config.eval_every_steps = 10000
     return default.apply_variant(config, variant)

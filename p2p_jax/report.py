@@ -21,6 +21,8 @@ import numpy as np
 from clu import metric_writers
 from etils import epath
 from matplotlib.figure import Figure
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
 
 from p2p_jax import evaluate, inference, summaries
 from p2p_jax.data import images, pipeline
@@ -106,26 +108,19 @@ def write_html(folder: epath.Path, title: str, examples: list[dict], files: list
 
 def read_scalars(workdir: str) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series in the workdir's TensorBoard event files: tag -> [(step, value)]."""
-    from tensorboard.backend.event_processing import event_accumulator
-
     accumulator = event_accumulator.EventAccumulator(
         str(workdir), size_guidance={event_accumulator.TENSORS: 0,
                                      event_accumulator.SCALARS: 0})
     accumulator.Reload()
     series = {}
     for tag in accumulator.Tags()["tensors"]:
-        values = [(e.step, _tensor_value(e.tensor_proto)) for e in accumulator.Tensors(tag)]
+        values = [(e.step, tensor_util.make_ndarray(e.tensor_proto))
+                  for e in accumulator.Tensors(tag)]
         if values and all(v.ndim == 0 and v.dtype.kind == "f" for _, v in values):
             series[tag] = sorted((step, float(v)) for step, v in values)
     for tag in accumulator.Tags()["scalars"]:
         series[tag] = sorted((e.step, e.value) for e in accumulator.Scalars(tag))
     return series
-
-
-def _tensor_value(proto) -> np.ndarray:
-    from tensorboard.util import tensor_util
-
-    return tensor_util.make_ndarray(proto)
 
 
 CURVE_TAGS = ("train/g_loss", "train/d_loss", "train/g_gan", "train/g_l1", "eval/l1",

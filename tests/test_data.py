@@ -129,3 +129,7 @@ def test_worker_processes_give_the_same_batches(tiny_config):
         got, want = next(workers), next(in_process)
         for key in ("A", "B", "skipped"):
             np.testing.assert_array_equal(got[key], want[key])
+    tiny_config.dataset.worker_count = 1  # Worker iterators checkpoint and resume too.
+    resumed = pipeline.create_train_iterator(tiny_config, 0, 1)
+    resumed.set_state(workers.get_state())
+    np.testing.assert_array_equal(next(resumed)["B"], next(in_process)["B"])

@@ -215,3 +215,28 @@ def test_a_dataset_of_only_bad_files_stops_at_start_up(tmp_path, tiny_config):
     tiny_config.dataset.source, tiny_config.dataset.path = "aligned", str(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"every example in .*train is unreadable"):
         pipeline.create_train_iterator(tiny_config, 0, 1)
+
+
+def test_model_channels_follow_a_grayscale_to_colour_dataset(tmp_path, tiny_config):
+    from p2p_jax import checkpointing, trainer
+
+    for split, count in (("train", 4), ("val", 2)):
+        for i in range(count):
+            write_png(tmp_path / "photos" / split / f"{i}.png", photo(i, 40)[..., ::-1])
+    config = tiny_config
+    config.dataset.source, config.dataset.path = "images", str(tmp_path / "photos")
+    config.dataset.task, config.num_train_steps = "colorization", 2
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    params = checkpointing.load_train_state(str(tmp_path / "run"))["g_params"]
+    kernels = [v for k, v in _flat(params) if k.endswith("kernel")]
+    assert 1 in {k.shape[2] for k in kernels}  # The first conv reads the gray input...
+    assert 3 not in {k.shape[2] for k in kernels}  # ...no conv reads an RGB one...
+    assert 3 in {k.shape[-1] for k in kernels}  # ...and the last writes colour.
+
+
+def _flat(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}/")
+        else:
+            yield f"{prefix}{key}", value
