@@ -8,13 +8,12 @@ import os
 
 import jax
 import ml_collections
-import numpy as np
 import tqdm
 from absl import logging
 from etils import epath
 from jax.sharding import Mesh
 
-from p2p_jax import checkpointing, evaluate, parallel, train
+from p2p_jax import checkpointing, evaluate, parallel, train, validation
 from p2p_jax.data import images, pipeline
 from p2p_jax.models import generator_downsampling
 
@@ -49,6 +48,7 @@ def resolve_channels(config: ml_collections.ConfigDict, workdir: str) -> ml_coll
 
 def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> Restored:
     """The checkpoint at `step` (default: latest) on this run's mesh."""
+    validation.validate_config(config)
     config = resolve_channels(config, workdir)
     mesh = parallel.create_mesh(config.mesh)
     models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
@@ -100,6 +100,3 @@ def predict(restored: Restored, input_path: str, output_dir: str,
             bar.update(len(names[start:start + files_per_chunk]))
     return written
 
-
-def numpy_generator_variables(state: train.TrainState) -> dict[str, np.ndarray]:
-    return jax.device_get({"params": state.g_params, "batch_stats": state.g_batch_stats})

@@ -172,17 +172,20 @@ def contact_sheet(examples: list[dict], outputs: list[np.ndarray], columns: int 
 
 def write_report(workdir: str, folder: epath.Path, title: str, examples: list[dict],
                  outputs: list[np.ndarray], scores: dict[str, np.ndarray],
-                 means: dict[str, float]) -> None:
+                 means: dict[str, float]) -> np.ndarray:
+    """Writes the report folder; returns the contact sheet (for TensorBoard)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = write_images(examples, outputs, folder)
     has_curves = write_curves(read_scalars(workdir), folder / "curves.png")
-    summaries.save_png(contact_sheet(examples, outputs), folder / "contact_sheet.png")
+    sheet = contact_sheet(examples, outputs)
+    summaries.save_png(sheet, folder / "contact_sheet.png")
     write_html(folder, title, examples, files, scores, means, has_curves)
     record = {"metrics": means, "num_examples": len(examples),
               "per_image": {k: [None if np.isnan(x) else float(x) for x in v]
                             for k, v in scores.items()},
               "names": [e.get("name", "") for e in examples]}
     _atomic_text(folder / "metrics.json", json.dumps(record, indent=2))
+    return sheet
 
 
 def _atomic_text(path: epath.Path, text: str) -> None:
@@ -202,9 +205,10 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> epath.
         evaluate.build_extra(restored.config.eval, restored.mesh))
     folder = epath.Path(workdir) / "eval" / f"{split}_{restored.step:08d}"
     if jax.process_index() == 0:
+        sheet = write_report(workdir, folder, f"{workdir}: {split} split at step {restored.step}",
+                             examples, outputs, scores, means)
         writer = metric_writers.create_default_writer(workdir)
         writer.write_scalars(restored.step, {f"eval_{split}/{k}": v for k, v in means.items()})
+        writer.write_images(restored.step, {f"eval_{split}/contact_sheet": sheet[None]})
         writer.flush()
-        write_report(workdir, folder, f"{workdir}: {split} split at step {restored.step}",
-                     examples, outputs, scores, means)
     return folder

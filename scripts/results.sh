@@ -27,10 +27,12 @@ declare -A task_flags=(
 )
 for task in ${tasks[@]}; do
   # shellcheck disable=SC2086  # task_flags holds several flags.
-  for mode in train eval; do
-    $py -m p2p_jax.main "${common[@]}" ${task_flags[$task]} --workdir="$work/$task" \
-      --mode=$mode --alsologtostderr=false 2>"$work/$task.$mode.log"
-  done
+  $py -m p2p_jax.main "${common[@]}" ${task_flags[$task]} --workdir="$work/$task" \
+    --alsologtostderr=false 2>"$work/$task.train.log"
+  # Trained at batch 8, so tested with the running batch statistics (model.eval_mode), not
+  # with each image's own (the reference's default, consistent with training at batch 1).
+  $py -m p2p_jax.main "${common[@]}" ${task_flags[$task]} --workdir="$work/$task" \
+    --mode=eval --config.model.eval_mode=True --alsologtostderr=false 2>"$work/$task.eval.log"
   report=$(ls -d "$work/$task"/eval/val_* | tail -1)
   cp "$report/contact_sheet.png" "docs/results/$task.png"
   # Metrics of the output, and of the input itself as a baseline (gray shown as RGB).
