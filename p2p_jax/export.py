@@ -20,6 +20,7 @@ from etils import epath
 from flax import serialization
 
 from p2p_jax import summaries, train
+from p2p_jax.data import images
 from p2p_jax.inference import Restored
 
 
@@ -45,8 +46,8 @@ def export_stablehlo(restored: Restored, output: epath.Path) -> None:
     exported = jax.export.export(jax.jit(functools.partial(_translate, restored.models)))(
         jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), variables),
         _image_spec(restored, batch), jax.ShapeDtypeStruct((2,), jnp.uint32))
-    _atomic_write(output / "generator.stablehlo", exported.serialize())
-    _atomic_write(output / "generator_variables.msgpack",
+    images.write_bytes_atomically(output / "generator.stablehlo", exported.serialize())
+    images.write_bytes_atomically(output / "generator_variables.msgpack",
                   serialization.msgpack_serialize(variables))
 
 
@@ -87,8 +88,3 @@ def load_stablehlo(output_dir: str):
                                               .read_bytes())
     return lambda images, key: np.asarray(exported.call(variables, images, key))
 
-
-def _atomic_write(path: epath.Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)

@@ -103,7 +103,7 @@ def write_html(folder: epath.Path, title: str, examples: list[dict], files: list
     if not has_curves:
         page = page.replace('<p><img src="curves.png" alt="training curves" '
                             'style="max-width: 100%"></p>\n', "")
-    _atomic_text(folder / "index.html", page)
+    images.write_bytes_atomically(folder / "index.html", page.encode())
 
 
 def read_scalars(workdir: str) -> dict[str, list[tuple[int, float]]]:
@@ -184,14 +184,9 @@ def write_report(workdir: str, folder: epath.Path, title: str, examples: list[di
               "per_image": {k: [None if np.isnan(x) else float(x) for x in v]
                             for k, v in scores.items()},
               "names": [e.get("name", "") for e in examples]}
-    _atomic_text(folder / "metrics.json", json.dumps(record, indent=2))
+    images.write_bytes_atomically(folder / "metrics.json", json.dumps(record, indent=2).encode())
     return sheet
 
-
-def _atomic_text(path: epath.Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> epath.Path:

@@ -78,7 +78,12 @@ def write(path: str | epath.Path, image: np.ndarray) -> None:
     and gs:// alike."""
     path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = encode(image, path.suffix or ".png")
+    write_bytes_atomically(path, encode(image, path.suffix or ".png"))
+
+
+def write_bytes_atomically(path: str | epath.Path, data: bytes) -> None:
+    """Temp file + rename: a reader never sees half a file."""
+    path = epath.Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
