@@ -24,7 +24,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from p2p_jax import parallel, train, validation
+from p2p_jax import host, parallel, train, validation
 from p2p_jax.data import pipeline
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/facades.py", "Config file.")
@@ -192,6 +192,8 @@ def main(argv: list[str]) -> None:
                              "--config=FILE [--steps=N]")
     config = _CONFIG.value
     validation.validate_config(config)
+    if config.hugepage_malloc:
+        host.restart_with_hugepage_malloc()
     print(json.dumps(BENCHMARKS[argv[1]](config)), flush=True)
 
 

@@ -14,7 +14,7 @@ import logging as py_logging
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from p2p_jax import export, inference, parallel, report, trainer
+from p2p_jax import export, host, inference, parallel, report, trainer
 
 MODES = ("train", "eval", "predict", "export")
 
@@ -51,9 +51,11 @@ def _required(flag, mode: str) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    config, workdir, mode = _CONFIG.value, _WORKDIR.value, _MODE.value
+    if config.hugepage_malloc:
+        host.restart_with_hugepage_malloc()
     logging.get_absl_handler().addFilter(_QuietLibraries())
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    config, workdir, mode = _CONFIG.value, _WORKDIR.value, _MODE.value
     logging.info("config:\n%s", config)
     if mode == "train":
         trainer.train_and_evaluate(config, workdir)

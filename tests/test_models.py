@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from p2p_jax.models import layers
+from p2p_jax.models import layers, stride2
 from p2p_jax.models.discriminators import NLayerDiscriminator, PixelDiscriminator
 from p2p_jax.models.resnet import ResnetGenerator
 from p2p_jax.models.unet import UNetGenerator
@@ -109,39 +109,80 @@ def conv_transpose_loops(x: np.ndarray, w: np.ndarray, stride: int, padding: int
     return out
 
 
+TRANSPOSED_FORMS = {
+    "subpixel": layers.conv_transpose_subpixel,
+    "matmul": layers.conv_transpose_matmul,
+    "space_to_depth": lambda x, w, stride, padding, output_padding:
+        stride2.conv_transpose_stride2(x, w, padding),
+}
+
+
+@pytest.mark.parametrize("form", sorted(TRANSPOSED_FORMS))
 @pytest.mark.parametrize("kernel,padding,output_padding", [(4, 1, 0), (3, 1, 1)])
-def test_subpixel_equals_conv_transpose(kernel, padding, output_padding):
+def test_transposed_conv_forms_equal_the_definition(form, kernel, padding, output_padding):
+    """Every CPU form of the transposed conv: PyTorch's values, and lax's gradients."""
+    if form == "space_to_depth" and not stride2.supported(kernel, padding, 10, 12):
+        pytest.skip("space-to-depth needs an even kernel of width 2 * padding + 2")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
     w = rng.normal(size=(kernel, kernel, 3, 4)).astype(np.float32)
     expected = conv_transpose_loops(x, w, 2, padding, output_padding)
     reference = layers.conv_transpose_reference(x, w, 2, padding, output_padding)
-    subpixel = layers.conv_transpose_subpixel(x, w, 2, padding, output_padding)
-    assert subpixel.shape == expected.shape == (2, 10, 12, 4)
+    ours = TRANSPOSED_FORMS[form](x, w, 2, padding, output_padding)
+    assert ours.shape == expected.shape == (2, 10, 12, 4)
     np.testing.assert_allclose(reference, expected, atol=1e-4)
-    np.testing.assert_allclose(subpixel, expected, atol=1e-4)
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
 
     def loss(fn, x, w):
         return jnp.sum(jnp.sin(fn(x, w, 2, padding, output_padding)))
 
     grads_ref = jax.grad(lambda x, w: loss(layers.conv_transpose_reference, x, w), (0, 1))(x, w)
-    grads_sub = jax.grad(lambda x, w: loss(layers.conv_transpose_subpixel, x, w), (0, 1))(x, w)
-    for a, b in zip(grads_ref, grads_sub, strict=True):
+    grads_ours = jax.grad(lambda x, w: loss(TRANSPOSED_FORMS[form], x, w), (0, 1))(x, w)
+    for a, b in zip(grads_ref, grads_ours, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+def test_stride2_convolution_equals_xla_convolution():
+    """The space-to-depth passes of a stride-2 conv: XLA's values and gradients."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 8, 6, 5)).astype(np.float32)
+    w = rng.normal(size=(4, 4, 5, 7)).astype(np.float32)
+
+    def xla(x, w):
+        return jax.lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def ours(x, w):
+        return stride2.conv_stride2(x, w, 1)
+
+    np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.grad(lambda x, w: jnp.sum(jnp.sin(ours(x, w))), (0, 1))(x, w),
+                    jax.grad(lambda x, w: jnp.sum(jnp.sin(xla(x, w))), (0, 1))(x, w),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    assert not stride2.supported(4, 1, 7, 6) and not stride2.supported(3, 1, 8, 8)
 
 
 def test_upsample_modes_share_parameters_and_outputs():
     x = jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
-    ups = {m: layers.Upsample2x(5, mode=m) for m in ("conv_transpose", "subpixel")}
+    modes = ("conv_transpose", "subpixel", "matmul", "space_to_depth")
+    ups = {m: layers.Upsample2x(5, mode=m) for m in modes}
     variables = ups["subpixel"].init(jax.random.key(1), x)
-    np.testing.assert_allclose(ups["conv_transpose"].apply(variables, x),
-                               ups["subpixel"].apply(variables, x), atol=1e-5)
+    for mode in modes[1:]:
+        np.testing.assert_allclose(ups["conv_transpose"].apply(variables, x),
+                                   ups[mode].apply(variables, x), atol=1e-5)
     resize = layers.Upsample2x(5, mode="resize_bilinear")
     assert resize.apply(resize.init(jax.random.key(1), x), x).shape == (2, 8, 8, 5)
-    assert layers.resolve_upsample("auto", "cpu") == "subpixel"
-    assert layers.resolve_upsample("auto", "tpu") == "conv_transpose"
+    assert layers.resolve_upsample("auto", "cpu", pixels=4096) == "space_to_depth"
+    assert layers.resolve_upsample("auto", "cpu", pixels=64) == "matmul"
+    assert layers.resolve_upsample("auto", "cpu", pixels=256) == "space_to_depth"
+    assert layers.resolve_upsample("auto", "cpu", 3, 1, pixels=4096) == "subpixel"
+    assert layers.resolve_upsample("auto", "tpu", pixels=64) == "conv_transpose"
     with pytest.raises(ValueError, match="model.upsample"):
         layers.resolve_upsample("pixelshuffle")
+    with pytest.raises(ValueError, match="space_to_depth"):
+        layers.Upsample2x(5, kernel_size=3, output_padding=1, mode="space_to_depth").init(
+            jax.random.key(1), x)
 
 
 @pytest.mark.parametrize("kernel,stride,padding", [(4, 2, 1), (4, 1, 1), (3, 1, 0), (1, 1, 0)])

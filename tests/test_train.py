@@ -69,7 +69,9 @@ def test_step_matches_plain_reference_iteration(tiny_config, devices):
     assert metrics["g_loss"] == pytest.approx(float(g_loss), rel=1e-5)
     assert metrics["g_loss"] == pytest.approx(
         float(metrics["g_gan"] + 100.0 * metrics["g_l1"]), rel=1e-5)
-    chex_close = functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-6)
+    # Adam's first step moves every parameter by about lr * sign(gradient) = 2e-4, so a gradient
+    # at rounding level (summed in another order) may move by a fraction of that.
+    chex_close = functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=2e-5)
     jax.tree.map(chex_close, new_state.d_params, d_params)
     jax.tree.map(chex_close, new_state.g_params, g_params)
     assert int(new_state.step) == 1

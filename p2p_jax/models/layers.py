@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from p2p_jax.models import stride2
+
 Dtype = Any
 
 conv_init = nn.initializers.normal(stddev=0.02)
@@ -68,18 +70,26 @@ def use_im2col(pixels: int, backend: str | None = None) -> bool:
     return pixels <= IM2COL_MAX_PIXELS.get(backend or jax.default_backend(), 0)
 
 
+# Backends where stride-2 convolutions take the space-to-depth passes of `stride2`.
+SPACE_TO_DEPTH_BACKENDS = ("cpu",)
+
+
 def correlate(x: jax.Array, kernel: jax.Array, stride: int,
               padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
     """Cross-correlation (what `lax.conv_general_dilated` computes), NHWC x HWIO.
 
-    Small outputs are computed as one matmul over gathered patches (static strided slices, so
-    the gradients stay slices and pads)."""
+    On CPU, small outputs are computed as one matmul over gathered patches (static strided
+    slices, so the gradients stay slices and pads) and larger stride-2 ones by `stride2`."""
     kh, kw = kernel.shape[:2]
     (top, bottom), (left, right) = padding
     out_h = (x.shape[1] + top + bottom - kh) // stride + 1
     out_w = (x.shape[2] + left + right - kw) // stride + 1
     batch = x.shape[0] if isinstance(x.shape[0], int) else 1  # Symbolic in batch-free exports.
     if not use_im2col(batch * min(out_h * out_w, x.shape[1] * x.shape[2])):
+        if (stride == 2 and kh == kw and top == bottom == left == right
+                and jax.default_backend() in SPACE_TO_DEPTH_BACKENDS
+                and stride2.supported(kh, top, x.shape[1], x.shape[2])):
+            return stride2.conv_stride2(x, kernel, top)
         return lax.conv_general_dilated(x, kernel, (stride, stride), padding,
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
     x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (top, bottom, 0), (left, right, 0),
@@ -119,18 +129,26 @@ def conv(features: int, kernel: int, stride: int, padding: int, use_bias: bool, 
     return Conv(features, kernel, stride, padding, use_bias, dtype, name=name)
 
 
-UPSAMPLE_MODES = ("auto", "conv_transpose", "subpixel", "resize_nearest", "resize_bilinear")
+UPSAMPLE_MODES = ("auto", "conv_transpose", "space_to_depth", "subpixel", "matmul",
+                  "resize_nearest", "resize_bilinear")
 
 
-def resolve_upsample(mode: str, backend: str | None = None) -> str:
-    """`auto`: lax.conv_transpose on TPU/GPU; the stride-1 sub-pixel form on CPU, where XLA's
-    conv_transpose gradient is ~20x slower than ordinary convolutions."""
+def resolve_upsample(mode: str, backend: str | None = None, kernel_size: int = 4,
+                     padding: int = 1, pixels: int | None = None) -> str:
+    """`auto`: lax.conv_transpose on TPU/GPU. On CPU, where XLA's transposed convolutions and
+    their gradients run far below its ordinary ones: `matmul` where the output is small
+    (`pixels`: batch x input positions; 4x that are written), else `space_to_depth` (see
+    `stride2`) where the kernel allows it, else the stride-1 sub-pixel form."""
     if mode not in UPSAMPLE_MODES:
         raise ValueError(f"model.upsample={mode!r} is not one of {UPSAMPLE_MODES}")
     if mode != "auto":
         return mode
     backend = backend or jax.default_backend()
-    return "subpixel" if backend == "cpu" else "conv_transpose"
+    if backend not in SPACE_TO_DEPTH_BACKENDS:
+        return "conv_transpose"
+    if pixels is not None and use_im2col(4 * pixels, backend):
+        return "matmul"
+    return "space_to_depth" if stride2.supported(kernel_size, padding, 2, 2) else "subpixel"
 
 
 def conv_transpose_reference(x: jax.Array, kernel: jax.Array, stride: int, padding: int,
@@ -194,6 +212,35 @@ def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array, stride: int, paddin
     return y.reshape(n, stride * h, stride * w, y.shape[-1])
 
 
+def conv_transpose_matmul(x: jax.Array, kernel: jax.Array, stride: int, padding: int,
+                          output_padding: int) -> jax.Array:
+    """The same function as `conv_transpose_reference`, as one batched matmul per kernel tap.
+
+    Every input pixel times each tap's (in, out) matrix, placed at its output offset (a strided
+    pad) and summed. The kernel is used in its stored layout, so nothing kernel-sized is copied
+    in either pass: the form for small maps, where the large inner kernels dominate the cost.
+    """
+    n, h, w, cin = x.shape
+    k, cout = kernel.shape[0], kernel.shape[3]
+    out_h = (h - 1) * stride - 2 * padding + k + output_padding
+    out_w = (w - 1) * stride - 2 * padding + k + output_padding
+    taps = kernel.reshape(k * k, cin, cout)
+    pixels = jnp.broadcast_to(x.reshape(1, n * h * w, cin), (k * k, n * h * w, cin))
+    products = jnp.einsum("tmc,tcd->tmd", pixels, taps).reshape(k, k, n, h, w, cout)
+    zero = jnp.zeros((), x.dtype)
+    y = None
+    for a in range(k):
+        for b in range(k):
+            low_h, low_w = a - padding, b - padding
+            placed = lax.pad(products[a, b], zero, (
+                (0, 0, 0),
+                (low_h, out_h - low_h - (h - 1) * stride - 1, stride - 1),
+                (low_w, out_w - low_w - (w - 1) * stride - 1, stride - 1),
+                (0, 0, 0)))
+            y = placed if y is None else y + placed
+    return y
+
+
 class Upsample2x(nn.Module):
     """The reference's stride-2 transposed conv (or a resize-conv), doubling H and W.
 
@@ -211,17 +258,27 @@ class Upsample2x(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        mode = resolve_upsample(self.mode)
+        n, h, w, c = x.shape
+        batch = n if isinstance(n, int) else 1  # Symbolic in batch-free exports.
+        mode = resolve_upsample(self.mode, kernel_size=self.kernel_size, padding=self.padding,
+                                pixels=batch * h * w)
         if mode.startswith("resize_"):
-            n, h, w, c = x.shape
             method = "nearest" if mode == "resize_nearest" else "bilinear"
             x = jax.image.resize(x, (n, 2 * h, 2 * w, c), method=method)
             return Conv(self.features, 3, 1, 1, self.use_bias, self.dtype)(x)
         kernel = self.param("kernel", conv_init,
                             (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        fn = conv_transpose_reference if mode == "conv_transpose" else conv_transpose_subpixel
-        y = fn(x, kernel, 2, self.padding, self.output_padding)
+        if mode == "space_to_depth":
+            if self.output_padding or not stride2.supported(self.kernel_size, self.padding,
+                                                            2 * h, 2 * w):
+                raise ValueError(f"model.upsample=space_to_depth needs a {2 * self.padding + 2}"
+                                 f"-wide kernel and no output padding; use subpixel")
+            y = stride2.conv_transpose_stride2(x, kernel, self.padding)
+        else:
+            fn = {"conv_transpose": conv_transpose_reference, "subpixel": conv_transpose_subpixel,
+                  "matmul": conv_transpose_matmul}[mode]
+            y = fn(x, kernel, 2, self.padding, self.output_padding)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
         return y

@@ -1,0 +1,113 @@
+"""Stride-2 convolutions and their transposes with every pass a fast CPU convolution.
+
+On CPU, XLA lowers the input gradient of a stride-2 convolution (and so the forward pass of a
+transposed convolution) to an input-dilated convolution that runs at a quarter of the speed of
+an ordinary one, and the kernel gradient of a sub-pixel transposed convolution to four slow
+window-sized convolutions. Written over space-to-depth, a 4x4/stride-2 convolution is a 2x2
+stride-1 convolution over 4x the channels, whose transpose is an ordinary padded convolution.
+
+`conv_stride2(x, k)` is the stride-2 convolution S_k and `conv_transpose_stride2(x, k)` its
+transpose S_k^T (PyTorch `ConvTranspose2d` semantics). Each pass uses the fastest of the two
+forms: S_k forward and its kernel gradient as XLA's strided convolution, S_k^T through
+space-to-depth. The two are adjoint, so each one's gradients are the other's passes.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+def supported(kernel_size: int, padding: int, height: int, width: int) -> bool:
+    """The forms need an even kernel, output = input / 2 and even input sizes."""
+    return (kernel_size % 2 == 0 and kernel_size == 2 * padding + 2
+            and height % 2 == 0 and width % 2 == 0)
+
+
+def _strided(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
+    return lax.conv_general_dilated(x, kernel, (2, 2), ((padding, padding),) * 2,
+                                    dimension_numbers=_DIMS)
+
+
+def _space_to_depth(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
+    """S_k as a 2x2 stride-1 convolution of the padded, space-to-depth input."""
+    x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    x = x.reshape(n, h // 2, w // 2, 4 * c)
+    k, _, cin, cout = kernel.shape
+    kernel = kernel.reshape(k // 2, 2, k // 2, 2, cin, cout).transpose(0, 2, 1, 3, 4, 5)
+    kernel = kernel.reshape(k // 2, k // 2, 4 * cin, cout)
+    return lax.conv_general_dilated(x, kernel, (1, 1), ((0, 0), (0, 0)),
+                                    dimension_numbers=_DIMS)
+
+
+def _transpose_space_to_depth(y: jax.Array, kernel: jax.Array, padding: int,
+                              input_shape: tuple[int, ...]) -> jax.Array:
+    """S_k^T(y): the transpose of `_space_to_depth`, an ordinary padded 2x2 convolution."""
+    template = jax.ShapeDtypeStruct(input_shape, y.dtype)
+    (x,) = jax.linear_transpose(lambda x: _space_to_depth(x, kernel, padding), template)(y)
+    return x
+
+
+def _strided_kernel_grad(x: jax.Array, dy: jax.Array, kernel_shape: tuple[int, ...],
+                         padding: int) -> jax.Array:
+    template = jax.ShapeDtypeStruct(kernel_shape, dy.dtype)
+    (grad,) = jax.linear_transpose(lambda k: _strided(x, k, padding), template)(dy)
+    return grad
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_stride2(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
+    """Cross-correlation with stride 2 (NHWC x HWIO), as `lax.conv_general_dilated`."""
+    return _strided(x, kernel, padding)
+
+
+def _conv_fwd(x, kernel, padding):
+    return _strided(x, kernel, padding), (x, kernel)
+
+
+def _conv_bwd(padding, residuals, dy):
+    x, kernel = residuals
+    return (_transpose_space_to_depth(dy, kernel, padding, x.shape),
+            _strided_kernel_grad(x, dy, kernel.shape, padding))
+
+
+conv_stride2.defvjp(_conv_fwd, _conv_bwd)
+
+
+def _output_shape(x: jax.Array, kernel: jax.Array) -> tuple[int, ...]:
+    n, h, w, _ = x.shape
+    return (n, 2 * h, 2 * w, kernel.shape[3])
+
+
+def _swap_io(kernel: jax.Array) -> jax.Array:
+    return jnp.swapaxes(kernel, 2, 3)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_transpose_stride2(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
+    """PyTorch `ConvTranspose2d` with stride 2: out[2i - p + k] += x[i] @ kernel[k].
+
+    `kernel` is (k, k, in, out); this is S^T for the stride-2 convolution with the kernel's
+    channel axes swapped."""
+    return _transpose_space_to_depth(x, _swap_io(kernel), padding, _output_shape(x, kernel))
+
+
+def _transpose_fwd(x, kernel, padding):
+    return conv_transpose_stride2(x, kernel, padding), (x, kernel)
+
+
+def _transpose_bwd(padding, residuals, dy):
+    x, kernel = residuals
+    swapped = _swap_io(kernel)
+    return (_strided(dy, swapped, padding),
+            _swap_io(_strided_kernel_grad(dy, x, swapped.shape, padding)))
+
+
+conv_transpose_stride2.defvjp(_transpose_fwd, _transpose_bwd)
