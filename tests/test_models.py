@@ -142,11 +142,12 @@ def test_transposed_conv_forms_equal_the_definition(form, kernel, padding, outpu
         np.testing.assert_allclose(a, b, atol=1e-3)
 
 
-def test_stride2_convolution_equals_xla_convolution():
+@pytest.mark.parametrize("out_channels", [7, 24])  # 24 >= 4 x 5: the kernel grad's patch matmul.
+def test_stride2_convolution_equals_xla_convolution(out_channels):
     """The space-to-depth passes of a stride-2 conv: XLA's values and gradients."""
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2, 8, 6, 5)).astype(np.float32)
-    w = rng.normal(size=(4, 4, 5, 7)).astype(np.float32)
+    w = rng.normal(size=(4, 4, 5, out_channels)).astype(np.float32)
 
     def xla(x, w):
         return jax.lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)),

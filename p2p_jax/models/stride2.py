@@ -34,12 +34,17 @@ def _strided(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
                                     dimension_numbers=_DIMS)
 
 
-def _space_to_depth(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
-    """S_k as a 2x2 stride-1 convolution of the padded, space-to-depth input."""
+def _padded_space_to_depth(x: jax.Array, padding: int) -> jax.Array:
+    """(n, h, w, c) -> (n, h/2 + p, w/2 + p, 4c), channels ordered (row phase, col phase, c)."""
     x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     n, h, w, c = x.shape
     x = x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    x = x.reshape(n, h // 2, w // 2, 4 * c)
+    return x.reshape(n, h // 2, w // 2, 4 * c)
+
+
+def _space_to_depth(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
+    """S_k as a 2x2 stride-1 convolution of the padded, space-to-depth input."""
+    x = _padded_space_to_depth(x, padding)
     k, _, cin, cout = kernel.shape
     kernel = kernel.reshape(k // 2, 2, k // 2, 2, cin, cout).transpose(0, 2, 1, 3, 4, 5)
     kernel = kernel.reshape(k // 2, k // 2, 4 * cin, cout)
@@ -55,8 +60,31 @@ def _transpose_space_to_depth(y: jax.Array, kernel: jax.Array, padding: int,
     return x
 
 
+def _patch_kernel_grad(x: jax.Array, dy: jax.Array, kernel_shape: tuple[int, ...],
+                       padding: int) -> jax.Array:
+    """The kernel gradient of S_k as one matmul: (taps x positions) patches times dy.
+
+    The patches are built channel-major from the space-to-depth input (so the matmul needs no
+    transposed operand): tap (a, b) of the 2x2 stride-1 form is a shifted window of it.
+    """
+    k, _, cin, cout = kernel_shape
+    n, out_h, out_w, _ = dy.shape
+    x = _padded_space_to_depth(x, padding).transpose(3, 0, 1, 2)
+    taps = k // 2
+    patches = jnp.concatenate([x[:, :, a:a + out_h, b:b + out_w]
+                               for a in range(taps) for b in range(taps)])
+    grad = jnp.dot(patches.reshape(patches.shape[0], -1), dy.reshape(-1, cout))
+    grad = grad.reshape(taps, taps, 2, 2, cin, cout).transpose(0, 2, 1, 3, 4, 5)
+    return grad.reshape(kernel_shape)
+
+
 def _strided_kernel_grad(x: jax.Array, dy: jax.Array, kernel_shape: tuple[int, ...],
                          padding: int) -> jax.Array:
+    """XLA's own kernel gradient (a convolution whose window is the whole map) runs at a fifth
+    to two thirds of the patch matmul's speed where the output is 4x wider than the input, and
+    faster elsewhere."""
+    if kernel_shape[3] >= 4 * kernel_shape[2]:
+        return _patch_kernel_grad(x, dy, kernel_shape, padding)
     template = jax.ShapeDtypeStruct(kernel_shape, dy.dtype)
     (grad,) = jax.linear_transpose(lambda k: _strided(x, k, padding), template)(dy)
     return grad
