@@ -14,7 +14,7 @@ import time
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared" / "bench"))
-import torch_reference  # noqa: E402
+import torch_reference
 
 
 def main() -> None:

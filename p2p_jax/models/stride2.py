@@ -68,7 +68,7 @@ def _patch_kernel_grad(x: jax.Array, dy: jax.Array, kernel_shape: tuple[int, ...
     transposed operand): tap (a, b) of the 2x2 stride-1 form is a shifted window of it.
     """
     k, _, cin, cout = kernel_shape
-    n, out_h, out_w, _ = dy.shape
+    out_h, out_w = dy.shape[1:3]
     x = _padded_space_to_depth(x, padding).transpose(3, 0, 1, 2)
     taps = k // 2
     patches = jnp.concatenate([x[:, :, a:a + out_h, b:b + out_w]
