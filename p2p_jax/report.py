@@ -178,7 +178,7 @@ def write_report(workdir: str, folder: epath.Path, title: str, examples: list[di
     files = write_images(examples, outputs, folder)
     has_curves = write_curves(read_scalars(workdir), folder / "curves.png")
     sheet = contact_sheet(examples, outputs)
-    summaries.save_png(sheet, folder / "contact_sheet.png")
+    images.write(folder / "contact_sheet.png", sheet)
     write_html(folder, title, examples, files, scores, means, has_curves)
     record = {"metrics": means, "num_examples": len(examples),
               "per_image": {k: [None if np.isnan(x) else float(x) for x in v]

@@ -5,9 +5,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from etils import epath
-
-from p2p_jax.data import images
 
 
 def to_uint8_device(values: jax.Array) -> jax.Array:
@@ -44,8 +41,3 @@ def triptych_grid(inputs, outputs, targets, gap: int = 2) -> np.ndarray:
         out += [np.full((gap, width, 3), 255, np.uint8)] if out else []
         out.append(_pad_width(row, width))
     return np.concatenate(out, axis=0)
-
-
-def save_png(image: np.ndarray, path: str | epath.Path) -> None:
-    """Atomic PNG write (a reader never sees half a file); local paths and gs:// alike."""
-    images.write(path, image)

@@ -13,7 +13,7 @@ from clu import metric_writers, parameter_overview, periodic_actions
 from etils import epath
 
 from p2p_jax import checkpointing, evaluate, parallel, preemption, summaries, train, validation
-from p2p_jax.data import pipeline
+from p2p_jax.data import images, pipeline
 from p2p_jax.models import generator_downsampling
 
 
@@ -50,7 +50,7 @@ class _Samples:
                                        [e["B"] for e in self._examples])
         self._writer.write_images(step, {"samples/input_generated_target": grid[None]})
         if jax.process_index() == 0:
-            summaries.save_png(grid, self._dir / f"step_{step:08d}.png")
+            images.write(self._dir / f"step_{step:08d}.png", grid)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:

@@ -6,7 +6,7 @@ import functools
 
 import ml_collections
 
-from p2p_jax import losses, optim
+from p2p_jax import evaluate, losses, optim
 from p2p_jax.data import sources, tasks, transforms
 from p2p_jax.models import DISCRIMINATORS, GENERATORS, generator_downsampling
 from p2p_jax.models.layers import NORMS, UPSAMPLE_MODES
@@ -55,7 +55,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("dataset.source='images' holds photos only; set dataset.task to a "
                           f"derived task ({', '.join(tasks.TASKS[1:])})")
     for name in config.eval.evaluators:
-        _choice("eval.evaluators", name, ("inception", "fcn"))
+        _choice("eval.evaluators", name, evaluate.EVALUATORS)
     if config.dataset.derived.noise_std < 0:
         raise ConfigError(f"dataset.derived.noise_std={config.dataset.derived.noise_std} "
                           "must be >= 0")

@@ -70,16 +70,19 @@ def _derive_and_convert(example: dict[str, np.ndarray], rng: np.random.Generator
     return {k: images.to_channels(example[k], c) for k, c in channels.items()}
 
 
+def _pictures(example: dict[str, np.ndarray], task: str) -> dict[str, np.ndarray]:
+    """The images a task reads: both of a pair; for derived tasks only the photo B (A is
+    derived after the crop)."""
+    return {k: example[k] for k in (("A", "B") if task == "paired" else ("B",))}
+
+
 def _train_transform(example: dict[str, np.ndarray], rng: np.random.Generator,
                      dataset: ml_collections.ConfigDict,
                      channels: dict[str, int]) -> dict[str, np.ndarray]:
-    skipped = example["skipped"]
-    pictures = {k: v for k, v in example.items() if k != "skipped"}
-    if dataset.task != "paired":
-        pictures = {"B": pictures["B"]}  # Photos only; A is derived after the crop.
-    pictures = transforms.preprocess(pictures, rng, dataset.preprocess, dataset.load_size,
-                                     dataset.image_size, dataset.flip)
-    return {**_derive_and_convert(pictures, rng, dataset, channels), "skipped": skipped}
+    pictures = transforms.preprocess(_pictures(example, dataset.task), rng, dataset.preprocess,
+                                     dataset.load_size, dataset.image_size, dataset.flip)
+    return {**_derive_and_convert(pictures, rng, dataset, channels),
+            "skipped": example["skipped"]}
 
 
 def data_channels(config: ml_collections.ConfigDict,
@@ -90,9 +93,8 @@ def data_channels(config: ml_collections.ConfigDict,
         return {"A": dataset.input_channels, "B": dataset.output_channels}
     if train_source is None:
         train_source = Examples(sources.make_source(dataset, "train", config.seed))
-    first = train_source[0]
-    if dataset.task != "paired":
-        first = tasks.apply({"B": first["B"]}, np.random.default_rng(0), dataset)
+    first = tasks.apply(_pictures(train_source[0], dataset.task), np.random.default_rng(0),
+                        dataset)
     return {"A": dataset.input_channels or first["A"].shape[2],
             "B": dataset.output_channels or first["B"].shape[2]}
 
@@ -146,11 +148,8 @@ def eval_examples(config: ml_collections.ConfigDict, num_examples: int | None = 
     count = len(source) if num_examples is None else min(num_examples, len(source))
     examples = []
     for index in range(count):
-        example = {k: v for k, v in source[index].items() if k != "skipped"}
-        if dataset.task != "paired":
-            example = {"B": example["B"]}
-        example = transforms.eval_view(example, dataset.preprocess, dataset.load_size,
-                                       dataset.image_size)
+        example = transforms.eval_view(_pictures(source[index], dataset.task),
+                                       dataset.preprocess, dataset.load_size, dataset.image_size)
         rng = np.random.default_rng([config.seed, index])  # Same noise every evaluation.
         examples.append({**_derive_and_convert(example, rng, dataset, channels),
                          "name": source.name(index)})

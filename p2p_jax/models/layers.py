@@ -74,6 +74,11 @@ def use_im2col(pixels: int, backend: str | None = None) -> bool:
 SPACE_TO_DEPTH_BACKENDS = ("cpu",)
 
 
+def _static_batch(n) -> int:
+    """The batch for size rules; 1 where it is symbolic (batch-polymorphic exports)."""
+    return n if isinstance(n, int) else 1
+
+
 def correlate(x: jax.Array, kernel: jax.Array, stride: int,
               padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
     """Cross-correlation (what `lax.conv_general_dilated` computes), NHWC x HWIO.
@@ -84,8 +89,7 @@ def correlate(x: jax.Array, kernel: jax.Array, stride: int,
     (top, bottom), (left, right) = padding
     out_h = (x.shape[1] + top + bottom - kh) // stride + 1
     out_w = (x.shape[2] + left + right - kw) // stride + 1
-    batch = x.shape[0] if isinstance(x.shape[0], int) else 1  # Symbolic in batch-free exports.
-    if not use_im2col(batch * min(out_h * out_w, x.shape[1] * x.shape[2])):
+    if not use_im2col(_static_batch(x.shape[0]) * min(out_h * out_w, x.shape[1] * x.shape[2])):
         if (stride == 2 and kh == kw and top == bottom == left == right
                 and jax.default_backend() in SPACE_TO_DEPTH_BACKENDS
                 and stride2.supported(kh, top, x.shape[1], x.shape[2])):
@@ -148,7 +152,7 @@ def resolve_upsample(mode: str, backend: str | None = None, kernel_size: int = 4
         return "conv_transpose"
     if pixels is not None and use_im2col(4 * pixels, backend):
         return "matmul"
-    return "space_to_depth" if stride2.supported(kernel_size, padding, 2, 2) else "subpixel"
+    return "space_to_depth" if stride2.supported(kernel_size, padding) else "subpixel"
 
 
 def conv_transpose_reference(x: jax.Array, kernel: jax.Array, stride: int, padding: int,
@@ -259,9 +263,8 @@ class Upsample2x(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         n, h, w, c = x.shape
-        batch = n if isinstance(n, int) else 1  # Symbolic in batch-free exports.
         mode = resolve_upsample(self.mode, kernel_size=self.kernel_size, padding=self.padding,
-                                pixels=batch * h * w)
+                                pixels=_static_batch(n) * h * w)
         if mode.startswith("resize_"):
             method = "nearest" if mode == "resize_nearest" else "bilinear"
             x = jax.image.resize(x, (n, 2 * h, 2 * w, c), method=method)
@@ -270,8 +273,7 @@ class Upsample2x(nn.Module):
                             (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
         x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
         if mode == "space_to_depth":
-            if self.output_padding or not stride2.supported(self.kernel_size, self.padding,
-                                                            2 * h, 2 * w):
+            if self.output_padding or not stride2.supported(self.kernel_size, self.padding):
                 raise ValueError(f"model.upsample=space_to_depth needs a {2 * self.padding + 2}"
                                  f"-wide kernel and no output padding; use subpixel")
             y = stride2.conv_transpose_stride2(x, kernel, self.padding)

@@ -7,9 +7,10 @@ window-sized convolutions. Written over space-to-depth, a 4x4/stride-2 convoluti
 stride-1 convolution over 4x the channels, whose transpose is an ordinary padded convolution.
 
 `conv_stride2(x, k)` is the stride-2 convolution S_k and `conv_transpose_stride2(x, k)` its
-transpose S_k^T (PyTorch `ConvTranspose2d` semantics). Each pass uses the fastest of the two
-forms: S_k forward and its kernel gradient as XLA's strided convolution, S_k^T through
-space-to-depth. The two are adjoint, so each one's gradients are the other's passes.
+transpose S_k^T (PyTorch `ConvTranspose2d` semantics). Each pass uses the fastest form: S_k
+forward as XLA's strided convolution, S_k^T through space-to-depth, the kernel gradient as
+XLA's or as a patch matmul. The two are adjoint, so each one's gradients are the other's
+passes.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from jax import lax
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 
-def supported(kernel_size: int, padding: int, height: int, width: int) -> bool:
-    """The forms need an even kernel, output = input / 2 and even input sizes."""
+def supported(kernel_size: int, padding: int, *spatial: int) -> bool:
+    """The forms need an even kernel, output = input / 2 and even input sizes (`spatial`)."""
     return (kernel_size % 2 == 0 and kernel_size == 2 * padding + 2
-            and height % 2 == 0 and width % 2 == 0)
+            and all(size % 2 == 0 for size in spatial))
 
 
 def _strided(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
@@ -109,13 +110,14 @@ def _conv_bwd(padding, residuals, dy):
 conv_stride2.defvjp(_conv_fwd, _conv_bwd)
 
 
-def _output_shape(x: jax.Array, kernel: jax.Array) -> tuple[int, ...]:
-    n, h, w, _ = x.shape
-    return (n, 2 * h, 2 * w, kernel.shape[3])
-
-
 def _swap_io(kernel: jax.Array) -> jax.Array:
     return jnp.swapaxes(kernel, 2, 3)
+
+
+def _transpose(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
+    n, h, w, _ = x.shape
+    return _transpose_space_to_depth(x, _swap_io(kernel), padding,
+                                     (n, 2 * h, 2 * w, kernel.shape[3]))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -124,11 +126,11 @@ def conv_transpose_stride2(x: jax.Array, kernel: jax.Array, padding: int) -> jax
 
     `kernel` is (k, k, in, out); this is S^T for the stride-2 convolution with the kernel's
     channel axes swapped."""
-    return _transpose_space_to_depth(x, _swap_io(kernel), padding, _output_shape(x, kernel))
+    return _transpose(x, kernel, padding)
 
 
 def _transpose_fwd(x, kernel, padding):
-    return conv_transpose_stride2(x, kernel, padding), (x, kernel)
+    return _transpose(x, kernel, padding), (x, kernel)
 
 
 def _transpose_bwd(padding, residuals, dy):
