@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -25,5 +27,40 @@ def learning_rate_schedule(opt: ml_collections.ConfigDict) -> optax.Schedule:
     raise ValueError(f"optimizer.schedule={opt.schedule!r} is not one of {SCHEDULES}")
 
 
-def make_optimizer(opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    return optax.adam(learning_rate_schedule(opt), b1=opt.b1, b2=opt.b2)
+def skippable_adam(learning_rate: optax.Schedule, b1: float, b2: float, eps: float = 1e-8
+                   ) -> optax.GradientTransformationExtraArgs:
+    """`optax.adam` (same state, same arithmetic) whose update takes `apply`, a traced flag.
+
+    Where `apply` is false the moments and step counts keep their values (the caller keeps the
+    parameters), so a non-finite step can be dropped on device. The flag is selected inside
+    each moment's own pass and the step is computed from the kept moments, so XLA makes one
+    pass per array. A `lax.cond` around `optax.adam`, or a select after it, copies the state:
+    40-68 ms instead of 27 ms for unet_256's 54M parameters on CPU.
+    """
+    adam = optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
+
+    def update(grads, state, params=None, *, apply=True):
+        del params
+        moments, schedule = state
+
+        def keep(new, old):
+            return jnp.where(apply, new, old)
+
+        count = optax.safe_increment(moments.count)
+        mu = jax.tree.map(keep, optax.tree.update_moment(grads, moments.mu, b1, 1), moments.mu)
+        nu = jax.tree.map(keep, optax.tree.update_moment_per_elem_norm(grads, moments.nu, b2, 2),
+                          moments.nu)
+        step_size = -learning_rate(schedule.count)
+        updates = jax.tree.map(lambda m, v: step_size * (m / (jnp.sqrt(v) + eps)),
+                               optax.tree.bias_correction(mu, b1, count),
+                               optax.tree.bias_correction(nu, b2, count))
+        moments = moments._replace(count=keep(count, moments.count), mu=mu, nu=nu)
+        schedule = schedule._replace(
+            count=keep(optax.safe_increment(schedule.count), schedule.count))
+        return updates, (moments, schedule)
+
+    return optax.GradientTransformationExtraArgs(adam.init, update)
+
+
+def make_optimizer(opt: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
+    return skippable_adam(learning_rate_schedule(opt), b1=opt.b1, b2=opt.b2)

@@ -47,8 +47,8 @@ class Pix2Pix:
 
     generator: nn.Module
     discriminator: nn.Module
-    g_tx: optax.GradientTransformation
-    d_tx: optax.GradientTransformation
+    g_tx: optax.GradientTransformationExtraArgs  # optim.skippable_adam: takes `apply`.
+    d_tx: optax.GradientTransformationExtraArgs
     schedule: optax.Schedule
     gan_mode: str
     lambda_l1: float
@@ -106,8 +106,10 @@ def init_state(models: Pix2Pix, rng: jax.Array, input_shape: tuple[int, ...]) ->
     )
 
 
-_UPDATED_FIELDS = ("g_params", "g_opt_state", "g_batch_stats", "d_params", "d_opt_state",
-                   "d_batch_stats")
+def global_norm(tree: PyTree) -> jax.Array:
+    """`optax.tree.norm` as dot products: its squares would otherwise be shared with Adam's
+    second moment, and XLA then writes every gradient's square out in a pass of its own."""
+    return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree)))
 
 
 def train_step(models: Pix2Pix, state: TrainState,
@@ -153,26 +155,24 @@ def train_step(models: Pix2Pix, state: TrainState,
 
     # A non-finite loss or gradient drops the whole update, decided on device (no host sync).
     # A NaN/Inf anywhere in the gradients makes their global norm non-finite, so the norms
-    # (reported anyway) are the check. The generator's optimizer runs inside the taken branch
-    # of a cond: a select over all parameters would cost a full extra pass over the state.
-    g_grad_norm, d_grad_norm = optax.tree.norm(g_grads), optax.tree.norm(d_grads)
+    # (reported anyway) are the check. The generator's optimizer keeps its state inside its own
+    # pass (optim.skippable_adam); the discriminator's and the batch statistics are small
+    # enough to select afterwards.
+    g_grad_norm, d_grad_norm = global_norm(g_grads), global_norm(d_grads)
     finite = (jnp.isfinite(d_loss) & jnp.isfinite(g_loss) & jnp.isfinite(g_grad_norm)
               & jnp.isfinite(d_grad_norm))
-
-    def apply_update():
-        g_updates, g_opt_state = models.g_tx.update(g_grads, state.g_opt_state, state.g_params)
-        return dict(g_params=optax.apply_updates(state.g_params, g_updates),
-                    g_opt_state=g_opt_state, g_batch_stats=g_batch_stats, d_params=d_params,
-                    d_opt_state=d_opt_state, d_batch_stats=d_batch_stats)
-
-    def keep_state():
-        return {k: getattr(state, k) for k in _UPDATED_FIELDS}
-
+    g_updates, g_opt_state = models.g_tx.update(g_grads, state.g_opt_state, state.g_params,
+                                                apply=finite)
+    g_params = jax.tree.map(lambda p, u: jnp.where(finite, p + u, p), state.g_params, g_updates)
+    selected = dict(g_batch_stats=g_batch_stats, d_params=d_params, d_opt_state=d_opt_state,
+                    d_batch_stats=d_batch_stats)
     new_state = state.replace(
         step=state.step + 1,
         skipped_steps=state.skipped_steps + (~finite).astype(jnp.int32),
         nonfinite_streak=jnp.where(finite, 0, state.nonfinite_streak + 1),
-        **jax.lax.cond(finite, apply_update, keep_state))
+        g_params=g_params, g_opt_state=g_opt_state,
+        **{name: jax.tree.map(functools.partial(jnp.where, finite), new, getattr(state, name))
+           for name, new in selected.items()})
     metrics = {
         "d_loss": d_loss, "d_real": d_real, "d_fake": d_fake, "g_loss": g_loss,
         "g_gan": g_gan, "g_l1": g_l1, "learning_rate": models.schedule(state.step),

@@ -142,12 +142,19 @@ def test_transposed_conv_forms_equal_the_definition(form, kernel, padding, outpu
         np.testing.assert_allclose(a, b, atol=1e-3)
 
 
-@pytest.mark.parametrize("out_channels", [7, 24])  # 24 >= 4 x 5: the kernel grad's patch matmul.
-def test_stride2_convolution_equals_xla_convolution(out_channels):
-    """The space-to-depth passes of a stride-2 conv: XLA's values and gradients."""
+@pytest.mark.parametrize("x_shape,out_channels,kernel_grad", [
+    ((2, 8, 6, 5), 7, "xla"),
+    ((1, 64, 66, 3), 8, "patches"),
+    ((1, 64, 66, 16), 8, "shifted"),
+])
+def test_stride2_convolution_equals_xla_convolution(x_shape, out_channels, kernel_grad):
+    """The space-to-depth passes of a stride-2 conv: XLA's values and gradients, on every
+    kernel-gradient form."""
+    kernel_shape = (4, 4, x_shape[3], out_channels)
+    assert stride2.kernel_grad_form(kernel_shape, x_shape[1] // 2, x_shape[2] // 2) == kernel_grad
     rng = np.random.default_rng(2)
-    x = rng.normal(size=(2, 8, 6, 5)).astype(np.float32)
-    w = rng.normal(size=(4, 4, 5, out_channels)).astype(np.float32)
+    x = rng.normal(size=x_shape).astype(np.float32)
+    w = rng.normal(size=kernel_shape).astype(np.float32)
 
     def xla(x, w):
         return jax.lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)),

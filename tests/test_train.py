@@ -26,8 +26,10 @@ def batches(config, count):
     return [next(it) for _ in range(count)]
 
 
-def naive_step(models, state, batch):
-    """The reference iteration written plainly: G forward for D, and again inside the G loss."""
+def naive_step(opt, models, state, batch):
+    """The reference iteration written plainly: G forward for D, and again inside the G loss,
+    with optax's own Adam."""
+    adam = optax.adam(models.schedule, b1=opt.b1, b2=opt.b2)
     a, b = train.to_float(batch["A"]), train.to_float(batch["B"])
     rng = jax.random.fold_in(state.rng, state.step)
 
@@ -45,7 +47,7 @@ def naive_step(models, state, batch):
         return 0.5 * (real + fake), stats
 
     (d_value, d_stats), d_grads = jax.value_and_grad(d_loss, has_aux=True)(state.d_params)
-    d_updates, _ = models.d_tx.update(d_grads, state.d_opt_state, state.d_params)
+    d_updates, _ = adam.update(d_grads, state.d_opt_state, state.d_params)
     d_params = optax.apply_updates(state.d_params, d_updates)
 
     def g_loss(g_params):
@@ -55,15 +57,15 @@ def naive_step(models, state, batch):
         return gan + models.lambda_l1 * losses.l1_loss(fake, b)
 
     g_value, g_grads = jax.value_and_grad(g_loss)(state.g_params)
-    g_updates, _ = models.g_tx.update(g_grads, state.g_opt_state, state.g_params)
+    g_updates, _ = adam.update(g_grads, state.g_opt_state, state.g_params)
     return d_value, g_value, d_params, optax.apply_updates(state.g_params, g_updates)
 
 
 def test_step_matches_plain_reference_iteration(tiny_config, devices):
     mesh, models, state = setup(tiny_config, devices[:1])
     batch = parallel.global_batch(batches(tiny_config, 1)[0], mesh)
-    d_loss, g_loss, d_params, g_params = jax.jit(functools.partial(naive_step, models))(
-        state, batch)
+    reference = functools.partial(naive_step, tiny_config.optimizer, models)
+    d_loss, g_loss, d_params, g_params = jax.jit(reference)(state, batch)
     new_state, metrics = jax.jit(functools.partial(train.train_step, models))(state, batch)
     assert metrics["d_loss"] == pytest.approx(float(d_loss), rel=1e-5)
     assert metrics["g_loss"] == pytest.approx(float(g_loss), rel=1e-5)
