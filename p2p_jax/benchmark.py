@@ -5,8 +5,9 @@
   python -m p2p_jax.benchmark input --config=configs/default.py --steps=50
 
 `train` and `predict` time the compiled step on synthetic on-device data (median after warm-up,
-each call blocked until ready); FLOPs come from XLA's cost analysis of the compiled step and
-the peak from a large matmul measured in the same process.
+each call blocked until ready); FLOPs are the convolutions' and matmuls' of the traced step
+(p2p_jax/flops.py, the same on every backend) and the peak is a large matmul in the step's
+compute dtype, measured in the same process.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from p2p_jax import host, parallel, train, validation
+from p2p_jax import flops, host, parallel, train, validation
 from p2p_jax.data import pipeline
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/facades.py", "Config file.")
@@ -43,31 +44,26 @@ def median_seconds(fn: Callable[[], object], steps: int, warmup: int) -> float:
     return statistics.median(times)
 
 
-def matmul_peak_gflops(n: int = 4096, steps: int = 5) -> float:
-    """Best-case f32 matmul throughput of this backend: the denominator of utilization."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+def matmul_peak_gflops(dtype: str = "float32", n: int | None = None, steps: int = 10) -> float:
+    """Best-case matmul throughput of this backend in the step's compute dtype: the denominator
+    of utilization. 4096² saturates a CPU; accelerators need 8192² to reach their peak."""
+    n = n or (4096 if jax.default_backend() == "cpu" else 8192)
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), dtype)
     matmul = jax.jit(jnp.matmul)
-    return 2 * n**3 / median_seconds(lambda: matmul(a, b), steps, 1) / 1e9
+    return 2 * n**3 / median_seconds(lambda: matmul(a, b), steps, warmup=3) / 1e9
 
 
-def compiled_flops(compiled) -> float:
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, list):  # Older jax returns one dict per device program.
-        analysis = analysis[0]
-    return float(analysis.get("flops", 0.0)) if analysis else 0.0
-
-
-def peak_memory_bytes(compiled) -> int | None:
-    """The device allocator's peak where the backend reports it, else XLA's static estimate."""
-    stats = jax.devices()[0].memory_stats()
-    if stats and "peak_bytes_in_use" in stats:
-        return int(stats["peak_bytes_in_use"])
+def peak_memory_bytes(compiled: jax.stages.Compiled) -> int | None:
+    """XLA's static footprint of the step (arguments, outputs and temporaries; donated buffers
+    once), else the allocator's peak. The allocator's peak also counts GPU autotuning scratch
+    (~10 GB on an H100 whatever the batch), so it comes second."""
     memory = compiled.memory_analysis()
-    if memory is None:
-        return None
-    return int(memory.temp_size_in_bytes + memory.argument_size_in_bytes
-               + memory.output_size_in_bytes - memory.alias_size_in_bytes)
+    if memory is not None:
+        return int(memory.temp_size_in_bytes + memory.argument_size_in_bytes
+                   + memory.output_size_in_bytes - memory.alias_size_in_bytes)
+    stats = jax.devices()[0].memory_stats()
+    return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
 
 
 _COLLECTIVE = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.-]+\s*=\s*(.*?)\s+"
@@ -97,11 +93,13 @@ def synthetic_batch(config, mesh, batch_size: int) -> dict[str, jax.Array]:
     return {k: jax.device_put(v, parallel.batch_sharding(mesh)) for k, v in host.items()}
 
 
-def report(config, kind: str, batch_size: int, step_s: float, compile_s: float, compiled,
-           **extra) -> dict:
-    flops = compiled_flops(compiled)
-    peak = matmul_peak_gflops()
-    achieved = flops / step_s / 1e9
+def report(config, kind: str, batch_size: int, step_s: float, compile_s: float,
+           traced: jax.stages.Traced, compiled: jax.stages.Compiled) -> dict:
+    """One JSON record. FLOPs and GFLOP/s are the whole step's, over every device; the peak
+    is one device's, so utilization divides by the device count."""
+    step_flops = flops.jaxpr_flops(traced.jaxpr)
+    peak = matmul_peak_gflops(config.dtype)
+    achieved = step_flops / step_s / 1e9
     return {
         "benchmark": kind,
         "generator": config.model.generator,
@@ -112,15 +110,14 @@ def report(config, kind: str, batch_size: int, step_s: float, compile_s: float, 
         "images_per_sec": batch_size / step_s,
         "step_time_s": step_s,
         "compile_s": compile_s,
-        "flops_per_step": flops,
+        "flops_per_step": step_flops,
         "achieved_gflops": achieved,
         "peak_gflops": peak,
-        "utilization": achieved / peak,
+        "utilization": achieved / (peak * jax.device_count()),
         "peak_memory_bytes": peak_memory_bytes(compiled),
         "collective_bytes_per_step": collective_bytes(compiled.as_text()),
         "device_kind": jax.devices()[0].device_kind,
         "device_count": jax.device_count(),
-        **extra,
     }
 
 
@@ -142,7 +139,8 @@ def _setup(config):
 def bench_train(config) -> dict:
     config, mesh, models, state, batch = _setup(config)
     start = time.perf_counter()
-    compiled = train.compile_train_step(models, state, batch, mesh)
+    traced = train.trace_train_step(models, state, batch, mesh)
+    compiled = traced.lower().compile()
     compile_s = time.perf_counter() - start
     holder = [state]
 
@@ -151,7 +149,7 @@ def bench_train(config) -> dict:
         return metrics
 
     step_s = median_seconds(step, _STEPS.value, _WARMUP.value)
-    return report(config, "train", config.batch_size, step_s, compile_s, compiled)
+    return report(config, "train", config.batch_size, step_s, compile_s, traced, compiled)
 
 
 def bench_predict(config) -> dict:
@@ -161,11 +159,12 @@ def bench_predict(config) -> dict:
                  out_shardings=parallel.batch_sharding(mesh))
     start = time.perf_counter()
     params, stats = state.g_params, state.g_batch_stats
-    compiled = fn.lower(params, stats, batch["A"], rng).compile()
+    traced = fn.trace(params, stats, batch["A"], rng)
+    compiled = traced.lower().compile()
     compile_s = time.perf_counter() - start
     step_s = median_seconds(lambda: compiled(params, stats, batch["A"], rng), _STEPS.value,
                             _WARMUP.value)
-    return report(config, "predict", config.batch_size, step_s, compile_s, compiled)
+    return report(config, "predict", config.batch_size, step_s, compile_s, traced, compiled)
 
 
 def bench_input(config) -> dict:

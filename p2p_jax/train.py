@@ -223,9 +223,9 @@ def initial_state(models: Pix2Pix, config: ml_collections.ConfigDict, mesh: Mesh
                                 config.mesh.fsdp_min_size)
 
 
-def compile_train_step(models: Pix2Pix, state: TrainState, batch_spec: dict[str, Any],
-                       mesh: Mesh):
-    """Compiles the step once, with shardings and the state donated; returns the executable.
+def trace_train_step(models: Pix2Pix, state: TrainState, batch_spec: dict[str, Any],
+                     mesh: Mesh) -> jax.stages.Traced:
+    """The step jitted with shardings and the state donated, traced for these shapes.
 
     The state keeps the shardings it was created (or restored) with.
     """
@@ -236,4 +236,10 @@ def compile_train_step(models: Pix2Pix, state: TrainState, batch_spec: dict[str,
         out_shardings=(shardings, parallel.replicated(mesh)),
         donate_argnums=0,
     )
-    return step.lower(state, batch_spec).compile()
+    return step.trace(state, batch_spec)
+
+
+def compile_train_step(models: Pix2Pix, state: TrainState, batch_spec: dict[str, Any],
+                       mesh: Mesh) -> jax.stages.Compiled:
+    """Compiles the step once (see trace_train_step); returns the executable."""
+    return trace_train_step(models, state, batch_spec, mesh).lower().compile()
