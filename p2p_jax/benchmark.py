@@ -6,8 +6,8 @@
 
 `train` and `predict` time the compiled step on synthetic on-device data (median after warm-up,
 each call blocked until ready); FLOPs are the convolutions' and matmuls' of the traced step
-(p2p_jax/flops.py, the same on every backend) and the peak is a large matmul in the step's
-compute dtype, measured in the same process.
+(p2p_jax/flops.py, the same on every backend) and the peak is the best of a few large matmuls
+in the step's compute dtype, measured in the same process.
 """
 
 from __future__ import annotations
@@ -44,14 +44,25 @@ def median_seconds(fn: Callable[[], object], steps: int, warmup: int) -> float:
     return statistics.median(times)
 
 
-def matmul_peak_gflops(dtype: str = "float32", n: int | None = None, steps: int = 10) -> float:
-    """Best-case matmul throughput of this backend in the step's compute dtype: the denominator
-    of utilization. 4096² saturates a CPU; accelerators need 8192² to reach their peak."""
-    n = n or (4096 if jax.default_backend() == "cpu" else 8192)
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
-    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), dtype)
+# Square matmul sizes whose best rate is the peak. One size is not enough: on the 2-core
+# development CPU 1536²-2048² run at 455-478 GFLOP/s and 4096² at 352-418.
+PEAK_MATMUL_SIZES = {"cpu": (1024, 2048, 4096)}
+ACCELERATOR_PEAK_MATMUL_SIZES = (4096, 8192)
+
+
+def matmul_peak_gflops(dtype: str = "float32", sizes: tuple[int, ...] | None = None,
+                       steps: int = 10) -> float:
+    """Best-case matmul throughput of this backend in the step's compute dtype, the best over
+    `sizes`: the denominator of utilization."""
+    sizes = sizes or PEAK_MATMUL_SIZES.get(jax.default_backend(), ACCELERATOR_PEAK_MATMUL_SIZES)
     matmul = jax.jit(jnp.matmul)
-    return 2 * n**3 / median_seconds(lambda: matmul(a, b), steps, warmup=3) / 1e9
+    rates = []
+    for n in sizes:
+        a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
+        b = jax.random.normal(jax.random.PRNGKey(1), (n, n), dtype)
+        seconds = median_seconds(functools.partial(matmul, a, b), steps, warmup=3)
+        rates.append(2 * n**3 / seconds / 1e9)
+    return max(rates)
 
 
 def peak_memory_bytes(compiled: jax.stages.Compiled) -> int | None:

@@ -1,4 +1,10 @@
-"""Benchmark helpers that the closing figures depend on."""
+"""Benchmark helpers that the closing figures depend on, and the benchmark program itself."""
+
+import json
+import subprocess
+import sys
+
+import pytest
 
 from p2p_jax import benchmark
 
@@ -13,3 +19,33 @@ HLO = """
 def test_collective_bytes_sums_collective_outputs():
     expected = 4 * 4 * 64 * 128 * 4 + (10 * 4 + 6 * 2) + 8 * 16 * 4
     assert benchmark.collective_bytes(HLO) == expected
+
+
+def test_matmul_peak_is_the_best_size(monkeypatch):
+    """The peak is the fastest size's rate, not the last or the largest one's."""
+    seconds = {32: 1e-5, 64: 1e-3}
+
+    def fake_median_seconds(fn, steps, warmup):
+        return seconds[fn.args[0].shape[0]]
+
+    monkeypatch.setattr(benchmark, "median_seconds", fake_median_seconds)
+    assert benchmark.matmul_peak_gflops(sizes=(32, 64)) == pytest.approx(2 * 32**3 / 1e-5 / 1e9)
+
+
+def test_train_benchmark_prints_one_consistent_record():
+    """`python -m p2p_jax.benchmark train` end to end, data parallel over the 8 test devices."""
+    result = subprocess.run(
+        [sys.executable, "-m", "p2p_jax.benchmark", "train", "--config=configs/tiny.py",
+         "--config.batch_size=8", "--config.hugepage_malloc=False", "--steps=2", "--warmup=1"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (record["benchmark"], record["batch_size"], record["device_count"]) == ("train", 8, 8)
+    assert record["images_per_sec"] == pytest.approx(8 / record["step_time_s"])
+    assert record["achieved_gflops"] == pytest.approx(
+        record["flops_per_step"] / record["step_time_s"] / 1e9)
+    assert record["utilization"] == pytest.approx(
+        record["achieved_gflops"] / (record["peak_gflops"] * 8))
+    assert record["flops_per_step"] > 0 and record["peak_gflops"] > 0
+    assert record["collective_bytes_per_step"] > 0  # The gradients are all-reduced.
+    assert record["peak_memory_bytes"] > 0 and record["compile_s"] > 0

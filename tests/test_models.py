@@ -171,6 +171,31 @@ def test_stride2_convolution_equals_xla_convolution(x_shape, out_channels, kerne
     assert not stride2.supported(4, 1, 7, 6) and not stride2.supported(3, 1, 8, 8)
 
 
+@pytest.mark.parametrize("x_shape,out_channels,kernel_grad", [
+    ((2, 5, 6, 7), 3, "xla"),  # Small maps: the x-against-dy-patches matmul.
+    ((1, 32, 34, 5), 8, "patches"),
+    ((1, 32, 34, 5), 16, "shifted"),
+])
+def test_space_to_depth_transposed_conv_gradients_on_every_form(x_shape, out_channels,
+                                                                kernel_grad):
+    """The transposed conv's kernel gradient takes the stride-2 forms with the roles swapped."""
+    swapped_shape = (4, 4, out_channels, x_shape[3])
+    assert stride2.kernel_grad_form(swapped_shape, *x_shape[1:3]) == kernel_grad
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=x_shape).astype(np.float32)
+    w = rng.normal(size=(4, 4, x_shape[3], out_channels)).astype(np.float32)
+
+    def loss(fn, x, w):
+        return jnp.sum(jnp.sin(fn(x, w)))
+
+    ours = jax.grad(lambda x, w: loss(lambda x, w: stride2.conv_transpose_stride2(x, w, 1), x,
+                                      w), (0, 1))(x, w)
+    reference = jax.grad(lambda x, w: loss(
+        lambda x, w: layers.conv_transpose_reference(x, w, 2, 1, 0), x, w), (0, 1))(x, w)
+    for a, b in zip(ours, reference, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
 def test_upsample_modes_share_parameters_and_outputs():
     x = jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
     modes = ("conv_transpose", "subpixel", "matmul", "space_to_depth")
