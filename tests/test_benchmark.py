@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from absl import app
 
 from p2p_jax import benchmark
 
@@ -49,3 +50,30 @@ def test_train_benchmark_prints_one_consistent_record():
     assert record["flops_per_step"] > 0 and record["peak_gflops"] > 0
     assert record["collective_bytes_per_step"] > 0  # The gradients are all-reduced.
     assert record["peak_memory_bytes"] > 0 and record["compile_s"] > 0
+
+
+def test_ab_override_parses_literals_and_rejects_unknown_keys(tiny_config):
+    benchmark.override(tiny_config, "model.ngf=16")
+    benchmark.override(tiny_config, "model.upsample=subpixel")
+    benchmark.override(tiny_config, "hugepage_malloc=False")
+    assert (tiny_config.model.ngf, tiny_config.model.upsample) == (16, "subpixel")
+    assert tiny_config.hugepage_malloc is False
+    with pytest.raises(app.UsageError, match="upsampel"):
+        benchmark.override(tiny_config, "model.upsampel=subpixel")
+    with pytest.raises(app.UsageError, match="KEY=VALUE"):
+        benchmark.override(tiny_config, "model.ngf")
+
+
+def test_ab_benchmark_alternates_two_variants_in_one_process():
+    result = subprocess.run(
+        [sys.executable, "-m", "p2p_jax.benchmark", "ab", "--config=configs/tiny.py",
+         "--config.batch_size=8", "--config.hugepage_malloc=False", "--b=batch_size=16",
+         "--b=model.upsample=subpixel", "--steps=3", "--warmup=1"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["b_overrides"] == ["batch_size=16", "model.upsample=subpixel"]
+    assert (record["a_batch_size"], record["b_batch_size"]) == (8, 16)
+    assert len(record["a_times_s"]) == len(record["b_times_s"]) == 3
+    assert record["b_speedup"] == pytest.approx(
+        record["b_images_per_sec"] / record["a_images_per_sec"])
