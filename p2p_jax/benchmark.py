@@ -225,7 +225,7 @@ def bench_ab(config) -> dict:
     """Variant A (the config) and B (with the --b overrides and --b_patch) of the train step,
     compiled in one process, their calls alternated (ABBA...). On a shared machine separate runs
     drift by 5-10%, which hides the 2-3% that one change is usually worth. Run the control (no
-    --b) too: on the 2-core CPU it gives B, compiled second, a 1% lead."""
+    --b) too: on the 2-core CPU it has given B a 0.7-1.4% lead, whichever is compiled first."""
     variant_b = config.copy_and_resolve_references()
     for assignment in _B.value:
         override(variant_b, assignment)
