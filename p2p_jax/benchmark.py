@@ -54,7 +54,7 @@ def median_seconds(fn: Callable[[], object], steps: int, warmup: int) -> float:
 
 # Square matmul sizes whose best rate is the peak. One size is not enough: on the 2-core
 # development CPU 1536²-2048² run at 455-478 GFLOP/s and 4096² at 352-418.
-PEAK_MATMUL_SIZES = {"cpu": (1024, 2048, 4096)}
+CPU_PEAK_MATMUL_SIZES = (1024, 2048, 4096)
 ACCELERATOR_PEAK_MATMUL_SIZES = (4096, 8192)
 
 
@@ -62,7 +62,9 @@ def matmul_peak_gflops(dtype: str = "float32", sizes: tuple[int, ...] | None = N
                        steps: int = 10) -> float:
     """Best-case matmul throughput of this backend in the step's compute dtype, the best over
     `sizes`: the denominator of utilization."""
-    sizes = sizes or PEAK_MATMUL_SIZES.get(jax.default_backend(), ACCELERATOR_PEAK_MATMUL_SIZES)
+    if sizes is None:
+        cpu = jax.default_backend() == "cpu"
+        sizes = CPU_PEAK_MATMUL_SIZES if cpu else ACCELERATOR_PEAK_MATMUL_SIZES
     matmul = jax.jit(jnp.matmul)
     rates = []
     for n in sizes:

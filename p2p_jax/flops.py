@@ -92,5 +92,4 @@ def jaxpr_flops(jaxpr: core.Jaxpr | core.ClosedJaxpr) -> int:
     """Convolution and matmul FLOPs of one run of the whole (global-shaped) program: a scan's
     body counts `length` times, a cond its costliest branch, a while loop's body once (its
     trip count is not static)."""
-    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
-    return _count(jaxpr, [True] * len(jaxpr.outvars))[0]
+    return _whole(getattr(jaxpr, "jaxpr", jaxpr))
