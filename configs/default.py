@@ -20,9 +20,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.dtype = "float32"  # "bfloat16" on TPU/GPU: compute in bf16, params stay float32.
     # Steps with a non-finite loss or gradient are skipped; this many in a row stop training.
     config.nan_patience = 20
-    # Restart once with glibc's malloc on transparent huge pages (Linux): XLA on CPU re-touches
-    # hundreds of MB of fresh buffers per step, and 4 KiB pages make that ~20% of a step.
-    config.hugepage_malloc = True
 
     config.mesh = ml_collections.ConfigDict()
     config.mesh.data = -1  # Devices for pure data parallelism; -1: all that fsdp leaves.
@@ -61,6 +58,9 @@ def get_config() -> ml_collections.ConfigDict:
     # 0: as in the data (the first readable example); 1 or 3: every image converted to it.
     config.dataset.input_channels = 0
     config.dataset.output_channels = 0
+    # Images of more pixels are bad files (skipped and counted), refused from their header
+    # before decoding: a few MB of PNG can decode to tens of GB. At most 178956970 (PIL's).
+    config.dataset.max_image_pixels = 100_000_000
     config.dataset.worker_count = 0  # Grain worker processes; 0 reads in this process.
     config.dataset.read_threads = 2
     config.dataset.prefetch_buffer_size = 4
@@ -109,6 +109,11 @@ def get_config() -> ml_collections.ConfigDict:
     # inception_weights, the pytorch-fid .pth file) and/or "fcn" (FCN-score for labels->photo;
     # needs fcn_model, a jax.export segmentation network; see p2p_jax/fcn_score.py).
     config.eval.evaluators = ()
+    # predict: inputs of more pixels are translated in overlapping square tiles of at most
+    # this many, blended over tile_overlap pixels (bounded memory; per-image normalisation
+    # is then per tile).
+    config.eval.tile_pixels = 2**22
+    config.eval.tile_overlap = 64
     config.eval.inception_weights = ""
     config.eval.fcn_model = ""
 

@@ -23,13 +23,15 @@ if [[ $# -lt 3 ]]; then
 fi
 num=$1 config=$2 workdir=$3
 shift 3
+flags=""  # Quoted, so a flag like --config.eval.evaluators=('fcn',) survives bash -c.
+[[ $# -gt 0 ]] && flags=$(printf ' %q' "$@")
 python=${PYTHON:-python3}
 [[ -x .venv/bin/python && -z ${PYTHON:-} ]] && python=.venv/bin/python
 port=${PORT:-$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 
 commands=()
 for ((i = 0; i < num; i++)); do
-  commands+=("JAX_PLATFORMS=cpu XLA_FLAGS=--xla_force_host_platform_device_count=$devices $python -m p2p_jax.main --config=$config --workdir=$workdir --coordinator_address=127.0.0.1:$port --num_processes=$num --process_id=$i $*")
+  commands+=("JAX_PLATFORMS=cpu XLA_FLAGS=--xla_force_host_platform_device_count=$devices $python -m p2p_jax.main --config=$config --workdir=$workdir --coordinator_address=127.0.0.1:$port --num_processes=$num --process_id=$i$flags")
 done
 for ((i = 0; i < num; i++)); do echo "[process $i] ${commands[$i]}"; done
 [[ $dry_run == 1 ]] && exit 0

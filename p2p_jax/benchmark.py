@@ -269,8 +269,7 @@ def main(argv: list[str]) -> None:
                              "--config=FILE [--steps=N]")
     config = _CONFIG.value
     validation.validate_config(config)
-    if config.hugepage_malloc:
-        host.restart_with_hugepage_malloc()
+    host.prepare_process()
     print(json.dumps(BENCHMARKS[argv[1]](config)), flush=True)
 
 

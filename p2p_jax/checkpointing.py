@@ -16,11 +16,20 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from p2p_jax.errors import UserError
+
 
 def checkpoint_dir(workdir: str) -> epath.Path:
     """`WORKDIR/checkpoints`, local or gs://."""
     path = epath.Path(workdir)
     return (path if "://" in str(workdir) else path.absolute()) / "checkpoints"
+
+
+def _item_handlers() -> dict[str, ocp.CheckpointHandler]:
+    """Every item of a checkpoint, so its metadata reads without guessing (and without
+    Orbax's warnings about items it cannot restore)."""
+    return {"state": ocp.StandardCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler(),
+            "layout": ocp.JsonCheckpointHandler()}
 
 
 def create_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
@@ -29,7 +38,8 @@ def create_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.Check
         enable_async_checkpointing=config.checkpoint.async_save,
         create=True,
     )
-    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
+                                 item_handlers=_item_handlers())
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
@@ -57,6 +67,43 @@ def _save_error(manager: ocp.CheckpointManager, step: int | None, e: Exception) 
     return RuntimeError(
         f"{what} under {manager.directory} failed ({type(e).__name__}: {e}); earlier "
         f"checkpoints are intact (steps {manager.all_steps()}); check free disk space")
+
+
+class CheckpointError(UserError):
+    """A workdir whose checkpoints cannot serve this run; the message says why and what to do."""
+
+
+def _leaf_name(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                    for k in path)
+
+
+def check_compatible(manager: ocp.CheckpointManager, step: int, target_state: Any) -> None:
+    """Raises CheckpointError naming the first array whose saved shape differs from this
+    config's (another architecture, width or channel count), before Orbax tries to restore.
+    A checkpoint whose metadata cannot be read is left to the restore (damaged files)."""
+    try:
+        saved = manager.item_metadata(step)["state"]
+        saved = {_leaf_name(p): tuple(m.shape)
+                 for p, m in jax.tree_util.tree_flatten_with_path(saved)[0]}
+    except Exception:  # Damaged metadata: the restore reports it in its own way.
+        return
+    if not saved:
+        return
+    wanted = {_leaf_name(p): tuple(x.shape)
+              for p, x in jax.tree_util.tree_flatten_with_path(target_state)[0]}
+    where = f"the checkpoint at step {step} in {manager.directory}"
+    help_ = ("it was trained with another model config: use that run's config (its "
+             "config.json), or a new --workdir for this one")
+    for name, shape in wanted.items():
+        if name not in saved:
+            raise CheckpointError(f"{where} has no {name} (this config has {shape}); {help_}")
+        if saved[name] != shape:
+            raise CheckpointError(f"{where} holds {name} of shape {saved[name]}, this config "
+                                  f"one of {shape}; {help_}")
+    extra = sorted(set(saved) - set(wanted))
+    if extra:
+        raise CheckpointError(f"{where} holds {extra[0]}, which this config lacks; {help_}")
 
 
 def restore(manager: ocp.CheckpointManager, step: int, target_state: Any,
@@ -91,7 +138,10 @@ def restore_latest(manager: ocp.CheckpointManager, target_state: Any,
     error says so.
     """
     failures = []
-    for step in sorted(manager.all_steps(), reverse=True):
+    steps = sorted(manager.all_steps(), reverse=True)
+    if steps:
+        check_compatible(manager, steps[0], target_state)
+    for step in steps:
         try:
             state, data_restored = restore(manager, step, target_state, data_iterator)
         except Exception as e:  # Orbax raises many types for damaged files.
@@ -105,7 +155,7 @@ def restore_latest(manager: ocp.CheckpointManager, target_state: Any,
         return state, step, data_restored
     if failures:
         step, error = failures[0]
-        raise RuntimeError(
+        raise CheckpointError(
             f"no checkpoint in {manager.directory} can be restored (newest, step {step}: "
             f"{type(error).__name__}: {error}); if the model config changed, use a new workdir")
     return None
@@ -122,21 +172,21 @@ def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> N
 
 
 def _read_only_manager(workdir: str) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(checkpoint_dir(workdir),
-                                 options=ocp.CheckpointManagerOptions(read_only=True, create=False),
-                                 item_handlers={"state": ocp.StandardCheckpointHandler()})
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
+    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
+                                 item_handlers=_item_handlers())
 
 
 def _chosen_step(manager: ocp.CheckpointManager, step: int | None) -> int:
     steps = manager.all_steps()
     if not steps:
-        raise FileNotFoundError(f"no checkpoint in {manager.directory}; train first, or check "
-                                "--workdir")
+        raise CheckpointError(f"no checkpoint in {manager.directory}; train first, or check "
+                              "--workdir")
     if step is None:
         return max(steps)
     if step not in steps:
-        raise FileNotFoundError(f"no checkpoint for step {step} in {manager.directory}; "
-                                f"available: {sorted(steps)}")
+        raise CheckpointError(f"no checkpoint for step {step} in {manager.directory}; "
+                              f"available: {sorted(steps)}")
     return step
 
 
@@ -145,6 +195,7 @@ def restore_state(workdir: str, target_state: Any, step: int | None = None) -> t
     evaluation and export; (state, step)."""
     with _read_only_manager(workdir) as manager:
         step = _chosen_step(manager, step)
+        check_compatible(manager, step, target_state)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
         restored = manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract)))

@@ -67,8 +67,8 @@ class InceptionDistances:
         return distances
 
     def _setup(self, variables: dict, mesh: Mesh, batch_size: int) -> None:
-        self._variables = variables
-        self._mesh = mesh
+        self._variables = parallel.replicated_from_host(variables, mesh)  # Explicit: placed
+        self._mesh = mesh  # once, not copied under the training loop's transfer guard.
         self._batch_size = -(-batch_size // mesh.devices.size) * mesh.devices.size
         model = inception.FIDInceptionV3()
         self._features = jax.jit(lambda variables, x: model.apply(variables, x / 255.0),

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from p2p_jax import distribution, fcn_score, metrics, parallel, summaries, train
+from p2p_jax import distribution, fcn_score, metrics, parallel, summaries, tiles, train
 
 # Evaluators beyond the per-image metrics, listed in `eval.evaluators`.
 EVALUATORS = ("inception", "fcn")
@@ -36,10 +36,11 @@ class Evaluator:
         self._batch_size = -(-batch_size // mesh.devices.size) * mesh.devices.size
         replicated = parallel.replicated(mesh)
 
-        @functools.partial(jax.jit, static_argnums=(3, 4), out_shardings=replicated)
-        def translate(state, images, rng, height, width):
+        @functools.partial(jax.jit, static_argnums=(4, 5), out_shardings=replicated)
+        def translate(state, images, indices, key, height, width):
+            keys = train.image_keys(key, indices)
             return summaries.to_uint8_device(
-                train.generate(models, state.g_params, state.g_batch_stats, images, rng)
+                train.generate(models, state.g_params, state.g_batch_stats, images, keys)
                 [:, :height, :width])
 
         @functools.partial(jax.jit, out_shardings=replicated)
@@ -53,49 +54,77 @@ class Evaluator:
         return self._batch_size
 
     def generate(self, state: train.TrainState, examples: list[dict[str, np.ndarray]],
-                 rng: jax.Array) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+                 key: np.ndarray, indices: list[int] | None = None,
+                 batch_size: int | None = None
+                 ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
         """(uint8 outputs in example order, per-image metrics where examples have 'B'). A metric
-        the size of some images does not allow (MS-SSIM below 161 px) is NaN for those."""
-        groups = defaultdict(list)
-        for index, example in enumerate(examples):
-            groups[example["A"].shape].append(index)
+        the size of some images does not allow (MS-SSIM below 161 px) is NaN for those.
+
+        `key` is a host PRNG key (uint32[2]); image i draws its dropout from
+        fold_in(key, indices[i]) (default: its position), so an output does not depend on the
+        batch, the device count or the process count it was computed with. `batch_size`
+        overrides the evaluator's (rounded up to the device count)."""
+        devices = self._mesh.devices.size
+        batch_size = (self._batch_size if batch_size is None
+                      else -(-batch_size // devices) * devices)
+        indices = list(range(len(examples))) if indices is None else list(indices)
+        device_key = parallel.replicated_from_host(key, self._mesh)  # Explicit copies only:
+        groups = defaultdict(list)  # the loop runs under a transfer guard.
+        for position, example in enumerate(examples):
+            groups[example["A"].shape].append(position)
         outputs: list[np.ndarray | None] = [None] * len(examples)
         per_image: dict[str, np.ndarray] = {}
-        for group, indices in enumerate(groups.values()):
-            for start in range(0, len(indices), self._batch_size):
-                chunk = indices[start:start + self._batch_size]
-                offset = jax.device_put(np.uint32(group * 100_003 + start))  # Explicit copy.
+        for positions in groups.values():
+            for start in range(0, len(positions), batch_size):
+                chunk = positions[start:start + batch_size]
                 out, scores = self._run_batch(state, [examples[i] for i in chunk],
-                                              jax.random.fold_in(rng, offset))
-                for row, index in enumerate(chunk):
-                    outputs[index] = out[row]
+                                              [indices[i] for i in chunk], device_key,
+                                              batch_size)
+                for row, position in enumerate(chunk):
+                    outputs[position] = out[row]
                 for name, values in scores.items():
                     column = per_image.setdefault(name, np.full(len(examples), np.nan))
                     column[chunk] = values
         return outputs, per_image
 
-    def _run_batch(self, state, examples, rng) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _run_batch(self, state, examples, indices, key, batch_size
+                   ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         real = len(examples)
-        pad = self._batch_size - real  # Padding never changes the real rows (per-image norm).
+        pad = batch_size - real  # Padding never changes the real rows (per-image norm).
         keys = ("A", "B") if "B" in examples[0] else ("A",)
         batch = {k: np.stack([e[k] for e in examples] + [examples[-1][k]] * pad) for k in keys}
+        batch["index"] = np.asarray(indices + [indices[-1]] * pad, np.uint32)
         height, width = batch["A"].shape[1:3]
         batch["A"] = pad_to_multiple(batch["A"], self._multiple)
         device = parallel.global_batch_from_host_copy(batch, self._mesh)
-        outputs = self._translate(state, device["A"], rng, height, width)
+        outputs = self._translate(state, device["A"], device["index"], key, height, width)
         scores = self._score(outputs, device["B"]) if "B" in device else {}
         outputs, scores = jax.device_get((outputs, scores))
         return outputs[:real], {k: v[:real] for k, v in scores.items()}
 
+    def generate_tiled(self, state: train.TrainState, image: np.ndarray, key: np.ndarray,
+                       max_pixels: int, overlap: int) -> np.ndarray:
+        """One input too large to generate whole, through overlapping tiles of at most
+        `max_pixels`, one tile per device at a time (bounded memory). Tile t draws from
+        fold_in(key, t); per-image normalisation (model.eval_mode=False) becomes per tile."""
+        side = tiles.tile_side(max_pixels, self._multiple)
+
+        def translate(pieces, first):
+            examples = [{"A": piece} for piece in pieces]
+            indices = range(first, first + len(pieces))
+            return self.generate(state, examples, key, indices, batch_size=1)[0]
+
+        return tiles.translate_tiled(image, side, overlap, translate)
+
     def evaluate(self, state: train.TrainState, examples: list[dict[str, np.ndarray]],
-                 rng: jax.Array, extra=()) -> dict[str, float]:
+                 key: np.ndarray, extra=()) -> dict[str, float]:
         """Mean per-image metrics, plus whatever the `extra` evaluators compute from the
         outputs (FID/KID, FCN-score)."""
-        return self.evaluate_all(state, examples, rng, extra)[2]
+        return self.evaluate_all(state, examples, key, extra)[2]
 
-    def evaluate_all(self, state, examples, rng, extra=()):
+    def evaluate_all(self, state, examples, key, extra=()):
         """(outputs, per-image metrics, summary metrics)."""
-        outputs, scores = self.generate(state, examples, rng)
+        outputs, scores = self.generate(state, examples, key)
         summary = mean_metrics(scores)
         for evaluator in extra:
             summary.update(evaluator(examples, outputs))

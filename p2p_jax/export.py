@@ -25,9 +25,11 @@ from p2p_jax.inference import Restored
 
 
 def _translate(models: train.Pix2Pix, variables, images, key):
-    """Generator application on explicit variables (what both exports contain)."""
+    """Generator application on explicit variables (what both exports contain); image i of the
+    batch draws from fold_in(key, i), as the i-th file of `--mode=predict`."""
+    keys = train.image_keys(key, jnp.arange(images.shape[0], dtype=jnp.uint32))
     return summaries.to_uint8_device(
-        train.generate(models, variables["params"], variables["batch_stats"], images, key))
+        train.generate(models, variables["params"], variables["batch_stats"], images, keys))
 
 
 def generator_variables(restored: Restored) -> dict:

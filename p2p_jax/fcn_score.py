@@ -23,6 +23,7 @@ import numpy as np
 from etils import epath
 
 from p2p_jax.data import images
+from p2p_jax.errors import MissingFileError, UserError
 
 # Colours of the 19 Cityscapes training classes (train ids 0..18), in train-id order.
 TRAIN_CLASS_COLOURS = np.array(
@@ -66,11 +67,15 @@ class FCNScore:
 
     def __init__(self, model_path: str):
         if not model_path or not os.path.isfile(model_path):
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"FCN-score needs a segmentation network (eval.fcn_model={model_path!r} not "
                 "found): a jax.export artefact of a Cityscapes (19-class) segmenter; see "
                 "p2p_jax/fcn_score.py for how to export one")
-        self._model = jax.export.deserialize(bytearray(epath.Path(model_path).read_bytes()))
+        try:
+            self._model = jax.export.deserialize(bytearray(epath.Path(model_path).read_bytes()))
+        except Exception as e:  # Not a jax.export artefact: many error types.
+            raise UserError(f"eval.fcn_model={model_path!r} is not a jax.export artefact "
+                            f"({type(e).__name__}); see p2p_jax/fcn_score.py") from None
 
     def segment(self, photo: np.ndarray) -> np.ndarray:
         photo = jax.device_put(images.to_channels(photo, 3)[None])  # Explicit: the trainer's

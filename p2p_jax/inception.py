@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from p2p_jax import torch_weights
+from p2p_jax.errors import MissingFileError, UserError
 
 WEIGHTS_HELP = (
     "download pt_inception-2015-12-05-6726825d.pth (the FID Inception weights of pytorch-fid: "
@@ -186,12 +187,12 @@ def load_variables(path: str) -> dict:
     """Flax variables from the FID Inception weights file; one clear line if it is missing or
     is not that file."""
     if not path or not os.path.isfile(path):
-        raise FileNotFoundError(f"FID/KID need the Inception weights file "
+        raise MissingFileError(f"FID/KID need the Inception weights file "
                                 f"(eval.inception_weights={path!r} not found): {WEIGHTS_HELP}")
     variables = variables_from_state_dict(torch_weights.load_state_dict(path))
     expected = jax.eval_shape(FIDInceptionV3().init, jax.random.PRNGKey(0),
                               jnp.zeros((1, 75, 75, 3)))
     got = jax.tree.map(jnp.shape, variables)
     if jax.tree.map(lambda x: x.shape, expected) != got:
-        raise ValueError(f"{path} does not hold the FID Inception-v3 weights: {WEIGHTS_HELP}")
+        raise UserError(f"{path} does not hold the FID Inception-v3 weights: {WEIGHTS_HELP}")
     return variables

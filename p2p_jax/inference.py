@@ -8,6 +8,7 @@ import os
 
 import jax
 import ml_collections
+import numpy as np
 import tqdm
 from absl import logging
 from etils import epath
@@ -15,6 +16,7 @@ from jax.sharding import Mesh
 
 from p2p_jax import checkpointing, evaluate, parallel, train, validation
 from p2p_jax.data import images, pipeline
+from p2p_jax.errors import MissingFileError, UserError
 from p2p_jax.models import generator_downsampling
 
 
@@ -63,40 +65,55 @@ def _input_files(path: str) -> tuple[str, list[str]]:
     if os.path.isfile(path):
         return os.path.dirname(path), [os.path.basename(path)]
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"--input={path} is neither an image file nor a folder")
+        raise MissingFileError(f"--input={path} is neither an image file nor a folder")
     found = sorted(os.path.relpath(os.path.join(d, f), path)
                    for d, _, files in os.walk(path) for f in files
                    if f.lower().endswith(images.IMAGE_EXTENSIONS))
     if not found:
-        raise FileNotFoundError(f"no images in {path} (looked for {images.IMAGE_EXTENSIONS})")
+        raise UserError(f"--input={path}: no images in it (looked for "
+                        f"{', '.join(images.IMAGE_EXTENSIONS)})")
     return path, found
 
 
 def predict(restored: Restored, input_path: str, output_dir: str,
-            files_per_chunk: int = 256) -> int:
+            files_per_chunk: int = 64) -> int:
     """Translates every image under `input_path` to `output_dir/<same relative name>`, any
-    sizes, batched by size; unreadable files are reported and skipped. Returns images written."""
+    sizes, batched by size; unreadable files (and images over `dataset.max_image_pixels`) are
+    reported and skipped, and images over `eval.tile_pixels` are translated in overlapping
+    tiles. File i (in sorted order) draws its dropout from fold_in(PRNGKey(seed), i), as image
+    i of an exported model's batch. Returns the number of images written."""
     root, names = _input_files(input_path)
+    config = restored.config
     evaluator = restored.evaluator()
-    channels = restored.config.dataset.input_channels
-    rng = jax.random.PRNGKey(restored.config.seed)
+    channels = config.dataset.input_channels
+    key = train.host_key(config.seed)
     written = 0
     with tqdm.tqdm(total=len(names), unit="img", disable=jax.process_index() != 0) as bar:
         for start in range(0, len(names), files_per_chunk):
-            chunk, examples = [], []
-            for name in names[start:start + files_per_chunk]:
+            whole, tiled = [], []  # (index, name, image)
+            for index in range(start, min(start + files_per_chunk, len(names))):
                 try:
-                    image = images.read(os.path.join(root, name))
+                    image = images.read(os.path.join(root, names[index]),
+                                        config.dataset.max_image_pixels)
                 except images.BadImageError as e:
                     logging.warning("skipped: %s", e)
                     continue
-                chunk.append(name)
-                examples.append({"A": images.to_channels(image, channels)})
-            outputs = evaluator.generate(restored.state, examples, rng)[0] if examples else []
+                image = images.to_channels(image, channels)
+                large = image.shape[0] * image.shape[1] > config.eval.tile_pixels
+                (tiled if large else whole).append((index, names[index], image))
+            outputs = evaluator.generate(
+                restored.state, [{"A": image} for _, _, image in whole], key,
+                [index for index, _, _ in whole])[0] if whole else []
+            results = [(name, out) for (_, name, _), out in zip(whole, outputs, strict=True)]
+            for index, name, image in tiled:
+                logging.info("%s: %dx%d, over eval.tile_pixels=%d: translated in tiles", name,
+                             image.shape[1], image.shape[0], config.eval.tile_pixels)
+                results.append((name, evaluator.generate_tiled(
+                    restored.state, image, np.asarray(jax.random.fold_in(key, index)),
+                    config.eval.tile_pixels, config.eval.tile_overlap)))
             if jax.process_index() == 0:
-                for name, output in zip(chunk, outputs, strict=True):
+                for name, output in results:
                     images.write(os.path.join(output_dir, name), output)
-            written += len(chunk)
-            bar.update(len(names[start:start + files_per_chunk]))
+            written += len(results)
+            bar.update(min(files_per_chunk, len(names) - start))
     return written
-

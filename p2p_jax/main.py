@@ -1,4 +1,4 @@
-"""Command line: `python -m p2p_jax.main --config=configs/default.py --workdir=DIR [--mode=...]`.
+"""Command line: `python -m p2p_jax.main --config=configs/default.py [--workdir=DIR] [--mode=...]`.
 
   --mode=train    (default) train, resuming from the latest checkpoint in DIR
   --mode=eval     the whole `eval.split` through a checkpoint: DIR/eval/<split>_<step>/
@@ -6,21 +6,41 @@
   --mode=predict  translate --input (an image or a folder, any sizes) into --output
   --mode=export   the generator as a TF SavedModel and StableHLO into --output
 
-Flags only; the work happens in `trainer`, `report`, `inference` and `export`.
+The workdir defaults to workdirs/<config file name>. A mistake (a config key or value, a
+path, a file) is one line on stderr and exit status 2; --verbose_errors (or
+P2P_JAX_VERBOSE_ERRORS=1) shows its traceback. Flags only; the work happens elsewhere, and the
+heavy modules are imported after the process is prepared (see `host`).
 """
 
+from __future__ import annotations
+
 import logging as py_logging
+import os
+import pathlib
+import re
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from p2p_jax import export, host, inference, parallel, report, trainer
+from p2p_jax import host
+from p2p_jax.errors import UserError
 
 MODES = ("train", "eval", "predict", "export")
+# The flags each mode reads beyond --config, --workdir and the multi-process ones.
+MODE_FLAGS = {"train": (), "eval": ("step",), "predict": ("step", "input", "output"),
+              "export": ("step", "output")}
+REQUIRED_FLAGS = {"predict": ("input", "output"), "export": ("output",)}
+EXIT_USER_ERROR = 2
+# Packages whose INFO lines are shown: ours, and CLU's metric lines and parameter tables.
+OUR_LOGS = ("p2p_jax", "clu")
+# Library warnings that say nothing to a user: Orbax on every read-only (eval, predict) open.
+_BENIGN_WARNINGS = ("Given directory is read only", "setting save_interval_steps=0")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (ml_collections).",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, summaries and samples go.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, summaries and samples go; "
+                               "default: workdirs/<config file name>.")
 _MODE = flags.DEFINE_enum("mode", "train", MODES, "What to do; see the module docstring.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step for eval/predict/export; "
                              "default: the latest.")
@@ -32,47 +52,151 @@ _COORDINATOR = flags.DEFINE_string(
     "detected automatically).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
-flags.mark_flags_as_required(["config", "workdir"])
+_VERBOSE_ERRORS = flags.DEFINE_bool(
+    "verbose_errors", False, "Show the traceback of user errors too (or P2P_JAX_VERBOSE_ERRORS=1).")
+flags.mark_flags_as_required(["config"])
 
 
 class _QuietLibraries(py_logging.Filter):
-    """Orbax logs every save step by step at INFO; keep its warnings and errors only."""
+    """Libraries (JAX, Orbax, Grain, TensorFlow) log routine steps at INFO; keep their
+    warnings and errors, and every message of ours. `--verbosity=1` shows them all."""
 
     def filter(self, record: py_logging.LogRecord) -> bool:
-        return record.levelno >= py_logging.WARNING or "/orbax/" not in record.pathname
+        if any(text in record.getMessage() for text in _BENIGN_WARNINGS):
+            return logging.get_verbosity() >= 1
+        if record.levelno >= py_logging.WARNING or logging.get_verbosity() >= 1:
+            return True
+        return any(f"{os.sep}{package}{os.sep}" in record.pathname for package in OUR_LOGS)
 
 
-def _required(flag, mode: str) -> str:
-    if not flag.value:
-        raise app.UsageError(f"--mode={mode} needs --{flag.name}")
-    return flag.value
+def _fail(message: str) -> None:
+    """The one line a user mistake prints, then exit status 2."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_USER_ERROR)
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config, workdir, mode = _CONFIG.value, _WORKDIR.value, _MODE.value
-    if config.hugepage_malloc:
-        host.restart_with_hugepage_malloc()
-    logging.get_absl_handler().addFilter(_QuietLibraries())
+def _flag_error_line(error: flags.Error) -> str:
+    """A flag error as one line: a config file that raised is reported by its first line and
+    the exception it raised (the last line of the traceback ml_collections embeds)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if any(line.startswith("Traceback") for line in lines):
+        return f"{lines[0].rstrip(':')}: {lines[-1]}"
+    return " ".join(lines)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with its mistakes (unknown flags, config keys and values, a missing or
+    broken config file) as one line instead of a usage dump."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        _fail(_flag_error_line(e))
+    except (AttributeError, KeyError) as e:  # A --config.KEY override of a key not there.
+        text = str(e).replace("\\n", " ")
+        key = re.search(r"'([^'\\]+)\\?'", text)
+        hint = re.search(r"Did you mean [^?]*\?", text)
+        _fail(f"--config.*: the config has no key {key.group(1) if key else text!r}"
+              + (f"; {hint.group(0)}" if hint else ""))
+    return []
+
+
+def _loaded_config():
+    """The config; ml_collections defers a config file that fails to load until first use."""
+    config = _CONFIG.value
+    try:
+        config.keys()
+    except OSError as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        raise UserError(f"--config={config_flags.get_config_filename(flags.FLAGS['config'])}: "
+                        f"{lines[-1]}") from None
+    return config
+
+
+def default_workdir(config_argument: str) -> str:
+    """workdirs/<config file stem>[_<variant>] for `--config=configs/cityscapes.py[:pod256]`."""
+    path, _, variant = config_argument.partition(":")
+    return os.path.join("workdirs", "_".join(filter(None, (pathlib.Path(path).stem, variant))))
+
+
+def _check_mode_flags(mode: str) -> None:
+    for name in ("step", "input", "output"):
+        if flags.FLAGS[name].present and name not in MODE_FLAGS[mode]:
+            users = [m for m, names in MODE_FLAGS.items() if name in names]
+            raise UserError(f"--{name} is not used by --mode={mode}; it is for "
+                            f"--mode={' or --mode='.join(users)}")
+    for name in REQUIRED_FLAGS.get(mode, ()):
+        if not flags.FLAGS[name].value:
+            raise UserError(f"--mode={mode} needs --{name}")
+
+
+def run(config, workdir: str, mode: str) -> None:
+    """The chosen mode; imports the heavy modules only now (after `host.prepare_process`)."""
+    from p2p_jax import parallel
+
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    logging.info("config:\n%s", config)
+    config_flag = flags.FLAGS["config"]
+    logging.info("config %s, overrides %s (every value: WORKDIR/config.json; --verbosity=1 "
+                 "prints it here)", config_flags.get_config_filename(config_flag),
+                 config_flags.get_override_values(config_flag) or "none")
+    logging.vlog(1, "config:\n%s", config)
     if mode == "train":
+        from p2p_jax import trainer
+
+        logging.info("workdir: %s", os.path.abspath(workdir))
         trainer.train_and_evaluate(config, workdir)
     elif mode == "eval":
+        from p2p_jax import report
+
         logging.info("report written to %s", report.evaluate_checkpoint(config, workdir,
                                                                           _STEP.value))
     elif mode == "predict":
-        input_path, output = _required(_INPUT, mode), _required(_OUTPUT, mode)
+        from p2p_jax import inference
+
         restored = inference.restore(config, workdir, _STEP.value)
-        count = inference.predict(restored, input_path, output)
-        logging.info("%d images translated into %s", count, output)
+        count = inference.predict(restored, _INPUT.value, _OUTPUT.value)
+        logging.info("%d images translated into %s", count, _OUTPUT.value)
     else:
-        output = _required(_OUTPUT, mode)
+        from p2p_jax import export, inference
+
         restored = inference.restore(config, workdir, _STEP.value)
         logging.info("generator at step %d exported to %s", restored.step,
-                     export.export(restored, output))
+                     export.export(restored, _OUTPUT.value))
+
+
+def main(argv: list[str]) -> None:
+    verbose = _VERBOSE_ERRORS.value or os.environ.get("P2P_JAX_VERBOSE_ERRORS") == "1"
+    try:
+        if len(argv) > 1:
+            raise UserError(f"unexpected arguments {' '.join(argv[1:])}; flags take the form "
+                            "--name=value")
+        mode = _MODE.value
+        _check_mode_flags(mode)
+        host.prepare_process()
+        logging.get_absl_handler().addFilter(_QuietLibraries())
+        workdir = _WORKDIR.value or default_workdir(
+            config_flags.get_config_filename(flags.FLAGS["config"]))
+        run(_loaded_config(), workdir, mode)
+    except UserError as e:
+        if verbose:
+            raise
+        _fail(str(e))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:
+        _exit_if_peer_lost(e)
+        raise
+
+
+def _exit_if_peer_lost(error: Exception) -> None:
+    """A collective or barrier that failed because another process is gone: one line, and no
+    shutdown barrier (which would wait for the lost process, then abort)."""
+    parallel = sys.modules.get("p2p_jax.parallel")
+    if parallel is not None and parallel.is_peer_failure(error):
+        print(f"error: {parallel.PEER_LOST_HELP} ({' '.join(str(error).split())[:300]})",
+              file=sys.stderr, flush=True)
+        os._exit(parallel.EXIT_PEER_LOST)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

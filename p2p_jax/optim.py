@@ -62,5 +62,11 @@ def skippable_adam(learning_rate: optax.Schedule, b1: float, b2: float, eps: flo
     return optax.GradientTransformationExtraArgs(adam.init, update)
 
 
+def current_learning_rate(schedule: optax.Schedule, opt_state) -> jax.Array:
+    """The rate the next update of `skippable_adam` applies: the schedule at the optimizer's
+    own count, which dropped (non-finite) steps do not advance, unlike the train step."""
+    return schedule(opt_state[1].count)
+
+
 def make_optimizer(opt: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
     return skippable_adam(learning_rate_schedule(opt), b1=opt.b1, b2=opt.b2)

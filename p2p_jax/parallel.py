@@ -14,11 +14,20 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
+import orbax.checkpoint as ocp
+from absl import flags, logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from p2p_jax.errors import ConfigError
 
 DATA_AXIS, FSDP_AXIS = "data", "fsdp"
 BATCH_AXES = (DATA_AXIS, FSDP_AXIS)
+# Start-up and barriers wait this long for the slowest process (a loaded machine is slow).
+SYNC_TIMEOUT_S = 1800
+EXIT_PEER_LOST = 1
+PEER_LOST_HELP = ("another process of this run stopped (crashed, killed or unreachable); see "
+                  "its log. Start every process again with the same command to resume from "
+                  "the latest checkpoint")
 
 
 def initialize_distributed(coordinator_address: str | None = None,
@@ -36,25 +45,46 @@ def initialize_distributed(coordinator_address: str | None = None,
         return
     # CPU processes exchange collectives through gloo (local runs, tests); GPU/TPU ignore it.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # Orbax's barriers too go through the coordination service, with timeouts, instead of
+    # collectives (the default), whose first connection gives up after 30 s.
+    flags.FLAGS.experimental_orbax_use_distributed_barrier = True
     if explicit:
         jax.distributed.initialize(coordinator_address=coordinator_address,
-                                   num_processes=num_processes, process_id=process_id)
+                                   num_processes=num_processes, process_id=process_id,
+                                   initialization_timeout=SYNC_TIMEOUT_S)
     else:
-        jax.distributed.initialize()
+        jax.distributed.initialize(initialization_timeout=SYNC_TIMEOUT_S)
     logging.info("joined %d processes as process %d", jax.process_count(), jax.process_index())
+
+
+def is_peer_failure(error: BaseException) -> bool:
+    """Whether a runtime error is a lost or unreachable peer (a collective's connection or a
+    barrier that timed out), not a bug in this process."""
+    text = str(error)
+    return jax.process_count() > 1 and any(
+        marker in text for marker in ("Gloo", "gloo", "Connection reset", "Connection refused",
+                                      "heartbeat", "DEADLINE_EXCEEDED", "Barrier timed out"))
+
+
+def sync_processes(name: str, timeout_s: int = SYNC_TIMEOUT_S) -> None:
+    """Waits until every process reaches the barrier `name`, through the coordination service
+    (not a collective, so no device connection is needed); a no-op in a lone process."""
+    if jax.process_count() > 1:
+        ocp.multihost.sync_global_processes(f"p2p_jax_{name}", timeout=timeout_s,
+                                            barrier_sync_fn=ocp.multihost.get_barrier_sync_fn())
 
 
 def mesh_shape(mesh_config: ml_collections.ConfigDict, num_devices: int) -> tuple[int, int]:
     """(data, fsdp) sizes; -1 takes all devices the other axis leaves."""
     data, fsdp = mesh_config.data, mesh_config.fsdp
     if data == -1 and fsdp == -1:
-        raise ValueError("mesh.data and mesh.fsdp cannot both be -1")
+        raise ConfigError("mesh.data and mesh.fsdp cannot both be -1")
     if data == -1:
         data = num_devices // fsdp if fsdp > 0 else 0
     if fsdp == -1:
         fsdp = num_devices // data if data > 0 else 0
     if data <= 0 or fsdp <= 0 or data * fsdp != num_devices:
-        raise ValueError(f"mesh.data={mesh_config.data} x mesh.fsdp={mesh_config.fsdp} does not "
+        raise ConfigError(f"mesh.data={mesh_config.data} x mesh.fsdp={mesh_config.fsdp} does not "
                          f"cover the {num_devices} devices; use -1 for one of them")
     return data, fsdp
 
@@ -77,7 +107,7 @@ def create_mesh(mesh_config: ml_collections.ConfigDict | None = None,
 def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
     num = mesh.devices.size
     if global_batch_size % num:
-        raise ValueError(f"batch_size={global_batch_size} is not divisible by the {num} devices; "
+        raise ConfigError(f"batch_size={global_batch_size} is not divisible by the {num} devices; "
                          f"set --config.batch_size to a multiple of {num}")
 
 
@@ -120,6 +150,15 @@ def global_batch(local_batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, ja
     with jax.transfer_guard_host_to_device("allow"):
         return {k: jax.make_array_from_process_local_data(sharding, v)
                 for k, v in local_batch.items()}
+
+
+def replicated_from_host(tree: Any, mesh: Mesh) -> Any:
+    """Host values that every process holds alike (a PRNG key, evaluator weights) as arrays
+    replicated on every device of the mesh: an explicit copy, allowed under the guard."""
+    sharding = replicated(mesh)
+    with jax.transfer_guard_host_to_device("allow"):
+        return jax.tree.map(
+            lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
 
 
 def global_batch_from_host_copy(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

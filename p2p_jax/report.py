@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
-from p2p_jax import evaluate, inference, summaries
+from p2p_jax import evaluate, inference, summaries, train
 from p2p_jax.data import images, pipeline
 
 
@@ -196,7 +196,8 @@ def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> epath.
     split = restored.config.eval.split
     examples = pipeline.eval_examples(restored.config, split=split)
     outputs, scores, means = restored.evaluator().evaluate_all(
-        restored.state, examples, jax.random.PRNGKey(restored.config.seed + 2),
+        restored.state, examples,
+        train.host_key(restored.config.seed + train.EVAL_SEED_OFFSET),
         evaluate.build_extra(restored.config.eval, restored.mesh))
     folder = epath.Path(workdir) / "eval" / f"{split}_{restored.step:08d}"
     if jax.process_index() == 0:

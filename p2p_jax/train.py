@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from jax.sharding import Mesh
 
@@ -23,6 +24,10 @@ from p2p_jax import losses, optim, parallel
 from p2p_jax.models import build_discriminator, build_generator
 
 PyTree = Any
+
+# Seeds of the fixed randomness outside training, offsets from `config.seed`: the sample grid's
+# and the evaluation's dropout (predict and exports use the seed itself).
+SAMPLE_SEED_OFFSET, EVAL_SEED_OFFSET = 1, 2
 
 
 @flax.struct.dataclass
@@ -175,7 +180,8 @@ def train_step(models: Pix2Pix, state: TrainState,
            for name, new in selected.items()})
     metrics = {
         "d_loss": d_loss, "d_real": d_real, "d_fake": d_fake, "g_loss": g_loss,
-        "g_gan": g_gan, "g_l1": g_l1, "learning_rate": models.schedule(state.step),
+        "g_gan": g_gan, "g_l1": g_l1,
+        "learning_rate": optim.current_learning_rate(models.schedule, state.g_opt_state),
         "g_grad_norm": g_grad_norm, "d_grad_norm": d_grad_norm,
         "skipped_steps": new_state.skipped_steps, "nonfinite_streak": new_state.nonfinite_streak,
     }
@@ -184,13 +190,24 @@ def train_step(models: Pix2Pix, state: TrainState,
     return new_state, metrics
 
 
+def host_key(seed: int) -> np.ndarray:
+    """PRNGKey(seed) as a host array, to pass to code that runs under the transfer guard."""
+    return np.asarray(jax.random.PRNGKey(seed), np.uint32)
+
+
+def image_keys(key: jax.Array, indices: jax.Array) -> jax.Array:
+    """One PRNG key per image, fold_in(key, index): an image's randomness depends on its index
+    alone, not on the batch it is generated in."""
+    return jax.vmap(jax.random.fold_in, (None, 0))(key, indices)
+
+
 def generate(models: Pix2Pix, params: PyTree, batch_stats: PyTree, images: jax.Array,
-             rng: jax.Array) -> jax.Array:
+             keys: jax.Array) -> jax.Array:
     """Generator outputs in [-1, 1] for uint8 inputs, as the reference's test script makes them.
 
     Without `model.eval_mode` (the reference's default) each image is normalised with its own
-    batch statistics and keeps dropout, exactly like the reference testing at batch size 1;
-    with it, running statistics and no dropout.
+    batch statistics and keeps dropout (drawn from its row of `keys`), exactly like the
+    reference testing at batch size 1; with it, running statistics and no dropout.
     """
     x = to_float(images)
     if models.eval_mode:
@@ -200,7 +217,7 @@ def generate(models: Pix2Pix, params: PyTree, batch_stats: PyTree, images: jax.A
         out, _ = _apply(models.generator, params, batch_stats, image[None], True, key)
         return out[0]
 
-    return jax.vmap(one)(x, jax.random.split(rng, x.shape[0]))
+    return jax.vmap(one)(x, keys)
 
 
 def create_sharded_state(models: Pix2Pix, seed: int, input_shape: tuple[int, ...],

@@ -42,10 +42,10 @@ class _Samples:
         self._examples = pipeline.eval_examples(config, config.num_sample_images)
         self._evaluator, self._writer = evaluator, writer
         self._dir = epath.Path(workdir) / "samples"
-        self._rng = jax.random.PRNGKey(config.seed + 1)
+        self._key = train.host_key(config.seed + train.SAMPLE_SEED_OFFSET)
 
     def __call__(self, step: int, state: train.TrainState) -> None:
-        outputs, _ = self._evaluator.generate(state, self._examples, self._rng)
+        outputs, _ = self._evaluator.generate(state, self._examples, self._key)
         grid = summaries.triptych_grid([e["A"] for e in self._examples], outputs,
                                        [e["B"] for e in self._examples])
         self._writer.write_images(step, {"samples/input_generated_target": grid[None]})
@@ -59,15 +59,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     config = pipeline.resolve_channels(config)
     mesh = parallel.create_mesh(config.mesh)
     parallel.check_batch_size(config.batch_size, mesh)
-    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    if jax.process_index() == 0:
-        _write_config(config, workdir)
     logging.info("process %d/%d: %d local of %d devices (%s)", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(),
                  jax.devices()[0].device_kind)
-
+    # Everything that can fail on the user's input (evaluator weights, data) before anything
+    # is written into the workdir.
     extra_evaluators = evaluate.build_extra(config.eval, mesh)  # Loads their networks now.
     train_iter = pipeline.create_train_iterator(config)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    if jax.process_index() == 0:
+        _write_config(config, workdir)
     models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
     state = train.initial_state(models, config, mesh)
 
@@ -105,6 +106,9 @@ def _resume_and_train(config, workdir, mesh, models, state, train_iter, manager,
     step_fn = train.compile_train_step(models, state, _batch_spec(config, mesh), mesh)
     compile_s = time.perf_counter() - compile_start
     logging.info("train step compiled in %.1f s", compile_s)
+    # Processes compile at different speeds; the first collective's connection set-up (gloo on
+    # CPU) times out after 30 s, so every process starts stepping together.
+    parallel.sync_processes("train_step_compiled")
     writer.write_scalars(start_step, {"train/compile_s": compile_s})
 
     evaluator = evaluate.Evaluator(models, mesh, config.eval.batch_size,
@@ -113,7 +117,7 @@ def _resume_and_train(config, workdir, mesh, models, state, train_iter, manager,
     samples = _Samples(config, evaluator, workdir, writer)
     progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
                                                writer=writer)
-    eval_rng = jax.random.PRNGKey(config.seed + 2)
+    eval_key = train.host_key(config.seed + train.EVAL_SEED_OFFSET)
 
     pending, last_log_step, last_log_time = [], start_step, time.perf_counter()
     files_skipped = 0  # Bad input files passed over since this process started.
@@ -126,7 +130,7 @@ def _resume_and_train(config, workdir, mesh, models, state, train_iter, manager,
                 pending.append(metrics)
                 progress(step)
                 last = step == config.num_train_steps
-                if step % config.log_every_steps == 0 or last:
+                if step % config.log_every_steps == 0 or last or step == start_step + 1:
                     scalars = _summarise(jax.device_get(pending))
                     files_skipped += int(scalars.pop("data_skipped"))
                     elapsed = time.perf_counter() - last_log_time
@@ -139,7 +143,7 @@ def _resume_and_train(config, workdir, mesh, models, state, train_iter, manager,
                 if step % config.sample_every_steps == 0 or last:
                     samples(step, state)
                 if step % config.eval_every_steps == 0 or last:
-                    results = evaluator.evaluate(state, eval_examples, eval_rng,
+                    results = evaluator.evaluate(state, eval_examples, eval_key,
                                                  extra_evaluators)
                     writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
                 preempted = watcher.reached(step)
@@ -160,6 +164,8 @@ class NonFiniteError(RuntimeError):
 
 
 def _check_nonfinite(scalars: dict[str, float], step: int, patience: int, manager) -> None:
+    """`nonfinite_streak` is the longest run of bad steps in the logging window, so a run
+    that recovered before the log step still counts."""
     streak = int(scalars["nonfinite_streak"])
     if streak:
         logging.warning("%d consecutive steps up to %d had a non-finite loss or gradient; "
@@ -171,9 +177,10 @@ def _check_nonfinite(scalars: dict[str, float], step: int, patience: int, manage
             f" last good checkpoint: step {manager.latest_step()} in {manager.directory}")
 
 
-# Counters are reported as their latest value, per-step counts summed; everything else as the
-# mean of finite values.
-_LATEST = ("skipped_steps", "nonfinite_streak")
+# Counters are reported as their latest value, streaks as their longest, per-step counts summed;
+# everything else as the mean of finite values.
+_LATEST = ("skipped_steps",)
+_LONGEST = ("nonfinite_streak",)
 _SUMMED = ("data_skipped",)
 
 
@@ -184,6 +191,8 @@ def _summarise(metrics: list[dict[str, np.ndarray]]) -> dict[str, float]:
         finite = values[np.isfinite(values)]
         if key in _LATEST:
             summary[key] = float(values[-1])
+        elif key in _LONGEST:
+            summary[key] = float(values.max())
         elif key in _SUMMED:
             summary[key] = float(values.sum())
         else:

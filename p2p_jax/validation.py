@@ -7,15 +7,12 @@ import functools
 import ml_collections
 
 from p2p_jax import evaluate, losses, optim
-from p2p_jax.data import sources, tasks, transforms
+from p2p_jax.data import images, sources, tasks, transforms
+from p2p_jax.errors import ConfigError
 from p2p_jax.models import DISCRIMINATORS, GENERATORS, generator_downsampling
 from p2p_jax.models.layers import NORMS, UPSAMPLE_MODES
 
 DTYPES = ("float32", "bfloat16")
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key and the fix."""
 
 
 def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -64,6 +61,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 "dataset.load_size", "dataset.derived.sr_factor", "model.ngf", "model.ndf",
                 "eval.batch_size", "nan_patience", "checkpoint.max_to_keep"):
         _positive(key, functools.reduce(getattr, key.split("."), config))
+    if not 0 < config.dataset.max_image_pixels <= images.MAX_PIXELS_LIMIT:
+        raise ConfigError(f"dataset.max_image_pixels={config.dataset.max_image_pixels} must be "
+                          f"in 1..{images.MAX_PIXELS_LIMIT}")
+    if config.eval.tile_overlap < 0:
+        raise ConfigError(f"eval.tile_overlap={config.eval.tile_overlap} must be >= 0")
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"model.dropout={config.model.dropout} must be in [0, 1)")
     if config.loss.lambda_l1 < 0:
@@ -78,5 +80,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if crops and config.dataset.load_size < config.dataset.image_size:
         raise ConfigError(f"dataset.load_size={config.dataset.load_size} is smaller than "
                           f"dataset.image_size={config.dataset.image_size}, the crop taken from it")
+    if config.eval.tile_pixels < multiple**2:
+        raise ConfigError(f"eval.tile_pixels={config.eval.tile_pixels} is smaller than one "
+                          f"{multiple}x{multiple} tile, the generator's smallest input")
     if config.model.generator == "unet" and config.model.num_downs < 2:
         raise ConfigError(f"model.num_downs={config.model.num_downs} must be at least 2")

@@ -1,5 +1,9 @@
-"""Comparison of train states computed with different reduction orders."""
+"""Helpers shared by the tests: state comparison, hostile files."""
 
+import struct
+import zlib
+
+import cv2
 import jax
 import numpy as np
 
@@ -16,3 +20,61 @@ def assert_states_match(a, b, tight: float = 2e-5, loose: float = 5e-4) -> None:
         assert np.mean(np.abs(x - y) > tight + 1e-3 * np.abs(y)) < 1e-3
 
     jax.tree.map(check, a, b)
+
+
+def png_bomb(width: int, height: int, rows: int = 64) -> bytes:
+    """A PNG whose header claims width x height RGB pixels; its few rows of zeros compress to
+    almost nothing (a decoder that trusts the header allocates the whole image first)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = zlib.compress(b"\x00" * (rows * (1 + 3 * width)), 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data)
+            + chunk(b"IEND", b""))
+
+
+def fixed_schedule(config, num_steps):
+    """`num_steps` of training on a schedule detached from the run length, so runs of
+    different lengths share one schedule (resume tests)."""
+    config.num_train_steps = num_steps
+    config.optimizer.constant_steps = 4
+    config.optimizer.decay_steps = 4
+    return config
+
+
+def colour_segmenter(photos):
+    """A stand-in for a trained FCN: each pixel's class is its nearest class colour."""
+    import jax.numpy as jnp
+
+    from p2p_jax import fcn_score
+
+    colours = jnp.asarray(fcn_score.TRAIN_CLASS_COLOURS, jnp.float32)
+    x = photos.astype(jnp.float32)[..., None, :]
+    return -jnp.sum((x - colours) ** 2, axis=-1)  # (N, H, W, 19) scores
+
+
+def write_segmenter(path) -> str:
+    """`colour_segmenter` as the jax.export artefact `eval.fcn_model` expects."""
+    import jax.numpy as jnp
+
+    exported = jax.export.export(jax.jit(colour_segmenter))(
+        jax.ShapeDtypeStruct(jax.export.symbolic_shape("b, h, w, 3"), jnp.uint8))
+    path.write_bytes(exported.serialize())
+    return str(path)
+
+
+def write_png(path, image):
+    """Writes with OpenCV as given (BGR order, any bit depth), making the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), image)
+
+
+def write_aligned(folder, count, height=8, width=16):
+    """`count` pix2pix aligned files (A | B side by side) in `folder`, A's shade by index."""
+    for i in range(count):
+        ab = np.zeros((height, width, 3), np.uint8)
+        ab[:, :width // 2] = 10 * i
+        ab[:, width // 2:] = 200
+        write_png(folder / f"{i}.png", ab)

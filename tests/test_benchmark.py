@@ -37,7 +37,7 @@ def test_train_benchmark_prints_one_consistent_record():
     """`python -m p2p_jax.benchmark train` end to end, data parallel over the 8 test devices."""
     result = subprocess.run(
         [sys.executable, "-m", "p2p_jax.benchmark", "train", "--config=configs/tiny.py",
-         "--config.batch_size=8", "--config.hugepage_malloc=False", "--steps=2", "--warmup=1"],
+         "--config.batch_size=8", "--steps=2", "--warmup=1"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(result.stdout.strip().splitlines()[-1])
@@ -55,9 +55,9 @@ def test_train_benchmark_prints_one_consistent_record():
 def test_ab_override_parses_literals_and_rejects_unknown_keys(tiny_config):
     benchmark.override(tiny_config, "model.ngf=16")
     benchmark.override(tiny_config, "model.upsample=subpixel")
-    benchmark.override(tiny_config, "hugepage_malloc=False")
+    benchmark.override(tiny_config, "model.eval_mode=True")
     assert (tiny_config.model.ngf, tiny_config.model.upsample) == (16, "subpixel")
-    assert tiny_config.hugepage_malloc is False
+    assert tiny_config.model.eval_mode is True
     with pytest.raises(app.UsageError, match="upsampel"):
         benchmark.override(tiny_config, "model.upsampel=subpixel")
     with pytest.raises(app.UsageError, match="KEY=VALUE"):
@@ -67,7 +67,7 @@ def test_ab_override_parses_literals_and_rejects_unknown_keys(tiny_config):
 def test_ab_benchmark_alternates_two_variants_in_one_process():
     result = subprocess.run(
         [sys.executable, "-m", "p2p_jax.benchmark", "ab", "--config=configs/tiny.py",
-         "--config.batch_size=8", "--config.hugepage_malloc=False", "--b=batch_size=16",
+         "--config.batch_size=8", "--b=batch_size=16",
          "--b=model.upsample=subpixel", "--steps=3", "--warmup=1"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -9,6 +9,7 @@ import pytest
 import scipy.linalg
 
 from p2p_jax import distribution, inception, parallel, torch_weights
+from p2p_jax.errors import UserError
 
 
 def test_frechet_distance_of_diagonal_gaussians():
@@ -90,7 +91,7 @@ def test_inception_features_shape_determinism_and_weight_mapping(devices, tmp_pa
                                rtol=1e-4, atol=1e-5)  # Independent of the batch.
     with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05"):
         inception.load_variables(str(tmp_path / "missing.pth"))
-    with pytest.raises(ValueError, match="does not hold the FID Inception-v3 weights"):
+    with pytest.raises(UserError, match="does not hold the FID Inception-v3 weights"):
         inception.load_variables("tests/data/tiny_state_zip.pth")
 
 

@@ -14,10 +14,13 @@ import pytest
 
 from p2p_jax import checkpointing, parallel, train, trainer
 from p2p_jax.data import pipeline
+from tests.helpers import fixed_schedule
 
 
 def test_nonfinite_step_is_skipped_and_counted(tiny_config, devices):
     tiny_config.debug.nonfinite_steps = (2,)
+    tiny_config.optimizer.schedule = "cosine"  # A rate that moves at every applied step.
+    tiny_config.optimizer.decay_steps = 10
     mesh = parallel.create_mesh(devices=devices[:1])
     models = train.Pix2Pix.from_config(tiny_config, 3)
     state = train.create_sharded_state(models, 0, (1, 32, 32, 3), mesh)
@@ -38,6 +41,11 @@ def test_nonfinite_step_is_skipped_and_counted(tiny_config, devices):
     assert (int(m3["skipped_steps"]), int(m3["nonfinite_streak"])) == (1, 0)
     assert int(after2.step) == 2
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(after3.g_params))
+    # The logged rate is the one Adam applied: the dropped step 2 does not advance it.
+    schedule = models.schedule
+    assert [float(m["learning_rate"]) for m in (m1, m2, m3)] == pytest.approx(
+        [float(schedule(0)), float(schedule(1)), float(schedule(1))])
+    assert float(schedule(1)) != pytest.approx(float(schedule(2)))
 
 
 def test_too_many_nonfinite_steps_stop_with_last_good_checkpoint(tiny_config, tmp_path):
@@ -49,6 +57,19 @@ def test_too_many_nonfinite_steps_stop_with_last_good_checkpoint(tiny_config, tm
                              r"checkpoint: step 3"):
         trainer.train_and_evaluate(tiny_config, str(tmp_path))
     assert os.path.isdir(tmp_path / "checkpoints" / "3")
+
+
+def test_nonfinite_run_between_log_steps_still_stops_training(tiny_config, tmp_path):
+    """Three bad steps that recover before the log step (log_every_steps > nan_patience): the
+    window's longest streak counts, not its last value."""
+    tiny_config.debug.nonfinite_steps = (3, 4, 5)
+    tiny_config.nan_patience = 2
+    tiny_config.log_every_steps = 10
+    tiny_config.num_train_steps = 12
+    tiny_config.checkpoint_every_steps = 100
+    with pytest.raises(trainer.NonFiniteError, match=r"3 consecutive non-finite steps up to "
+                                                     r"step 10"):
+        trainer.train_and_evaluate(tiny_config, str(tmp_path))
 
 
 def run_main(workdir, *overrides, wait=True):
@@ -129,8 +150,6 @@ def damage(checkpoint_folder):
 
 
 def test_damaged_latest_checkpoint_falls_back_to_previous(tiny_config, tmp_path):
-    from tests.test_main import fixed_schedule
-
     workdir, straight = str(tmp_path / "run"), str(tmp_path / "straight")
     trainer.train_and_evaluate(fixed_schedule(tiny_config, 6), workdir)
     damage(os.path.join(workdir, "checkpoints", "6"))
@@ -145,7 +164,7 @@ def test_no_restorable_checkpoint_is_a_clear_error(tiny_config, tmp_path):
     trainer.train_and_evaluate(tiny_config, str(tmp_path))
     for step in ("3", "6"):
         damage(os.path.join(tmp_path, "checkpoints", step))
-    with pytest.raises(RuntimeError, match="no checkpoint in .* can be restored"):
+    with pytest.raises(checkpointing.CheckpointError, match="no checkpoint in .* can be restored"):
         trainer.train_and_evaluate(tiny_config, str(tmp_path))
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "6"]  # Nothing moved.
     shutil.rmtree(tmp_path)

@@ -1,24 +1,16 @@
 """FCN-score: colour labels to train ids, the confusion-matrix scores, a user-exported network."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from p2p_jax import fcn_score
+from tests.helpers import write_segmenter
 
 ROAD, SKY, CAR = 0, 10, 13
 
 
 def paint(ids):
     return fcn_score.TRAIN_CLASS_COLOURS[ids].astype(np.uint8)
-
-
-def colour_segmenter(photos):
-    """A stand-in for a trained FCN: each pixel's class is its nearest class colour."""
-    colours = jnp.asarray(fcn_score.TRAIN_CLASS_COLOURS, jnp.float32)
-    x = photos.astype(jnp.float32)[..., None, :]
-    return -jnp.sum((x - colours) ** 2, axis=-1)  # (N, H, W, 19) scores
 
 
 def test_labels_from_colours_maps_and_ignores():
@@ -30,11 +22,7 @@ def test_labels_from_colours_maps_and_ignores():
 
 
 def test_scores_from_a_hand_built_case(tmp_path):
-    exported = jax.export.export(jax.jit(colour_segmenter))(
-        jax.ShapeDtypeStruct(jax.export.symbolic_shape("b, h, w, 3"), jnp.uint8))
-    path = tmp_path / "segmenter.jax"
-    path.write_bytes(exported.serialize())
-    evaluator = fcn_score.FCNScore(str(path))
+    evaluator = fcn_score.FCNScore(write_segmenter(tmp_path / "segmenter.jax"))
 
     truth = np.zeros((4, 4), np.int64)
     truth[:2] = SKY  # 8 sky, 8 road pixels
@@ -55,12 +43,9 @@ def test_scores_from_a_hand_built_case(tmp_path):
 def test_training_reports_the_configured_evaluators(tiny_config, tmp_path):
     from p2p_jax import report, trainer
 
-    exported = jax.export.export(jax.jit(colour_segmenter))(
-        jax.ShapeDtypeStruct(jax.export.symbolic_shape("b, h, w, 3"), jnp.uint8))
-    (tmp_path / "segmenter.jax").write_bytes(exported.serialize())
     tiny_config.num_train_steps = 3
     tiny_config.eval.evaluators = ("fcn",)
-    tiny_config.eval.fcn_model = str(tmp_path / "segmenter.jax")
+    tiny_config.eval.fcn_model = write_segmenter(tmp_path / "segmenter.jax")
     trainer.train_and_evaluate(tiny_config, str(tmp_path / "run"))
     series = report.read_scalars(str(tmp_path / "run"))
     assert [step for step, _ in series["eval/fcn_class_iou"]] == [3]

@@ -1,4 +1,5 @@
-"""The one-time restart with glibc's malloc on huge pages."""
+"""Process settings: the one-time restart onto huge-page malloc (CPU only, before heavy
+imports), and quiet native logs."""
 
 import os
 import platform
@@ -12,14 +13,16 @@ pytestmark = pytest.mark.skipif(
     sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
 
 
-def restart_calls(monkeypatch, tunables):
+def restart_calls(monkeypatch, tunables, platforms="cpu", switch=None):
     calls = []
-    if tunables is None:
-        monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    else:
-        monkeypatch.setenv("GLIBC_TUNABLES", tunables)
+    for name, value in (("GLIBC_TUNABLES", tunables), ("JAX_PLATFORMS", platforms),
+                        (host.HUGEPAGE_SWITCH, switch)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
     monkeypatch.setattr(os, "execve", lambda *args: calls.append(args))
-    host.restart_with_hugepage_malloc()
+    host.prepare_process()
     return calls
 
 
@@ -36,3 +39,18 @@ def test_keeps_other_tunables_and_restarts_only_once(monkeypatch):
     assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
     assert restart_calls(monkeypatch, env["GLIBC_TUNABLES"]) == []
     assert restart_calls(monkeypatch, "glibc.malloc.hugetlb=0") == []
+
+
+def test_only_cpu_runs_restart_and_the_switch_turns_it_off(monkeypatch):
+    assert restart_calls(monkeypatch, None, platforms="cuda") == []
+    assert restart_calls(monkeypatch, None, platforms="tpu,cpu") == []
+    assert restart_calls(monkeypatch, None, switch="0") == []
+    assert len(restart_calls(monkeypatch, None, switch="1")) == 1
+
+
+def test_native_logs_are_quiet_unless_the_user_says_otherwise(monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    host.quiet_native_logs()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"

@@ -9,13 +9,7 @@ import numpy as np
 from PIL import Image
 
 from p2p_jax import checkpointing, trainer
-
-
-def fixed_schedule(config, num_steps):
-    config.num_train_steps = num_steps
-    config.optimizer.constant_steps = 4  # Detached from num_train_steps, so runs of different
-    config.optimizer.decay_steps = 4  # lengths share one schedule.
-    return config
+from tests.helpers import fixed_schedule
 
 
 def test_train_writes_outputs_and_resumes_exactly(tiny_config, tmp_path):

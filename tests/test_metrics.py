@@ -10,6 +10,7 @@ import tensorflow as tf
 from p2p_jax import evaluate, metrics, parallel, train
 from p2p_jax.data import images, pipeline
 from p2p_jax.models import generator_downsampling
+from tests.helpers import write_aligned
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +71,6 @@ def test_full_size_evaluation_pads_and_crops_back(tiny_config, devices):
 
 
 def test_eval_examples_keep_full_size_without_resizing(tmp_path, tiny_config):
-    from tests.test_sources import write_aligned
-
     write_aligned(tmp_path / "train", 2, 40, 112)
     write_aligned(tmp_path / "val", 2, 40, 112)
     tiny_config.dataset.source, tiny_config.dataset.path = "aligned", str(tmp_path)

@@ -12,6 +12,7 @@ import tensorflow as tf
 from configs import tiny
 from p2p_jax import export, inference, report, trainer
 from p2p_jax.data import images
+from tests.helpers import png_bomb
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,32 @@ def test_predict_keeps_names_and_sizes_and_skips_bad_files(trained, tmp_path):
     assert not (tmp_path / "out" / "broken.png").exists()
     with pytest.raises(FileNotFoundError, match="neither an image file nor a folder"):
         inference.predict(restored, str(tmp_path / "missing"), str(tmp_path / "out"))
+
+
+def test_predict_refuses_bombs_and_tiles_large_photos(trained, tmp_path, caplog):
+    """Real photographs of odd sizes beside a decompression bomb: the photos are translated at
+    their own sizes (the largest in overlapping tiles), the bomb is refused and named."""
+    import skimage.data
+
+    config, workdir = trained
+    photos = {"astronaut.png": skimage.data.astronaut()[:45, :70],
+              "sub/coffee.jpg": skimage.data.coffee()[:33, :61],
+              "chelsea.png": skimage.data.chelsea()[:90, :75]}
+    for name, photo in photos.items():
+        images.write(tmp_path / "in" / name, photo)
+    (tmp_path / "in" / "bomb.png").write_bytes(png_bomb(30000, 30000))
+    config = config.copy_and_resolve_references()
+    config.eval.tile_pixels = 3200  # 32x32 tiles: only chelsea (90x75) is over it.
+    config.eval.tile_overlap = 8
+    restored = inference.restore(config, workdir)
+    with caplog.at_level("INFO"):
+        count = inference.predict(restored, str(tmp_path / "in"), str(tmp_path / "out"))
+    assert count == 3
+    for name, photo in photos.items():
+        assert images.read(str(tmp_path / "out" / name)).shape == photo.shape
+    assert not (tmp_path / "out" / "bomb.png").exists()
+    assert "bomb.png: more than" in caplog.text and "max_image_pixels" in caplog.text
+    assert "chelsea.png: 75x90, over eval.tile_pixels=3200: translated in tiles" in caplog.text
 
 
 def test_exports_reproduce_predict(trained, tmp_path):

@@ -1,5 +1,10 @@
-"""Multi-host on one machine: 2 processes x 2 CPU devices train like 1 x 4 and 1 x 1, and
-checkpoints move between process counts and mesh shapes."""
+"""Multi-host on one machine: 2 processes x 2 CPU devices train, sample and evaluate like
+1 x 4 and 1 x 1, and checkpoints move between process counts and mesh shapes.
+
+The runs use the default config's shape: a U-Net deep enough to have dropout (so generation
+draws randomness on every device), and samples and evaluation (with an extra evaluator) only
+at the last step, where the default schedule puts the first of them in a short run.
+"""
 
 import os
 import shutil
@@ -7,13 +12,19 @@ import signal
 import subprocess
 import sys
 
-from p2p_jax import checkpointing
-from tests.helpers import assert_states_match
+import numpy as np
+import pytest
+
+from p2p_jax import checkpointing, report
+from p2p_jax.data import images
+from tests.helpers import assert_states_match, write_segmenter
 
 FLAGS = ["--config.batch_size=8", "--config.num_train_steps=4",
          "--config.optimizer.constant_steps=3", "--config.optimizer.decay_steps=3",
          "--config.log_every_steps=2", "--config.checkpoint_every_steps=2",
-         "--config.sample_every_steps=100", "--config.eval_every_steps=100"]
+         "--config.model.ngf=8", "--config.model.ndf=8", "--config.dataset.num_train=32",
+         "--config.dataset.num_eval=8", "--config.eval.num_examples=8",
+         "--config.num_sample_images=4", "--config.eval.evaluators=('fcn',)"]
 
 
 def env_with_devices(count):
@@ -21,21 +32,21 @@ def env_with_devices(count):
             "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
 
 
-def run_single(workdir, devices, *extra):
+def run_single(workdir, devices, *extra, config="configs/default.py"):
     result = subprocess.run(
-        [sys.executable, "-m", "p2p_jax.main", "--config=configs/tiny.py",
-         f"--workdir={workdir}", *FLAGS, *extra],
-        env=env_with_devices(devices), capture_output=True, text=True, timeout=300)
+        [sys.executable, "-m", "p2p_jax.main", f"--config={config}", f"--workdir={workdir}",
+         *FLAGS, *extra], env=env_with_devices(devices), capture_output=True, text=True,
+        timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stderr
 
 
-def run_two_processes(workdir, *extra):
+def run_two_processes(workdir, *extra, config="configs/default.py"):
     result = subprocess.run(
-        ["bash", "launch/local_multiprocess.sh", "--devices_per_process=2", "2",
-         "configs/tiny.py", str(workdir), *FLAGS, *extra],
+        ["bash", "launch/local_multiprocess.sh", "--devices_per_process=2", "2", config,
+         str(workdir), *FLAGS, *extra],
         env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True,
-        timeout=400)
+        timeout=900)
     logs = [(workdir / "logs" / f"process_{i}.log").read_text() for i in range(2)]
     assert result.returncode == 0, result.stderr + logs[0][-2000:] + logs[1][-2000:]
     return logs
@@ -46,24 +57,54 @@ def assert_states_close(a, b):
     assert_states_match(a, b)
 
 
-def test_two_processes_match_one_process_and_share_checkpoints(tmp_path):
-    logs = run_two_processes(tmp_path / "2x2")
+@pytest.fixture(scope="module")
+def segmenter(tmp_path_factory):
+    return write_segmenter(tmp_path_factory.mktemp("fcn") / "segmenter.jax")
+
+
+def eval_scalars(workdir, prefix="eval/"):
+    return {tag: values for tag, values in report.read_scalars(str(workdir)).items()
+            if tag.startswith(prefix)}
+
+
+def test_two_processes_match_one_process_and_share_checkpoints(tmp_path, segmenter):
+    fcn = f"--config.eval.fcn_model={segmenter}"
+    logs = run_two_processes(tmp_path / "2x2", fcn)
     assert "joined 2 processes as process 1" in logs[1]
     assert "process 1/2: 2 local of 4 devices" in logs[1]
-    run_single(tmp_path / "1x4", 4)
-    run_single(tmp_path / "1x1", 1)
+    run_single(tmp_path / "1x4", 4, fcn)
+    run_single(tmp_path / "1x1", 1, fcn)
     two = checkpointing.load_train_state(str(tmp_path / "2x2"))
     assert int(two["step"]) == 4
     assert_states_close(two, checkpointing.load_train_state(str(tmp_path / "1x4")))
     assert_states_close(two, checkpointing.load_train_state(str(tmp_path / "1x1")))
 
+    # Samples and the periodic evaluation (with FCN-score) at the last step, as 1 x 4 does.
+    samples = [images.read(str(tmp_path / run / "samples" / "step_00000004.png"))
+               for run in ("2x2", "1x4")]
+    assert samples[0].shape == samples[1].shape == (4 * 64 + 6, 3 * 64 + 4, 3)
+    assert np.abs(samples[0].astype(int) - samples[1]).max() <= 2  # Float reassociation.
+    two_eval, four_eval = eval_scalars(tmp_path / "2x2"), eval_scalars(tmp_path / "1x4")
+    assert {"eval/l1", "eval/psnr", "eval/ssim", "eval/fcn_pixel_acc"} <= set(two_eval)
+    for tag, values in four_eval.items():
+        assert [step for step, _ in two_eval[tag]] == [4]
+        assert two_eval[tag][0][1] == pytest.approx(values[0][1], rel=1e-3, abs=1e-4), tag
+
+    # --mode=eval over the whole split with 2 processes writes the same report as 1 process.
+    run_two_processes(tmp_path / "2x2", fcn, "--mode=eval")
+    run_single(tmp_path / "1x4", 4, fcn, "--mode=eval")
+    for tag, values in eval_scalars(tmp_path / "1x4", "eval_val/").items():
+        assert eval_scalars(tmp_path / "2x2", "eval_val/")[tag][0][1] == pytest.approx(
+            values[0][1], rel=1e-3, abs=1e-4), tag
+    assert (tmp_path / "2x2" / "eval" / "val_00000004" / "index.html").exists()
+
     # A 2-process checkpoint resumes in 1 process on 1 device, and a 1-device one in 2
     # processes (different process counts and mesh shapes).
     shutil.copytree(tmp_path / "2x2", tmp_path / "2x2_then_1x1")
-    output = run_single(tmp_path / "2x2_then_1x1", 1, "--config.num_train_steps=6")
+    output = run_single(tmp_path / "2x2_then_1x1", 1, fcn, "--config.num_train_steps=6")
     assert "resumed from checkpoint at step 4" in output
     shutil.copytree(tmp_path / "1x1", tmp_path / "1x1_then_2x2")
-    logs = run_two_processes(tmp_path / "1x1_then_2x2", "--config.num_train_steps=6")
+    logs = run_two_processes(tmp_path / "1x1_then_2x2", fcn, "--config.num_train_steps=6")
     assert all("resumed from checkpoint at step 4" in log for log in logs)
     assert_states_close(checkpointing.load_train_state(str(tmp_path / "2x2_then_1x1")),
                         checkpointing.load_train_state(str(tmp_path / "1x1_then_2x2")))
@@ -81,7 +122,9 @@ def test_sigterm_to_one_process_saves_all_at_the_same_step(tmp_path):
     procs = [subprocess.Popen(
         [sys.executable, "-m", "p2p_jax.main", "--config=configs/tiny.py",
          f"--workdir={tmp_path / 'run'}", f"--coordinator_address=127.0.0.1:{port}",
-         "--num_processes=2", f"--process_id={i}", *FLAGS, "--config.num_train_steps=100000",
+         "--num_processes=2", f"--process_id={i}", "--config.batch_size=8",
+         "--config.num_train_steps=100000", "--config.sample_every_steps=100000",
+         "--config.eval_every_steps=100000",
          "--config.checkpoint_every_steps=100000", "--config.log_every_steps=50"],
         env=env_with_devices(2), stdout=logs[i], stderr=subprocess.STDOUT) for i in range(2)]
     deadline = time.time() + 240

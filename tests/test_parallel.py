@@ -6,7 +6,7 @@ import pytest
 from jax.sharding import PartitionSpec
 
 from p2p_jax import checkpointing, parallel, trainer
-from tests.helpers import assert_states_match
+from tests.helpers import assert_states_match, fixed_schedule
 
 
 def mesh_config(data, fsdp):
@@ -35,8 +35,6 @@ def test_fsdp_splits_large_arrays_only(devices):
 
 
 def test_fsdp_training_equals_data_parallel_and_restores_across_meshes(tiny_config, tmp_path):
-    from tests.test_main import fixed_schedule
-
     data_parallel, fsdp = str(tmp_path / "dp"), str(tmp_path / "fsdp")
     trainer.train_and_evaluate(fixed_schedule(tiny_config, 6), data_parallel)
     tiny_config.mesh.data, tiny_config.mesh.fsdp, tiny_config.mesh.fsdp_min_size = 2, 4, 1024
@@ -50,3 +48,13 @@ def test_fsdp_training_equals_data_parallel_and_restores_across_meshes(tiny_conf
     resumed = trainer.train_and_evaluate(fixed_schedule(tiny_config, 8), data_parallel)
     assert int(jax.device_get(resumed.step)) == 8
     assert resumed.g_params["down_3"]["kernel"].sharding.spec == kernel.sharding.spec
+
+
+def test_lost_peers_are_told_apart_from_bugs(monkeypatch):
+    lost = RuntimeError("INTERNAL: Gloo context initialization failed: Timed out waiting")
+    bug = RuntimeError("INVALID_ARGUMENT: Disallowed device-to-device transfer")
+    assert not parallel.is_peer_failure(lost)  # A lone process has no peers to lose.
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    assert parallel.is_peer_failure(lost)
+    assert parallel.is_peer_failure(RuntimeError("Barrier timed out. Id: p2p_jax_x"))
+    assert not parallel.is_peer_failure(bug)

@@ -8,19 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from p2p_jax.data import convert, images, pipeline, sources, tasks
-
-
-def write_png(path, image):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    assert cv2.imwrite(str(path), image)
-
-
-def write_aligned(folder, count, height=8, width=16):
-    for i in range(count):
-        ab = np.zeros((height, width, 3), np.uint8)
-        ab[:, :width // 2] = 10 * i
-        ab[:, width // 2:] = 200
-        write_png(folder / f"{i}.png", ab)
+from tests.helpers import write_aligned, write_png
 
 
 def photo(seed=0, size=32):

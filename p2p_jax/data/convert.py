@@ -65,7 +65,7 @@ def convert(input_path: str, output: str, layout: str, examples_per_shard: int) 
     """Converts every split present; returns {split: records written}."""
     splits = [s for s in SPLITS if _split_exists(input_path, layout, s)]
     if not splits:
-        raise FileNotFoundError(f"no {'/'.join(SPLITS)} folders in {input_path} for layout "
+        raise sources.DatasetError(f"no {'/'.join(SPLITS)} folders in {input_path} for layout "
                                 f"{layout!r}; see the --layout help")
     epath.Path(output).mkdir(parents=True, exist_ok=True)
     written = {}

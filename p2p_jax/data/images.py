@@ -7,29 +7,66 @@ one format whatever the files hold.
 
 from __future__ import annotations
 
+import io
+import warnings
+
 import cv2
 import numpy as np
 from absl import logging
 from etils import epath
+from PIL import Image
 
 # Bad files are reported once each by the pipeline; OpenCV's own per-decode warnings would
 # repeat them on stderr every epoch.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Images of more pixels are refused before decoding (`dataset.max_image_pixels`): a few MB of
+# PNG can decode to tens of GB. PIL, which reads the header, refuses over this on its own.
+DEFAULT_MAX_PIXELS = 100_000_000
+MAX_PIXELS_LIMIT = 2 * Image.MAX_IMAGE_PIXELS
 
 
 class BadImageError(ValueError):
     """A file that cannot be used as an image; the message names it and why."""
 
 
-def decode(data: bytes, name: str) -> np.ndarray:
-    """Encoded bytes (PNG, JPEG, TIFF, BMP, WebP; 8 or 16 bit; 1, 3 or 4 channels) -> uint8."""
+def header_size(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS
+                ) -> tuple[int, int]:
+    """(height, width) from the file's header alone, without decoding the pixels."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Bomb and corrupt-EXIF warnings: decided below.
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise BadImageError(f"{name}: more than {MAX_PIXELS_LIMIT} pixels, over "
+                            f"dataset.max_image_pixels={max_pixels}") from None
+    except Exception as e:  # PIL raises many types for damaged headers.
+        raise BadImageError(f"{name}: not a readable image ({type(e).__name__})") from None
+    return height, width
+
+
+def decode(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Encoded bytes (PNG, JPEG, TIFF, BMP, WebP; 8 or 16 bit; 1, 3 or 4 channels) -> uint8.
+
+    The size is checked from the header first, so an image of over `max_pixels` (a
+    decompression bomb) costs no memory; it is a BadImageError like any unreadable file."""
     if not data:
         raise BadImageError(f"{name}: empty file")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    height, width = header_size(data, name, max_pixels)
+    if height * width > max_pixels:
+        raise BadImageError(f"{name}: {width}x{height} is {height * width} pixels, over "
+                            f"dataset.max_image_pixels={max_pixels}")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        raise BadImageError(f"{name}: not decodable ({str(e).strip().splitlines()[-1]})") from None
     if image is None or image.size == 0:
         raise BadImageError(f"{name}: not a readable image (truncated or not an image format)")
+    if image.shape[0] * image.shape[1] > max_pixels:  # A header that lied about the size.
+        raise BadImageError(f"{name}: decodes to {image.shape[1]}x{image.shape[0]}, over "
+                            f"dataset.max_image_pixels={max_pixels}")
     return standardize(image, name)
 
 
@@ -54,13 +91,13 @@ def standardize(image: np.ndarray, name: str, bgr: bool = True) -> np.ndarray:
     raise BadImageError(f"{name}: {image.shape[2]} channels; expected 1, 3 or 4")
 
 
-def read(path: str) -> np.ndarray:
+def read(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
         raise BadImageError(f"{path}: {e.strerror or e}") from e
-    return decode(data, path)
+    return decode(data, path, max_pixels)
 
 
 def encode(image: np.ndarray, extension: str = ".png") -> bytes:

@@ -11,6 +11,7 @@ import numpy as np
 from absl import logging
 
 from p2p_jax.data import images, sources, tasks, transforms
+from p2p_jax.errors import ConfigError
 
 
 class Examples:
@@ -44,7 +45,7 @@ class Examples:
                     logging.warning("skipping unusable example: %s", e)
                 continue
             return {**example, "skipped": np.int32(skipped)}
-        raise FileNotFoundError(f"every example in {self._source.where} is unreadable; see the "
+        raise sources.DatasetError(f"every example in {self._source.where} is unreadable; see the "
                                 "warnings above for each file and replace the dataset")
 
     def __repr__(self) -> str:
@@ -58,7 +59,7 @@ def _read_options(dataset: ml_collections.ConfigDict) -> grain.ReadOptions:
 
 def local_batch_size(global_batch_size: int, process_count: int) -> int:
     if global_batch_size % process_count:
-        raise ValueError(f"batch_size={global_batch_size} does not divide over "
+        raise ConfigError(f"batch_size={global_batch_size} does not divide over "
                          f"{process_count} processes; use a multiple of {process_count}")
     return global_batch_size // process_count
 

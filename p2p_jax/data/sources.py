@@ -18,6 +18,7 @@ from flax import serialization
 
 from p2p_jax.data import images
 from p2p_jax.data.synthetic import SyntheticScenes
+from p2p_jax.errors import MissingFileError
 
 SOURCES = ("synthetic_scenes", "aligned", "paired", "images", "array_record", "tfds")
 DIRECTIONS = ("AtoB", "BtoA")
@@ -35,17 +36,23 @@ CITYSCAPES_PALETTE = np.array(
 PALETTES = {"cityscapes": CITYSCAPES_PALETTE}
 
 
-def decode_record(record: Record, name: str, direction: str) -> dict[str, np.ndarray]:
+class DatasetError(MissingFileError):
+    """A dataset path or layout that cannot be used; the message names it and the fix."""
+
+
+def decode_record(record: Record, name: str, direction: str,
+                  max_pixels: int = images.DEFAULT_MAX_PIXELS) -> dict[str, np.ndarray]:
     """Decodes one record; raises BadImageError naming `name` for anything unusable."""
     if "AB" in record:
-        ab = images.decode(record["AB"], name)
+        ab = images.decode(record["AB"], name, max_pixels)
         if ab.shape[1] % 2:
             raise images.BadImageError(
                 f"{name}: width {ab.shape[1]} is odd, so the A and B halves differ in size")
         half = ab.shape[1] // 2
         example = {"A": ab[:, :half], "B": ab[:, half:]}
     else:
-        example = {k: images.decode(v, name) for k, v in record.items() if k in ("A", "B")}
+        example = {k: images.decode(v, name, max_pixels) for k, v in record.items()
+                   if k in ("A", "B")}
         if len(example) == 2 and example["A"].shape[:2] != example["B"].shape[:2]:
             raise images.BadImageError(f"{name}: A is {example['A'].shape[:2]} but B is "
                                        f"{example['B'].shape[:2]}; a pair must match in size")
@@ -56,18 +63,20 @@ def decode_record(record: Record, name: str, direction: str) -> dict[str, np.nda
 
 def _image_files(folder: str) -> list[str]:
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"dataset folder {folder} does not exist; check dataset.path "
-                                "and the expected layout (see README: Datasets)")
+        raise DatasetError(f"dataset folder {folder} does not exist; check dataset.path "
+                           "and the expected layout (see README: Datasets)")
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(images.IMAGE_EXTENSIONS))
 
 
 class FileRecords:
     """Records read from image files: each item maps record keys to file paths."""
 
-    def __init__(self, items: list[tuple[str, dict[str, str]]], direction: str, where: str):
+    def __init__(self, items: list[tuple[str, dict[str, str]]], direction: str, where: str,
+                 max_pixels: int = images.DEFAULT_MAX_PIXELS):
         if not items:
-            raise FileNotFoundError(f"no images in {where}; add image files or fix dataset.path")
+            raise DatasetError(f"no images in {where}; add image files or fix dataset.path")
         self._items, self._direction, self.where = items, direction, where
+        self._max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self._items)
@@ -86,7 +95,8 @@ class FileRecords:
         return record
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        return decode_record(self.record(index), self.path(index), self._direction)
+        return decode_record(self.record(index), self.path(index), self._direction,
+                             self._max_pixels)
 
     def path(self, index: int) -> str:
         return ", ".join(self._items[index][1].values())
@@ -95,14 +105,16 @@ class FileRecords:
         return f"FileRecords({len(self)} items in {self.where})"
 
 
-def aligned_folder(path: str, split: str, direction: str) -> FileRecords:
+def aligned_folder(path: str, split: str, direction: str,
+                   max_pixels: int = images.DEFAULT_MAX_PIXELS) -> FileRecords:
     """The pix2pix "aligned" format: each file holds A | B side by side, in `path/split/`."""
     folder = os.path.join(path, split)
     items = [(f, {"AB": os.path.join(folder, f)}) for f in _image_files(folder)]
-    return FileRecords(items, direction, folder)
+    return FileRecords(items, direction, folder, max_pixels)
 
 
-def paired_folder(path: str, split: str, direction: str) -> FileRecords:
+def paired_folder(path: str, split: str, direction: str,
+                  max_pixels: int = images.DEFAULT_MAX_PIXELS) -> FileRecords:
     """`path/A/split/` and `path/B/split/` (pix2pix's combine_A_and_B.py layout), matched by
     file name; names present on one side only are reported and left out."""
     folder_a, folder_b = (os.path.join(path, side, split) for side in ("A", "B"))
@@ -114,14 +126,15 @@ def paired_folder(path: str, split: str, direction: str) -> FileRecords:
                             sorted(unmatched)[:5])
     items = [(n, {"A": os.path.join(folder_a, n), "B": os.path.join(folder_b, n)})
              for n in sorted(names_a & names_b)]
-    return FileRecords(items, direction, f"{folder_a} matched with {folder_b}")
+    return FileRecords(items, direction, f"{folder_a} matched with {folder_b}", max_pixels)
 
 
-def image_folder(path: str, split: str) -> FileRecords:
+def image_folder(path: str, split: str,
+                 max_pixels: int = images.DEFAULT_MAX_PIXELS) -> FileRecords:
     """Plain photos in `path/split/` for derived tasks: each becomes the target B."""
     folder = os.path.join(path, split)
     return FileRecords([(f, {"B": os.path.join(folder, f)}) for f in _image_files(folder)],
-                       "AtoB", folder)
+                       "AtoB", folder, max_pixels)
 
 
 def serialize_record(name: str, record: Record) -> bytes:
@@ -131,21 +144,29 @@ def serialize_record(name: str, record: Record) -> bytes:
 class ArrayRecordPairs:
     """Shards `path/<split>-*.array_record` written by `p2p_jax.data.convert`."""
 
-    def __init__(self, path: str, split: str, direction: str):
+    def __init__(self, path: str, split: str, direction: str,
+                 max_pixels: int = images.DEFAULT_MAX_PIXELS):
         self.where = os.path.join(path, f"{split}-*.array_record")
         files = sorted(glob.glob(self.where))
         if not files:
-            raise FileNotFoundError(
+            raise DatasetError(
                 f"no ArrayRecord shards match {self.where}; create them with "
                 f"python -m p2p_jax.data.convert --input=FOLDER --output={path}")
         self._source = grain.sources.ArrayRecordDataSource(files)
-        self._direction = direction
+        self._direction, self._max_pixels = direction, max_pixels
 
     def __len__(self) -> int:
         return len(self._source)
 
     def _record(self, index: int) -> dict:
-        return serialization.msgpack_restore(self._source[index])
+        try:
+            record = serialization.msgpack_restore(self._source[index])
+        except Exception as e:  # A damaged shard can fail in many ways; it is a bad record.
+            raise images.BadImageError(f"{self.where}[{index}]: unreadable record "
+                                       f"({type(e).__name__})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+            raise images.BadImageError(f"{self.where}[{index}]: not a p2p_jax record")
+        return record
 
     def name(self, index: int) -> str:
         return self._record(index)["name"]
@@ -156,7 +177,7 @@ class ArrayRecordPairs:
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         record = self._record(index)
         return decode_record(record, f"{self.where}[{index}] ({record['name']})",
-                             self._direction)
+                             self._direction, self._max_pixels)
 
     def __repr__(self) -> str:
         return f"ArrayRecordPairs({len(self)} records in {self.where})"
@@ -176,7 +197,7 @@ class TfdsPairs:
         builder = tfds.builder(dataset.tfds_name, data_dir=dataset.tfds_data_dir or None)
         if not builder.is_prepared():
             instructions = " ".join((builder.MANUAL_DOWNLOAD_INSTRUCTIONS or "").split())
-            raise FileNotFoundError(
+            raise DatasetError(
                 f"TFDS dataset {dataset.tfds_name} is not prepared in {builder.data_dir}; "
                 + (f"{instructions} Put them in a folder DIR and run: " if instructions else
                    "run: ")
@@ -226,17 +247,19 @@ def make_source(dataset: ml_collections.ConfigDict, split: str, seed: int):
         return SyntheticScenes(num, dataset.load_size, seed, split)
     if dataset.source == "tfds":
         if not dataset.tfds_name:
-            raise ValueError("dataset.tfds_name is empty; e.g. "
-                             "--config.dataset.tfds_name=cityscapes/semantic_segmentation")
+            raise DatasetError("dataset.tfds_name is empty; e.g. "
+                               "--config.dataset.tfds_name=cityscapes/semantic_segmentation")
         return TfdsPairs(dataset, split)
     if not dataset.path:
-        raise ValueError("dataset.path is empty; pass --config.dataset.path=/path/to/dataset")
+        raise DatasetError(f"dataset.path is empty; dataset.source={dataset.source!r} reads "
+                           "files: pass --config.dataset.path=/path/to/dataset")
+    limit = dataset.max_image_pixels
     if dataset.source == "aligned":
-        return aligned_folder(dataset.path, split, dataset.direction)
+        return aligned_folder(dataset.path, split, dataset.direction, limit)
     if dataset.source == "paired":
-        return paired_folder(dataset.path, split, dataset.direction)
+        return paired_folder(dataset.path, split, dataset.direction, limit)
     if dataset.source == "images":
-        return image_folder(dataset.path, split)
+        return image_folder(dataset.path, split, limit)
     if dataset.source == "array_record":
-        return ArrayRecordPairs(dataset.path, split, dataset.direction)
+        return ArrayRecordPairs(dataset.path, split, dataset.direction, limit)
     raise ValueError(f"dataset.source={dataset.source!r} is not one of {SOURCES}")

@@ -1,0 +1,97 @@
+"""Every mistake a user can make on the command line is one line and exit status 2, run as the
+user runs it (a subprocess); no traceback, nothing written."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import tiny
+from p2p_jax import trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(*args, cwd=REPO):
+    env = {**os.environ, "PYTHONPATH": REPO, "P2P_JAX_HUGEPAGE_MALLOC": "0",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}  # tiny.py's batch of 4.
+    return subprocess.run([sys.executable, "-m", "p2p_jax.main", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(result, expected):
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr[-2000:]
+    assert expected in errors[0], errors[0]
+
+
+@pytest.fixture(scope="module")
+def trained_workdir(tmp_path_factory):
+    config = tiny.get_config()
+    config.batch_size = 8
+    config.num_train_steps = 1
+    workdir = str(tmp_path_factory.mktemp("trained"))
+    trainer.train_and_evaluate(config, workdir)
+    return workdir
+
+
+TINY = "--config=configs/tiny.py"
+MISTAKES = [
+    ([], "Flag --config must have a value"),
+    (["--config=configs/nope.py"], "No such file or directory: 'configs/nope.py'"),
+    (["--config=configs/facades.py:pod0"], "unknown config variant 'pod0'"),
+    ([TINY, "--config.modle.ngf=3"], "no key 'modle'; Did you mean \"model\""),
+    ([TINY, "--config.batch_size=abc"], "--config.batch_size=abc: invalid literal"),
+    ([TINY, "--config.model.norm=group"], "model.norm='group' is not one of"),
+    ([TINY, "--config.dataset.image_size=48"], "dataset.image_size=48 is not a multiple of 32"),
+    ([TINY, "--config.batch_size=6"], "batch_size=6 is not divisible by the 4 devices"),
+    ([TINY, "--mode=predict"], "--mode=predict needs --input"),
+    ([TINY, "--mode=export"], "--mode=export needs --output"),
+    ([TINY, "--input=x"], "--input is not used by --mode=train"),
+    ([TINY, "--mode=eval", "--output=x"], "--output is not used by --mode=eval"),
+    ([TINY, "stray"], "unexpected arguments stray"),
+    ([TINY, "--config.dataset.source=aligned", "--config.dataset.path=/nonexistent"],
+     "dataset folder /nonexistent/train does not exist"),
+    (["--config=configs/cityscapes.py"], "dataset.path is empty"),
+    ([TINY, "--config.eval.evaluators=('inception',)"], "eval.inception_weights='' not found"),
+    ([TINY, "--config.eval.evaluators=('inception',)", "--config.eval.inception_weights=README.md"],
+     "README.md: not a usable PyTorch state_dict"),
+    ([TINY, "--config.eval.evaluators=('fcn',)", "--config.eval.fcn_model=README.md"],
+     "eval.fcn_model='README.md' is not a jax.export artefact"),
+]
+
+
+@pytest.mark.parametrize("args,expected", MISTAKES, ids=[m[1][:40] for m in MISTAKES])
+def test_mistake_is_one_line_and_status_2(args, expected, tmp_path):
+    workdir = tmp_path / "run"
+    assert_one_line_error(run_main(*args, f"--workdir={workdir}"), expected)
+    assert not workdir.exists()  # Nothing written.
+
+
+def test_workdir_mistakes_are_one_line(trained_workdir, tmp_path):
+    assert_one_line_error(run_main(TINY, "--mode=eval", f"--workdir={tmp_path}"),
+                          "no checkpoint in")
+    assert_one_line_error(run_main(TINY, "--mode=eval", f"--workdir={trained_workdir}",
+                                   "--step=99"), "no checkpoint for step 99")
+    assert_one_line_error(
+        run_main(TINY, "--mode=eval", f"--workdir={trained_workdir}", "--config.model.ngf=16"),
+        "holds g_params/down_0/kernel of shape (4, 4, 3, 8), this config one of (4, 4, 3, 16)")
+    assert_one_line_error(run_main(TINY, "--mode=predict", f"--workdir={trained_workdir}",
+                                   f"--input={tmp_path / 'missing'}", f"--output={tmp_path}"),
+                          "is neither an image file nor a folder")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("not an image")
+    assert_one_line_error(run_main(TINY, "--mode=predict", f"--workdir={trained_workdir}",
+                                   f"--input={tmp_path / 'notes'}", f"--output={tmp_path}"),
+                          "no images in it")
+
+
+def test_workdir_defaults_to_workdirs_and_the_config_name(tmp_path):
+    result = run_main(f"--config={REPO}/configs/cityscapes.py", cwd=tmp_path)
+    assert_one_line_error(result, "dataset.path is empty")
+    assert f"workdir: {tmp_path}/workdirs/cityscapes" in result.stderr
+    assert not (tmp_path / "workdirs").exists()

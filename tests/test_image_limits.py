@@ -1,0 +1,96 @@
+"""Hostile images: decompression bombs are refused from their header, damaged files of every
+format are bad files (never another exception), and large images are tiled, not refused."""
+
+import resource
+
+import cv2
+import numpy as np
+import pytest
+
+from p2p_jax import tiles
+from p2p_jax.data import images, pipeline, sources
+from tests.helpers import png_bomb
+
+
+def test_decompression_bomb_is_refused_from_its_header():
+    bomb = png_bomb(30000, 30000)
+    assert len(bomb) < 100_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(images.BadImageError,
+                       match=r"bomb.png: more than 178956970 pixels, over "
+                             r"dataset.max_image_pixels=100000000"):
+        images.decode(bomb, "bomb.png")
+    with pytest.raises(images.BadImageError,
+                       match=r"b2.png: 15000x10000 is 150000000 pixels, over "
+                             r"dataset.max_image_pixels=100000000"):
+        images.decode(png_bomb(15000, 10000), "b2.png")
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kb < 500_000  # Decoding it would take 2.7 GB.
+    with pytest.raises(images.BadImageError, match="over dataset.max_image_pixels=100"):
+        images.decode(images.encode(np.zeros((20, 20, 3), np.uint8)), "small.png",
+                      max_pixels=100)
+
+
+def test_bomb_among_training_files_is_skipped_and_counted(tmp_path):
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i in range(3):
+        images.write(folder / f"{i}.png", np.full((16, 32, 3), 40 * i, np.uint8))
+    (folder / "1_bomb.png").write_bytes(png_bomb(40000, 20000))
+    source = pipeline.Examples(sources.aligned_folder(str(tmp_path), "train", "AtoB"))
+    names = [source.name(i) for i in range(len(source))]
+    assert names == ["0.png", "1.png", "1_bomb.png", "2.png"]
+    example = source[2]  # The bomb's slot: the next readable file takes it, counted.
+    assert int(example["skipped"]) == 1 and example["A"].shape == (16, 16, 3)
+
+
+def encodings() -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    out = {ext: cv2.imencode(ext, rgb)[1].tobytes() for ext in (".png", ".jpg", ".bmp", ".webp")}
+    out[".tif"] = cv2.imencode(".tif", rng.integers(0, 65535, (24, 40, 3), dtype=np.uint16))[1]\
+        .tobytes()
+    out["gray16.png"] = cv2.imencode(".png", rng.integers(0, 65535, (24, 40), dtype=np.uint16))[1]\
+        .tobytes()
+    return out
+
+
+def test_seeded_fuzz_of_every_format_gives_images_or_bad_files():
+    """Bit flips and truncations of PNG, JPEG, BMP, WebP and 16-bit TIFF/PNG files: each decodes
+    to a uint8 (H, W, 1|3) image or is a BadImageError; nothing else escapes."""
+    rng = np.random.default_rng(7)
+    counts = {"decoded": 0, "bad": 0}
+    for name, original in encodings().items():
+        for trial in range(50):
+            data = bytearray(original)
+            if trial % 2:
+                data = data[: int(rng.integers(0, len(data)))]
+            else:
+                for _ in range(int(rng.integers(1, 6))):
+                    data[int(rng.integers(0, len(data)))] ^= 1 << int(rng.integers(0, 8))
+            try:
+                image = images.decode(bytes(data), name)
+            except images.BadImageError:
+                counts["bad"] += 1
+                continue
+            assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] in (1, 3)
+            counts["decoded"] += 1
+    assert counts["bad"] > 50 and sum(counts.values()) == 300, counts
+
+
+def test_tiles_cover_the_image_and_blend_exactly():
+    """A pointwise 'generator' through overlapping tiles gives exactly its whole-image result:
+    every pixel is covered and the blend weights sum to one."""
+    image = np.random.default_rng(3).integers(0, 256, (70, 131, 3), dtype=np.uint8)
+    seen = []
+
+    def invert(pieces, first):
+        seen.append((first, len(pieces), pieces[0].shape))
+        return [255 - piece[:, :, :1] for piece in pieces]
+
+    out = tiles.translate_tiled(image, 32, 8, invert)
+    np.testing.assert_array_equal(out, 255 - image[:, :, :1])
+    assert seen[0] == (0, 6, (32, 32, 3)) and seen[-1][0] == 6 * (len(seen) - 1)
+    assert tiles.starts(131, 32, 8) == [0, 20, 40, 59, 79, 99]
+    assert tiles.starts(20, 32, 8) == [0]
+    assert tiles.tile_side(5000, 32) == 64 and tiles.tile_side(100, 32) == 32
