@@ -116,4 +116,7 @@ def predict(restored: Restored, input_path: str, output_dir: str,
                     images.write(os.path.join(output_dir, name), output)
             written += len(results)
             bar.update(min(files_per_chunk, len(names) - start))
+    if not written:
+        raise UserError(f"--input={input_path}: none of its {len(names)} image files could be "
+                        "read; see the warnings above")
     return written

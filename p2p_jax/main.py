@@ -127,6 +127,11 @@ def _check_mode_flags(mode: str) -> None:
     for name in REQUIRED_FLAGS.get(mode, ()):
         if not flags.FLAGS[name].value:
             raise UserError(f"--mode={mode} needs --{name}")
+    for name in ("workdir", "output"):
+        path = flags.FLAGS[name].value
+        if path and os.path.exists(path) and not os.path.isdir(path):
+            raise UserError(f"--{name}={path} is a file; give a folder (it is created if "
+                            "missing)")
 
 
 def run(config, workdir: str, mode: str) -> None:
@@ -183,6 +188,10 @@ def main(argv: list[str]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as e:  # A path we cannot read or write: permissions, a full disk.
+        if verbose or not e.filename:
+            raise
+        _fail(f"{e.filename}: {e.strerror or e}")
     except Exception as e:
         _exit_if_peer_lost(e)
         raise

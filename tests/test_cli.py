@@ -73,6 +73,7 @@ def test_mistake_is_one_line_and_status_2(args, expected, tmp_path):
 
 
 def test_workdir_mistakes_are_one_line(trained_workdir, tmp_path):
+    assert_one_line_error(run_main(TINY, "--workdir=README.md"), "--workdir=README.md is a file")
     assert_one_line_error(run_main(TINY, "--mode=eval", f"--workdir={tmp_path}"),
                           "no checkpoint in")
     assert_one_line_error(run_main(TINY, "--mode=eval", f"--workdir={trained_workdir}",
@@ -85,6 +86,13 @@ def test_workdir_mistakes_are_one_line(trained_workdir, tmp_path):
                           "is neither an image file nor a folder")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text("not an image")
+    (tmp_path / "fake.png").write_text("not an image either")
+    assert_one_line_error(run_main(TINY, "--mode=predict", f"--workdir={trained_workdir}",
+                                   f"--input={tmp_path / 'fake.png'}", f"--output={tmp_path}"),
+                          "none of its 1 image files could be read")
+    assert_one_line_error(run_main(TINY, "--mode=export", f"--workdir={trained_workdir}",
+                                   f"--output={tmp_path / 'fake.png'}"),
+                          "fake.png is a file; give a folder")
     assert_one_line_error(run_main(TINY, "--mode=predict", f"--workdir={trained_workdir}",
                                    f"--input={tmp_path / 'notes'}", f"--output={tmp_path}"),
                           "no images in it")
