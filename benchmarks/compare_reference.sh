@@ -4,7 +4,7 @@
 #   TORCH_VENV: a virtualenv with torch (python3 -m venv V && V/bin/pip install torch==2.13.0);
 #   the reference is ../shared/bench/torch_reference.py (training) and
 #   benchmarks/torch_inference.py (its generator under no_grad, batch 16).
-# Ours restarts itself onto huge-page malloc (config.hugepage_malloc); the reference is run
+# Ours restarts itself onto huge-page malloc on CPU (P2P_JAX_HUGEPAGE_MALLOC); the reference is run
 # both as users run it and with the same GLIBC_TUNABLES, and the ratio is given against both.
 # ROUNDS (default 1) alternates the three programs R times and compares medians: a shared
 # machine moves single runs by 5-10%.

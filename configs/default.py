@@ -74,8 +74,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.ndf = 32
     config.model.norm = "batch"  # batch | instance | none
     config.model.dropout = 0.5
-    # auto | conv_transpose | space_to_depth | subpixel | matmul | resize_nearest | resize_bilinear
-    config.model.upsample = "auto"
+    # conv_transpose (the reference's) | resize_nearest | resize_bilinear (resize, then 3x3 conv)
+    config.model.upsample = "conv_transpose"
+    # How convolutions run (same function and parameters either way; see p2p_jax/ops):
+    # auto (CPU forms on CPU, XLA's own elsewhere) | xla | cpu. Exports use xla.
+    config.model.conv_impl = "auto"
     config.model.eval_mode = False  # The reference's --eval: running stats, no dropout.
 
     config.loss = ml_collections.ConfigDict()
@@ -107,7 +110,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.batch_size = 16
     # Always: L1, PSNR, SSIM (and MS-SSIM from 161 px). Add "inception" (FID, KID; needs
     # inception_weights, the pytorch-fid .pth file) and/or "fcn" (FCN-score for labels->photo;
-    # needs fcn_model, a jax.export segmentation network; see p2p_jax/fcn_score.py).
+    # needs fcn_model, a jax.export segmentation network; see p2p_jax/eval/fcn_score.py).
     config.eval.evaluators = ()
     # predict: inputs of more pixels are translated in overlapping square tiles of at most
     # this many, blended over tile_overlap pixels (bounded memory; per-image normalisation

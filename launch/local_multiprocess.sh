@@ -6,6 +6,7 @@
 # Usage: launch/local_multiprocess.sh [--dry_run] [--devices_per_process=D] N CONFIG WORKDIR [FLAGS...]
 #   e.g. launch/local_multiprocess.sh 2 configs/tiny.py /tmp/p2p_mp --config.batch_size=8
 # Logs: WORKDIR/logs/process_<i>.log. Exits non-zero if any process fails.
+# P2P_JAX_HUGEPAGE_MALLOC=0 keeps the processes on glibc's default malloc (see README).
 set -euo pipefail
 dry_run=0
 devices=2
@@ -31,7 +32,7 @@ port=${PORT:-$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.
 
 commands=()
 for ((i = 0; i < num; i++)); do
-  commands+=("JAX_PLATFORMS=cpu XLA_FLAGS=--xla_force_host_platform_device_count=$devices $python -m p2p_jax.main --config=$config --workdir=$workdir --coordinator_address=127.0.0.1:$port --num_processes=$num --process_id=$i$flags")
+  commands+=("JAX_PLATFORMS=cpu XLA_FLAGS=--xla_force_host_platform_device_count=$devices P2P_JAX_HUGEPAGE_MALLOC=${P2P_JAX_HUGEPAGE_MALLOC:-1} $python -m p2p_jax.main --config=$config --workdir=$workdir --coordinator_address=127.0.0.1:$port --num_processes=$num --process_id=$i$flags")
 done
 for ((i = 0; i < num; i++)); do echo "[process $i] ${commands[$i]}"; done
 [[ $dry_run == 1 ]] && exit 0

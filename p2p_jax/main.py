@@ -8,8 +8,9 @@
 
 The workdir defaults to workdirs/<config file name>. A mistake (a config key or value, a
 path, a file) is one line on stderr and exit status 2; --verbose_errors (or
-P2P_JAX_VERBOSE_ERRORS=1) shows its traceback. Flags only; the work happens elsewhere, and the
-heavy modules are imported after the process is prepared (see `host`).
+P2P_JAX_VERBOSE_ERRORS=1) shows its traceback. Flags only; the work happens in `train.loop`,
+`eval.report` and `serving`, whose heavy modules are imported after the process is prepared
+(see `host`).
 """
 
 from __future__ import annotations
@@ -145,25 +146,29 @@ def run(config, workdir: str, mode: str) -> None:
                  config_flags.get_override_values(config_flag) or "none")
     logging.vlog(1, "config:\n%s", config)
     if mode == "train":
-        from p2p_jax import trainer
+        from p2p_jax.train import loop
 
         logging.info("workdir: %s", os.path.abspath(workdir))
-        trainer.train_and_evaluate(config, workdir)
-    elif mode == "eval":
-        from p2p_jax import report
+        loop.train_and_evaluate(config, workdir)
+        return
+    from p2p_jax.serving import restore
 
-        logging.info("report written to %s", report.evaluate_checkpoint(config, workdir,
-                                                                          _STEP.value))
+    if mode == "eval":
+        from p2p_jax.eval import report
+
+        restored = restore.restore(config, workdir, _STEP.value)
+        logging.info("report written to %s",
+                     report.evaluate_checkpoint(restored.setup, restored.step, workdir))
     elif mode == "predict":
-        from p2p_jax import inference
+        from p2p_jax.serving import predict
 
-        restored = inference.restore(config, workdir, _STEP.value)
-        count = inference.predict(restored, _INPUT.value, _OUTPUT.value)
+        restored = restore.restore(config, workdir, _STEP.value)
+        count = predict.predict(restored, _INPUT.value, _OUTPUT.value)
         logging.info("%d images translated into %s", count, _OUTPUT.value)
     else:
-        from p2p_jax import export, inference
+        from p2p_jax.serving import export
 
-        restored = inference.restore(config, workdir, _STEP.value)
+        restored = restore.restore(config, workdir, _STEP.value, export.portable_impl(config))
         logging.info("generator at step %d exported to %s", restored.step,
                      export.export(restored, _OUTPUT.value))
 

@@ -48,7 +48,7 @@ def colour_segmenter(photos):
     """A stand-in for a trained FCN: each pixel's class is its nearest class colour."""
     import jax.numpy as jnp
 
-    from p2p_jax import fcn_score
+    from p2p_jax.eval import fcn_score
 
     colours = jnp.asarray(fcn_score.TRAIN_CLASS_COLOURS, jnp.float32)
     x = photos.astype(jnp.float32)[..., None, :]

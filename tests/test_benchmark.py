@@ -7,7 +7,7 @@ import sys
 import pytest
 from absl import app
 
-from p2p_jax import benchmark
+from p2p_jax.perf import benchmark
 
 HLO = """
   %all-reduce.1 = f32[4,4,64,128]{3,2,1,0} all-reduce(f32[4,4,64,128]{3,2,1,0} %p), to_apply=%add
@@ -33,6 +33,7 @@ def test_matmul_peak_is_the_best_size(monkeypatch):
     assert benchmark.matmul_peak_gflops(sizes=(32, 64)) == pytest.approx(2 * 32**3 / 1e-5 / 1e9)
 
 
+@pytest.mark.slow
 def test_train_benchmark_prints_one_consistent_record():
     """`python -m p2p_jax.benchmark train` end to end, data parallel over the 8 test devices."""
     result = subprocess.run(
@@ -54,9 +55,9 @@ def test_train_benchmark_prints_one_consistent_record():
 
 def test_ab_override_parses_literals_and_rejects_unknown_keys(tiny_config):
     benchmark.override(tiny_config, "model.ngf=16")
-    benchmark.override(tiny_config, "model.upsample=subpixel")
+    benchmark.override(tiny_config, "model.conv_impl=xla")
     benchmark.override(tiny_config, "model.eval_mode=True")
-    assert (tiny_config.model.ngf, tiny_config.model.upsample) == (16, "subpixel")
+    assert (tiny_config.model.ngf, tiny_config.model.conv_impl) == (16, "xla")
     assert tiny_config.model.eval_mode is True
     with pytest.raises(app.UsageError, match="upsampel"):
         benchmark.override(tiny_config, "model.upsampel=subpixel")
@@ -64,15 +65,16 @@ def test_ab_override_parses_literals_and_rejects_unknown_keys(tiny_config):
         benchmark.override(tiny_config, "model.ngf")
 
 
+@pytest.mark.slow
 def test_ab_benchmark_alternates_two_variants_in_one_process():
     result = subprocess.run(
         [sys.executable, "-m", "p2p_jax.benchmark", "ab", "--config=configs/tiny.py",
          "--config.batch_size=8", "--b=batch_size=16",
-         "--b=model.upsample=subpixel", "--steps=3", "--warmup=1"],
+         "--b=model.conv_impl=xla", "--steps=3", "--warmup=1"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(result.stdout.strip().splitlines()[-1])
-    assert record["b_overrides"] == ["batch_size=16", "model.upsample=subpixel"]
+    assert record["b_overrides"] == ["batch_size=16", "model.conv_impl=xla"]
     assert (record["a_batch_size"], record["b_batch_size"]) == (8, 16)
     assert len(record["a_times_s"]) == len(record["b_times_s"]) == 3
     assert record["b_speedup"] == pytest.approx(

@@ -8,7 +8,9 @@ import sys
 import pytest
 
 from configs import tiny
-from p2p_jax import trainer
+from p2p_jax.train import loop as trainer
+
+pytestmark = pytest.mark.slow  # Subprocesses: the product run as users run it.
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

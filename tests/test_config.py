@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from p2p_jax import parallel, validation
-from p2p_jax.validation import ConfigError
+from p2p_jax import config_checks, parallel
+from p2p_jax.errors import ConfigError
 
 CONFIG_NAMES = sorted(p.stem for p in pathlib.Path("configs").glob("*.py") if p.stem != "__init__")
 
@@ -16,7 +16,7 @@ CONFIG_NAMES = sorted(p.stem for p in pathlib.Path("configs").glob("*.py") if p.
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_every_config_loads_and_validates(name):
     config = importlib.import_module(f"configs.{name}").get_config()
-    validation.validate_config(config)
+    config_checks.validate_config(config)
     with pytest.raises(AttributeError, match="does not exist"):
         config.modle = None
 
@@ -40,7 +40,7 @@ def test_bad_values_fail_with_the_key_named(tiny_config, key, value, message):
     section, _, field = key.rpartition(".")
     setattr(tiny_config[section] if section else tiny_config, field, value)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        validation.validate_config(tiny_config)
+        config_checks.validate_config(tiny_config)
 
 
 def test_batch_must_divide_devices(devices):

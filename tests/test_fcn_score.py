@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from p2p_jax import fcn_score
+from p2p_jax.eval import fcn_score
 from tests.helpers import write_segmenter
 
 ROAD, SKY, CAR = 0, 10, 13
@@ -41,7 +41,8 @@ def test_scores_from_a_hand_built_case(tmp_path):
 
 
 def test_training_reports_the_configured_evaluators(tiny_config, tmp_path):
-    from p2p_jax import report, trainer
+    from p2p_jax.eval import report
+    from p2p_jax.train import loop as trainer
 
     tiny_config.num_train_steps = 3
     tiny_config.eval.evaluators = ("fcn",)

@@ -6,8 +6,11 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from p2p_jax import flops, parallel, train
-from p2p_jax.models import layers, stride2
+from p2p_jax.ops import stride2
+from p2p_jax.ops import xla as xla_ops
+from p2p_jax.perf import flops
+from p2p_jax.train import state as train_state
+from p2p_jax.train import step as train_step
 
 DN = ("NHWC", "HWIO", "NHWC")
 
@@ -33,7 +36,7 @@ def test_strided_conv_counts_only_taps_on_the_input():
 
 
 @pytest.mark.parametrize("fn", [
-    lambda x, k: layers.conv_transpose_reference(x, k, 2, 1, 0),
+    lambda x, k: xla_ops.conv_transpose2d(x, k, 2, 1, 0),
     lambda x, k: jax.grad(lambda k: conv(x, k).sum())(k),
     lambda x, k: jax.grad(lambda x: conv(x, k, stride=1, padding=2).sum())(x),
 ], ids=["transpose", "kernel_grad", "input_grad"])
@@ -70,13 +73,12 @@ def test_unused_work_is_not_counted():
 
 def test_train_step_matches_xla_up_to_elementwise_work(tiny_config, devices):
     """XLA also counts elementwise ops: 14% of the step at these tiny widths, ~1% at 256x256."""
-    mesh = parallel.create_mesh(devices=devices[:1])
-    models = train.Pix2Pix.from_config(tiny_config, 3)
+    setup = train_state.build(tiny_config, devices=devices[:1])
+    mesh, state = setup.mesh, setup.state
     size = tiny_config.dataset.image_size
-    state = train.create_sharded_state(models, 0, (1, size, size, 3), mesh)
     batch = {key: jnp.zeros((2, size, size, 3), jnp.uint8) for key in "AB"}
-    traced = train.trace_train_step(models, state, batch, mesh)
+    traced = train_step.trace_train_step(setup.recipe, state, batch, mesh)
     ours, xla = flops.jaxpr_flops(traced.jaxpr), traced.lower().cost_analysis()["flops"]
     assert 0.7 * xla < ours < xla
-    step = functools.partial(train.train_step, models)
+    step = functools.partial(train_step.train_step, setup.recipe)
     assert ours == count(step, state, batch)

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 from PIL import Image
 
-from p2p_jax import checkpointing, trainer
+from p2p_jax import checkpointing
+from p2p_jax.train import loop as trainer
 from tests.helpers import fixed_schedule
 
 

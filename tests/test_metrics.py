@@ -7,9 +7,10 @@ import skimage.data
 import skimage.metrics
 import tensorflow as tf
 
-from p2p_jax import evaluate, metrics, parallel, train
 from p2p_jax.data import images, pipeline
-from p2p_jax.models import generator_downsampling
+from p2p_jax.eval import metrics
+from p2p_jax.eval.generate import Evaluator
+from p2p_jax.train import state as train_state
 from tests.helpers import write_aligned
 
 
@@ -51,14 +52,13 @@ def test_ms_ssim_matches_tensorflow(photo_pair):
 
 def test_full_size_evaluation_pads_and_crops_back(tiny_config, devices):
     """Odd sizes (not multiples of 32) go through whole, in groups of equal size."""
-    mesh = parallel.create_mesh(devices=devices[:2])
-    models = train.Pix2Pix.from_config(tiny_config, 3)
-    state = train.create_sharded_state(models, 0, (1, 32, 32, 3), mesh)
+    setup = train_state.build(tiny_config, devices=devices[:2])
+    mesh, state = setup.mesh, setup.state
     rng = np.random.default_rng(0)
     sizes = [(40, 56), (40, 56), (33, 70)]
     examples = [{"A": rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
                  "B": rng.integers(0, 256, (h, w, 3), dtype=np.uint8)} for h, w in sizes]
-    evaluator = evaluate.Evaluator(models, mesh, 2, generator_downsampling(tiny_config.model))
+    evaluator = Evaluator(setup.recipe, mesh, 2, 2**tiny_config.model.num_downs)
     outputs, scores = evaluator.generate(state, examples, jax.random.PRNGKey(0))
     assert [o.shape[:2] for o in outputs] == sizes and outputs[0].dtype == np.uint8
     assert np.isfinite(scores["l1"]).all() and np.isfinite(scores["ssim"]).all()

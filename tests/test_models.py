@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from p2p_jax.models import layers, stride2
+from p2p_jax.models import layers
 from p2p_jax.models.discriminators import NLayerDiscriminator, PixelDiscriminator
 from p2p_jax.models.resnet import ResnetGenerator
 from p2p_jax.models.unet import UNetGenerator
@@ -91,151 +91,28 @@ def test_dropout_only_in_training_mode():
     np.testing.assert_allclose(c, d, atol=1e-6)
 
 
-def conv_transpose_loops(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
-                         output_padding: int) -> np.ndarray:
-    """PyTorch ConvTranspose2d by its definition: out[s*i - p + k] += x[i] * w[k]."""
-    n, h, wd, _ = x.shape
-    k = w.shape[0]
-    oh = (h - 1) * stride - 2 * padding + k + output_padding
-    ow = (wd - 1) * stride - 2 * padding + k + output_padding
-    out = np.zeros((n, oh, ow, w.shape[3]))
-    for i in range(h):
-        for j in range(wd):
-            for ki in range(k):
-                for kj in range(k):
-                    oi, oj = stride * i - padding + ki, stride * j - padding + kj
-                    if 0 <= oi < oh and 0 <= oj < ow:
-                        out[:, oi, oj] += x[:, i, j] @ w[ki, kj]
-    return out
-
-
-TRANSPOSED_FORMS = {
-    "subpixel": layers.conv_transpose_subpixel,
-    "matmul": layers.conv_transpose_matmul,
-    "space_to_depth": lambda x, w, stride, padding, output_padding:
-        stride2.conv_transpose_stride2(x, w, padding),
-}
-
-
-@pytest.mark.parametrize("form", sorted(TRANSPOSED_FORMS))
-@pytest.mark.parametrize("kernel,padding,output_padding", [(4, 1, 0), (3, 1, 1)])
-def test_transposed_conv_forms_equal_the_definition(form, kernel, padding, output_padding):
-    """Every CPU form of the transposed conv: PyTorch's values, and lax's gradients."""
-    if form == "space_to_depth" and not stride2.supported(kernel, padding, 10, 12):
-        pytest.skip("space-to-depth needs an even kernel of width 2 * padding + 2")
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
-    w = rng.normal(size=(kernel, kernel, 3, 4)).astype(np.float32)
-    expected = conv_transpose_loops(x, w, 2, padding, output_padding)
-    reference = layers.conv_transpose_reference(x, w, 2, padding, output_padding)
-    ours = TRANSPOSED_FORMS[form](x, w, 2, padding, output_padding)
-    assert ours.shape == expected.shape == (2, 10, 12, 4)
-    np.testing.assert_allclose(reference, expected, atol=1e-4)
-    np.testing.assert_allclose(ours, expected, atol=1e-4)
-
-    def loss(fn, x, w):
-        return jnp.sum(jnp.sin(fn(x, w, 2, padding, output_padding)))
-
-    grads_ref = jax.grad(lambda x, w: loss(layers.conv_transpose_reference, x, w), (0, 1))(x, w)
-    grads_ours = jax.grad(lambda x, w: loss(TRANSPOSED_FORMS[form], x, w), (0, 1))(x, w)
-    for a, b in zip(grads_ref, grads_ours, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-3)
-
-
-@pytest.mark.parametrize("x_shape,out_channels,kernel_grad", [
-    ((2, 8, 6, 5), 7, "xla"),
-    ((1, 64, 66, 3), 8, "patches"),
-    ((1, 64, 66, 16), 8, "shifted"),
-])
-def test_stride2_convolution_equals_xla_convolution(x_shape, out_channels, kernel_grad):
-    """The space-to-depth passes of a stride-2 conv: XLA's values and gradients, on every
-    kernel-gradient form."""
-    kernel_shape = (4, 4, x_shape[3], out_channels)
-    assert stride2.kernel_grad_form(kernel_shape, x_shape[1] // 2, x_shape[2] // 2) == kernel_grad
-    rng = np.random.default_rng(2)
-    x = rng.normal(size=x_shape).astype(np.float32)
-    w = rng.normal(size=kernel_shape).astype(np.float32)
-
-    def xla(x, w):
-        return jax.lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)),
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-    def ours(x, w):
-        return stride2.conv_stride2(x, w, 1)
-
-    np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-5, atol=1e-5)
-    for a, b in zip(jax.grad(lambda x, w: jnp.sum(jnp.sin(ours(x, w))), (0, 1))(x, w),
-                    jax.grad(lambda x, w: jnp.sum(jnp.sin(xla(x, w))), (0, 1))(x, w),
-                    strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-    assert not stride2.supported(4, 1, 7, 6) and not stride2.supported(3, 1, 8, 8)
-
-
-@pytest.mark.parametrize("x_shape,out_channels,kernel_grad", [
-    ((2, 5, 6, 7), 3, "xla"),  # Small maps: the x-against-dy-patches matmul.
-    ((1, 32, 34, 5), 8, "patches"),
-    ((1, 32, 34, 5), 16, "shifted"),
-])
-def test_space_to_depth_transposed_conv_gradients_on_every_form(x_shape, out_channels,
-                                                                kernel_grad):
-    """The transposed conv's kernel gradient takes the stride-2 forms with the roles swapped."""
-    swapped_shape = (4, 4, out_channels, x_shape[3])
-    assert stride2.kernel_grad_form(swapped_shape, *x_shape[1:3]) == kernel_grad
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=x_shape).astype(np.float32)
-    w = rng.normal(size=(4, 4, x_shape[3], out_channels)).astype(np.float32)
-
-    def loss(fn, x, w):
-        return jnp.sum(jnp.sin(fn(x, w)))
-
-    ours = jax.grad(lambda x, w: loss(lambda x, w: stride2.conv_transpose_stride2(x, w, 1), x,
-                                      w), (0, 1))(x, w)
-    reference = jax.grad(lambda x, w: loss(
-        lambda x, w: layers.conv_transpose_reference(x, w, 2, 1, 0), x, w), (0, 1))(x, w)
-    for a, b in zip(ours, reference, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
-
-
-def test_upsample_modes_share_parameters_and_outputs():
+def test_upsample_modes_and_implementations_share_parameters():
+    """Every implementation of the transposed conv reads the same parameters and gives the
+    same output; the resize-conv variant has its own 3x3 conv."""
     x = jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
-    modes = ("conv_transpose", "subpixel", "matmul", "space_to_depth")
-    ups = {m: layers.Upsample2x(5, mode=m) for m in modes}
-    variables = ups["subpixel"].init(jax.random.key(1), x)
-    for mode in modes[1:]:
-        np.testing.assert_allclose(ups["conv_transpose"].apply(variables, x),
-                                   ups[mode].apply(variables, x), atol=1e-5)
+    ups = {impl: layers.Upsample2x(5, impl=impl) for impl in ("xla", "cpu")}
+    variables = ups["cpu"].init(jax.random.key(1), x)
+    np.testing.assert_allclose(ups["xla"].apply(variables, x), ups["cpu"].apply(variables, x),
+                               atol=1e-5)
     resize = layers.Upsample2x(5, mode="resize_bilinear")
     assert resize.apply(resize.init(jax.random.key(1), x), x).shape == (2, 8, 8, 5)
-    assert layers.resolve_upsample("auto", "cpu", pixels=4096) == "space_to_depth"
-    assert layers.resolve_upsample("auto", "cpu", pixels=64) == "matmul"
-    assert layers.resolve_upsample("auto", "cpu", pixels=256) == "space_to_depth"
-    assert layers.resolve_upsample("auto", "cpu", 3, 1, pixels=4096) == "subpixel"
-    assert layers.resolve_upsample("auto", "tpu", pixels=64) == "conv_transpose"
     with pytest.raises(ValueError, match="model.upsample"):
-        layers.resolve_upsample("pixelshuffle")
-    with pytest.raises(ValueError, match="space_to_depth"):
-        layers.Upsample2x(5, kernel_size=3, output_padding=1, mode="space_to_depth").init(
-            jax.random.key(1), x)
+        layers.Upsample2x(5, mode="pixelshuffle").init(jax.random.key(1), x)
 
 
-@pytest.mark.parametrize("kernel,stride,padding", [(4, 2, 1), (4, 1, 1), (3, 1, 0), (1, 1, 0)])
-def test_patch_matmul_convolution_equals_xla_convolution(kernel, stride, padding):
-    """Small maps on CPU go through `correlate`'s patch matmul: same values and gradients."""
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(2, 6, 7, 5)).astype(np.float32)
-    w = rng.normal(size=(kernel, kernel, 5, 4)).astype(np.float32)
-    pads = ((padding, padding), (padding, padding))
-    assert layers.use_im2col(2 * 6 * 7, "cpu") and not layers.use_im2col(2 * 6 * 7, "tpu")
-
-    def xla(x, w):
-        return jax.lax.conv_general_dilated(x, w, (stride, stride), pads,
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-    def ours(x, w):
-        return layers.correlate(x, w, stride, pads)
-
-    np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-4, atol=1e-4)
-    for a, b in zip(jax.grad(lambda x, w: jnp.sum(jnp.sin(ours(x, w))), (0, 1))(x, w),
-                    jax.grad(lambda x, w: jnp.sum(jnp.sin(xla(x, w))), (0, 1))(x, w),
-                    strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+def test_a_checkpoint_of_one_implementation_runs_on_the_other():
+    """Parameters do not depend on the implementation, so a CPU-trained generator serves on
+    XLA's forms (what exports use) with the same outputs."""
+    x = jax.random.normal(jax.random.key(0), (1, 32, 32, 3))
+    cpu_net, xla_net = (UNetGenerator(num_downs=5, ngf=8, conv_impl=impl)
+                        for impl in ("cpu", "xla"))
+    variables = cpu_net.init({"params": jax.random.key(1)}, x, train=False)
+    assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
+        jnp.shape, xla_net.init({"params": jax.random.key(1)}, x, train=False))
+    np.testing.assert_allclose(cpu_net.apply(variables, x, train=False),
+                               xla_net.apply(variables, x, train=False), atol=1e-5)

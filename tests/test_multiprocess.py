@@ -15,9 +15,12 @@ import sys
 import numpy as np
 import pytest
 
-from p2p_jax import checkpointing, report
+from p2p_jax import checkpointing
 from p2p_jax.data import images
+from p2p_jax.eval import report
 from tests.helpers import assert_states_match, write_segmenter
+
+pytestmark = pytest.mark.slow  # Subprocesses: the product run as users run it.
 
 FLAGS = ["--config.batch_size=8", "--config.num_train_steps=4",
          "--config.optimizer.constant_steps=3", "--config.optimizer.decay_steps=3",

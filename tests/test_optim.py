@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from p2p_jax import optim
+from p2p_jax.train import optim
 
 
 def opt_config(schedule: str) -> ml_collections.ConfigDict:

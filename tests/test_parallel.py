@@ -5,7 +5,8 @@ import ml_collections
 import pytest
 from jax.sharding import PartitionSpec
 
-from p2p_jax import checkpointing, parallel, trainer
+from p2p_jax import checkpointing, parallel
+from p2p_jax.train import loop as trainer
 from tests.helpers import assert_states_match, fixed_schedule
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from p2p_jax import choices
 from p2p_jax.data import convert, images, pipeline, sources, tasks
 from tests.helpers import write_aligned, write_png
 
@@ -77,7 +78,7 @@ def test_derived_tasks_compute_the_input_from_the_photo(tiny_config):
         low, cv2.resize(cv2.resize(image, (8, 8), interpolation=cv2.INTER_CUBIC), (32, 32),
                         interpolation=cv2.INTER_CUBIC))
     flat = np.full((32, 32, 3), 90, np.uint8)
-    for kernel in tasks.SR_KERNELS:
+    for kernel in choices.SR_KERNELS:
         derived.sr_kernel = kernel
         np.testing.assert_array_equal(tasks.super_resolution(flat, rng, derived), flat)
     step = np.zeros((16, 16, 3), np.uint8)
@@ -85,7 +86,7 @@ def test_derived_tasks_compute_the_input_from_the_photo(tiny_config):
     edge_map = tasks.edges(step, rng, derived)[..., 0]
     assert set(np.unique(edge_map)) == {0, 255}  # Black lines on white.
     assert (edge_map[:, 7:9] == 0).any() and (edge_map[:, :5] == 255).all()
-    for style in tasks.STYLES:
+    for style in choices.STYLES:
         derived.style = style
         rendered = tasks.stylize(image, rng, derived)
         assert rendered.shape[:2] == image.shape[:2] and not np.array_equal(
@@ -206,7 +207,8 @@ def test_a_dataset_of_only_bad_files_stops_at_start_up(tmp_path, tiny_config):
 
 
 def test_model_channels_follow_a_grayscale_to_colour_dataset(tmp_path, tiny_config):
-    from p2p_jax import checkpointing, trainer
+    from p2p_jax import checkpointing
+    from p2p_jax.train import loop as trainer
 
     for split, count in (("train", 4), ("val", 2)):
         for i in range(count):

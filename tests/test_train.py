@@ -8,17 +8,17 @@ import numpy as np
 import optax
 import pytest
 
-from p2p_jax import evaluate, losses, parallel, train
+from p2p_jax import parallel
 from p2p_jax.data import pipeline
-from p2p_jax.models import generator_downsampling
+from p2p_jax.eval.generate import Evaluator
+from p2p_jax.train import losses
+from p2p_jax.train import state as train_state
+from p2p_jax.train import step as train_step
 
 
 def setup(config, devices):
-    mesh = parallel.create_mesh(devices=devices)
-    models = train.Pix2Pix.from_config(config, 3)  # synthetic_scenes: RGB to RGB
-    shape = (1, config.dataset.image_size, config.dataset.image_size, 3)
-    state = train.create_sharded_state(models, config.seed, shape, mesh)
-    return mesh, models, state
+    built = train_state.build(config, devices=devices)
+    return built.mesh, built.recipe, built.state
 
 
 def batches(config, count):
@@ -26,24 +26,25 @@ def batches(config, count):
     return [next(it) for _ in range(count)]
 
 
-def naive_step(opt, models, state, batch):
+def naive_step(opt, recipe, state, batch):
     """The reference iteration written plainly: G forward for D, and again inside the G loss,
     with optax's own Adam."""
-    adam = optax.adam(models.schedule, b1=opt.b1, b2=opt.b2)
-    a, b = train.to_float(batch["A"]), train.to_float(batch["B"])
+    adam = optax.adam(recipe.schedule, b1=opt.b1, b2=opt.b2)
+    a, b = train_step.to_float(batch["A"]), train_step.to_float(batch["B"])
     rng = jax.random.fold_in(state.rng, state.step)
 
     def gen(g_params):
-        return train._apply(models.generator, g_params, state.g_batch_stats, a, True, rng)[0]
+        return train_step.apply_network(recipe.generator, g_params, state.g_batch_stats, a,
+                                        True, rng)[0]
 
     def disc(d_params, x, stats):
-        return train._apply(models.discriminator, d_params, stats, x, True)
+        return train_step.apply_network(recipe.discriminator, d_params, stats, x, True)
 
     def d_loss(d_params):
         fake_logits, stats = disc(d_params, jnp.concatenate([a, gen(state.g_params)], -1),
                                   state.d_batch_stats)
         real_logits, stats = disc(d_params, jnp.concatenate([a, b], -1), stats)
-        real, fake = losses.discriminator_loss(models.gan_mode, real_logits, fake_logits)
+        real, fake = losses.discriminator_loss(recipe.gan_mode, real_logits, fake_logits)
         return 0.5 * (real + fake), stats
 
     (d_value, d_stats), d_grads = jax.value_and_grad(d_loss, has_aux=True)(state.d_params)
@@ -53,8 +54,8 @@ def naive_step(opt, models, state, batch):
     def g_loss(g_params):
         fake = gen(g_params)
         logits, _ = disc(d_params, jnp.concatenate([a, fake], -1), d_stats)
-        gan = losses.generator_gan_loss(models.gan_mode, logits)
-        return gan + models.lambda_l1 * losses.l1_loss(fake, b)
+        gan = losses.generator_gan_loss(recipe.gan_mode, logits)
+        return gan + recipe.lambda_l1 * losses.l1_loss(fake, b)
 
     g_value, g_grads = jax.value_and_grad(g_loss)(state.g_params)
     g_updates, _ = adam.update(g_grads, state.g_opt_state, state.g_params)
@@ -62,11 +63,11 @@ def naive_step(opt, models, state, batch):
 
 
 def test_step_matches_plain_reference_iteration(tiny_config, devices):
-    mesh, models, state = setup(tiny_config, devices[:1])
+    mesh, recipe, state = setup(tiny_config, devices[:1])
     batch = parallel.global_batch(batches(tiny_config, 1)[0], mesh)
-    reference = functools.partial(naive_step, tiny_config.optimizer, models)
+    reference = functools.partial(naive_step, tiny_config.optimizer, recipe)
     d_loss, g_loss, d_params, g_params = jax.jit(reference)(state, batch)
-    new_state, metrics = jax.jit(functools.partial(train.train_step, models))(state, batch)
+    new_state, metrics = jax.jit(functools.partial(train_step.train_step, recipe))(state, batch)
     assert metrics["d_loss"] == pytest.approx(float(d_loss), rel=1e-5)
     assert metrics["g_loss"] == pytest.approx(float(g_loss), rel=1e-5)
     assert metrics["g_loss"] == pytest.approx(
@@ -80,13 +81,13 @@ def test_step_matches_plain_reference_iteration(tiny_config, devices):
 
 
 def run_steps(config, devices, count):
-    mesh, models, state = setup(config, devices)
+    mesh, recipe, state = setup(config, devices)
     step_fn = None
     history = []
     for local in batches(config, count):
         batch = parallel.global_batch(local, mesh)
         if step_fn is None:
-            step_fn = train.compile_train_step(models, state, batch, mesh)
+            step_fn = train_step.compile_train_step(recipe, state, batch, mesh)
         state, metrics = step_fn(state, batch)
         history.append(jax.device_get(metrics))
     return jax.device_get(state), history
@@ -137,9 +138,9 @@ def test_bfloat16_compute_keeps_float32_parameters(tiny_config, devices):
 
 def test_generated_image_does_not_depend_on_its_batch(tiny_config, devices):
     """Like the reference testing at batch 1: each image has its own norm statistics."""
-    mesh, models, state = setup(tiny_config, devices[:1])
+    mesh, recipe, state = setup(tiny_config, devices[:1])
     examples = pipeline.eval_examples(tiny_config, 4)
-    evaluator = evaluate.Evaluator(models, mesh, 4, generator_downsampling(tiny_config.model))
+    evaluator = Evaluator(recipe, mesh, 4, 2**tiny_config.model.num_downs)
     rng = jax.random.PRNGKey(0)
     full, _ = evaluator.generate(state, examples, rng)
     changed = [examples[0]] + [{**e, "A": 255 - e["A"]} for e in examples[1:]]
@@ -151,8 +152,8 @@ def test_generated_image_does_not_depend_on_its_batch(tiny_config, devices):
 def test_l1_to_target_falls_on_embedded_task(tiny_config, devices):
     """Learnability: 120 steps on the synthetic labels->photo task cut eval L1 by over a third."""
     tiny_config.num_train_steps = 120  # The linear schedule decays to 0 at the last step.
-    mesh, models, state = setup(tiny_config, devices[:1])
-    evaluator = evaluate.Evaluator(models, mesh, 8, generator_downsampling(tiny_config.model))
+    mesh, recipe, state = setup(tiny_config, devices[:1])
+    evaluator = Evaluator(recipe, mesh, 8, 2**tiny_config.model.num_downs)
     examples = pipeline.eval_examples(tiny_config, 8)
     rng = jax.random.PRNGKey(1)
     before = evaluator.evaluate(state, examples, rng)
@@ -160,7 +161,7 @@ def test_l1_to_target_falls_on_embedded_task(tiny_config, devices):
     it = pipeline.create_train_iterator(tiny_config, 0, 1)
     for _ in range(120):
         batch = parallel.global_batch(next(it), mesh)
-        step_fn = step_fn or train.compile_train_step(models, state, batch, mesh)
+        step_fn = step_fn or train_step.compile_train_step(recipe, state, batch, mesh)
         state, _ = step_fn(state, batch)
     after = evaluator.evaluate(state, examples, rng)
     assert after["l1"] < 0.65 * before["l1"], (before, after)

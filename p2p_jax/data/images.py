@@ -16,6 +16,8 @@ from absl import logging
 from etils import epath
 from PIL import Image
 
+from p2p_jax import choices, fileio
+
 # Bad files are reported once each by the pipeline; OpenCV's own per-decode warnings would
 # repeat them on stderr every epoch.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -24,7 +26,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Images of more pixels are refused before decoding (`dataset.max_image_pixels`): a few MB of
 # PNG can decode to tens of GB. PIL, which reads the header, refuses over this on its own.
 DEFAULT_MAX_PIXELS = 100_000_000
-MAX_PIXELS_LIMIT = 2 * Image.MAX_IMAGE_PIXELS
+MAX_PIXELS_LIMIT = choices.MAX_IMAGE_PIXELS
+assert MAX_PIXELS_LIMIT == 2 * Image.MAX_IMAGE_PIXELS, "PIL's threshold moved; update choices"
 
 
 class BadImageError(ValueError):
@@ -111,19 +114,9 @@ def encode(image: np.ndarray, extension: str = ".png") -> bytes:
 
 
 def write(path: str | epath.Path, image: np.ndarray) -> None:
-    """Writes atomically (temp file + rename) in the format the extension names; local paths
-    and gs:// alike."""
+    """Writes atomically in the format the extension names; local paths and gs:// alike."""
     path = epath.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomically(path, encode(image, path.suffix or ".png"))
-
-
-def write_bytes_atomically(path: str | epath.Path, data: bytes) -> None:
-    """Temp file + rename: a reader never sees half a file."""
-    path = epath.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    fileio.write_bytes(path, encode(image, path.suffix or ".png"))
 
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:

@@ -100,14 +100,6 @@ def data_channels(config: ml_collections.ConfigDict,
             "B": dataset.output_channels or first["B"].shape[2]}
 
 
-def resolve_channels(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A copy of `config` with `dataset.input_channels`/`output_channels` filled in."""
-    channels = data_channels(config)
-    config = config.copy_and_resolve_references()
-    config.dataset.input_channels, config.dataset.output_channels = channels["A"], channels["B"]
-    return config
-
-
 def create_train_iterator(config: ml_collections.ConfigDict, process_index: int | None = None,
                           process_count: int | None = None,
                           start_batch: int = 0) -> grain.DatasetIterator:

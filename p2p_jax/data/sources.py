@@ -16,12 +16,11 @@ import numpy as np
 from absl import logging
 from flax import serialization
 
+from p2p_jax.choices import SOURCES
 from p2p_jax.data import images
 from p2p_jax.data.synthetic import SyntheticScenes
 from p2p_jax.errors import MissingFileError
 
-SOURCES = ("synthetic_scenes", "aligned", "paired", "images", "array_record", "tfds")
-DIRECTIONS = ("AtoB", "BtoA")
 Record = dict[str, bytes]
 
 # Official Cityscapes colours by label id (cityscapesScripts labels.py); ids 0-4 are black.
@@ -33,7 +32,7 @@ CITYSCAPES_PALETTE = np.array(
         [220, 220, 0], [107, 142, 35], [152, 251, 152], [70, 130, 180], [220, 20, 60],
         [255, 0, 0], [0, 0, 142], [0, 0, 70], [0, 60, 100], [0, 0, 90], [0, 0, 110],
         [0, 80, 100], [0, 0, 230], [119, 11, 32]], np.uint8)
-PALETTES = {"cityscapes": CITYSCAPES_PALETTE}
+PALETTES = {"cityscapes": CITYSCAPES_PALETTE}  # As named in p2p_jax.choices.PALETTES.
 
 
 class DatasetError(MissingFileError):

@@ -14,11 +14,6 @@ import numpy as np
 
 from p2p_jax.data import images
 
-TASKS = ("paired", "colorization", "super_resolution", "edges", "stylize", "denoise")
-COLOR_SPACES = ("gray", "lab")
-SR_KERNELS = ("bicubic", "area", "bilinear", "gaussian")
-STYLES = ("stylization", "pencil_sketch", "pencil_color", "detail_enhance")
-
 
 def _rgb(photo: np.ndarray) -> np.ndarray:
     return images.to_channels(photo, 3)

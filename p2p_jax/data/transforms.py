@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from p2p_jax.choices import PREPROCESS_MODES
 from p2p_jax.data import images
-
-PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
 
 def crop_window(height: int, width: int, size: int, rng: np.random.Generator) -> tuple[int, int]:

@@ -2,33 +2,35 @@
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from p2p_jax.models.layers import Dtype, Upsample2x, conv, make_norm, uses_bias
-
-
-def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
-    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+from p2p_jax.models.layers import Conv, Dtype, Upsample2x, reflect_pad
+from p2p_jax.models.norms import make_norm, uses_bias
 
 
 class ResnetBlock(nn.Module):
+    """x + norm(conv3x3(relu(norm(conv3x3(x))))), reflect-padded; optional dropout between."""
+
     features: int
     norm: str
     dropout_rate: float
-    dtype: Dtype
+    conv_impl: str = "xla"
+    dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         norm = make_norm(self.norm, train, self.dtype)
-        bias = uses_bias(self.norm)
-        y = conv(self.features, 3, 1, 0, bias, self.dtype)(reflect_pad(x, 1))
-        y = nn.relu(norm()(y))
+        conv = functools.partial(Conv, self.features, kernel_size=3,
+                                 use_bias=uses_bias(self.norm), impl=self.conv_impl,
+                                 dtype=self.dtype)
+        y = nn.relu(norm()(conv()(reflect_pad(x, 1))))
         if self.dropout_rate > 0:
             y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
-        y = conv(self.features, 3, 1, 0, bias, self.dtype)(reflect_pad(y, 1))
-        return x + norm()(y)
+        return x + norm()(conv()(reflect_pad(y, 1)))
 
 
 class ResnetGenerator(nn.Module):
@@ -39,22 +41,27 @@ class ResnetGenerator(nn.Module):
     ngf: int = 64
     norm: str = "batch"
     dropout_rate: float = 0.5
-    upsample: str = "auto"
+    upsample: str = "conv_transpose"
+    conv_impl: str = "xla"
     dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         norm = make_norm(self.norm, train, self.dtype)
         bias = uses_bias(self.norm)
-        x = conv(self.ngf, 7, 1, 0, bias, self.dtype)(reflect_pad(x.astype(self.dtype), 3))
+        conv = functools.partial(Conv, impl=self.conv_impl, dtype=self.dtype)
+        x = conv(self.ngf, kernel_size=7, use_bias=bias)(reflect_pad(x.astype(self.dtype), 3))
         x = nn.relu(norm()(x))
         for mult in (2, 4):
-            x = nn.relu(norm()(conv(self.ngf * mult, 3, 2, 1, bias, self.dtype)(x)))
+            x = conv(self.ngf * mult, kernel_size=3, stride=2, padding=1, use_bias=bias)(x)
+            x = nn.relu(norm()(x))
         for _ in range(self.num_blocks):
-            x = ResnetBlock(self.ngf * 4, self.norm, self.dropout_rate, self.dtype)(x, train)
+            x = ResnetBlock(self.ngf * 4, self.norm, self.dropout_rate, self.conv_impl,
+                            self.dtype)(x, train)
         for mult in (2, 1):
             x = Upsample2x(self.ngf * mult, kernel_size=3, padding=1, output_padding=1,
-                           use_bias=bias, mode=self.upsample, dtype=self.dtype)(x)
+                           use_bias=bias, mode=self.upsample, impl=self.conv_impl,
+                           dtype=self.dtype)(x)
             x = nn.relu(norm()(x))
-        x = conv(self.output_channels, 7, 1, 0, True, self.dtype)(reflect_pad(x, 3))
+        x = conv(self.output_channels, kernel_size=7, use_bias=True)(reflect_pad(x, 3))
         return jnp.tanh(x.astype(jnp.float32))

@@ -6,7 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from p2p_jax.models.layers import Dtype, Upsample2x, conv, make_norm, uses_bias
+from p2p_jax.models.layers import Conv, Dtype, Upsample2x
+from p2p_jax.models.norms import make_norm, uses_bias
 
 
 class UNetGenerator(nn.Module):
@@ -21,7 +22,8 @@ class UNetGenerator(nn.Module):
     ngf: int = 64
     norm: str = "batch"
     dropout_rate: float = 0.5
-    upsample: str = "auto"
+    upsample: str = "conv_transpose"
+    conv_impl: str = "xla"
     dtype: Dtype = jnp.float32
 
     def channels(self, level: int) -> int:
@@ -37,7 +39,8 @@ class UNetGenerator(nn.Module):
             outermost, innermost = level == 0, level == self.num_downs - 1
             if not outermost:
                 x = nn.leaky_relu(x, 0.2)
-            x = conv(self.channels(level), 4, 2, 1, bias, self.dtype, name=f"down_{level}")(x)
+            x = Conv(self.channels(level), kernel_size=4, stride=2, padding=1, use_bias=bias,
+                     impl=self.conv_impl, dtype=self.dtype, name=f"down_{level}")(x)
             if not (outermost or innermost):
                 x = norm(name=f"down_{level}_norm")(x)
             skips.append(x)
@@ -48,11 +51,11 @@ class UNetGenerator(nn.Module):
                 x = jnp.concatenate([skips[level], x], axis=-1)
             x = nn.relu(x)
             if level == 0:
-                x = Upsample2x(self.output_channels, mode=self.upsample, dtype=self.dtype,
-                               name="up_0")(x)
+                x = Upsample2x(self.output_channels, mode=self.upsample, impl=self.conv_impl,
+                               dtype=self.dtype, name="up_0")(x)
                 return jnp.tanh(x.astype(jnp.float32))
             x = Upsample2x(self.channels(level - 1), use_bias=bias, mode=self.upsample,
-                           dtype=self.dtype, name=f"up_{level}")(x)
+                           impl=self.conv_impl, dtype=self.dtype, name=f"up_{level}")(x)
             x = norm(name=f"up_{level}_norm")(x)
             if level in dropout_levels and self.dropout_rate > 0:
                 x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-SCHEDULES = ("linear", "cosine", "step", "constant")
+from p2p_jax.choices import SCHEDULES
 
 
 def learning_rate_schedule(opt: ml_collections.ConfigDict) -> optax.Schedule:

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-GAN_MODES = ("vanilla", "lsgan", "hinge")
+from p2p_jax.choices import GAN_MODES
 
 
 def discriminator_loss(gan_mode: str, real_logits: jax.Array,

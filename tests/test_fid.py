@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from p2p_jax import distribution, inception, parallel, torch_weights
+from p2p_jax import parallel
 from p2p_jax.errors import UserError
+from p2p_jax.eval import fid, inception
 
 
 def test_frechet_distance_of_diagonal_gaussians():
@@ -17,7 +18,7 @@ def test_frechet_distance_of_diagonal_gaussians():
     mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
     a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 4.0, 1.0])
     want = 1 + 0 + 4 + (1 - 2) ** 2 + 0 + (3 - 1) ** 2
-    assert distribution.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(want)
+    assert fid.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(want)
 
 
 def test_frechet_distance_matches_the_sqrtm_formula():
@@ -26,8 +27,8 @@ def test_frechet_distance_matches_the_sqrtm_formula():
     s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
     want = (np.sum((x.mean(0) - y.mean(0)) ** 2) + np.trace(s1 + s2)
             - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2).real))
-    assert distribution.fid(x, y) == pytest.approx(want, rel=1e-6)
-    assert distribution.fid(x, x) == pytest.approx(0.0, abs=1e-8)
+    assert fid.fid(x, y) == pytest.approx(want, rel=1e-6)
+    assert fid.fid(x, x) == pytest.approx(0.0, abs=1e-8)
 
 
 def test_kid_is_the_unbiased_polynomial_mmd():
@@ -40,20 +41,10 @@ def test_kid_is_the_unbiased_polynomial_mmd():
     xx = sum(k(x[i], x[j]) for i in range(5) for j in range(5) if i != j) / 20
     yy = sum(k(y[i], y[j]) for i in range(4) for j in range(4) if i != j) / 12
     xy = sum(k(x[i], y[j]) for i in range(5) for j in range(4)) / 20
-    mean, std = distribution.kid(x, y, subset_size=1000, num_subsets=3)
+    mean, std = fid.kid(x, y, subset_size=1000, num_subsets=3)
     # Subsets of min(1000, 5, 4) = 4 from x: check the estimator itself on the full sets.
-    assert distribution._mmd2_unbiased(x, y) == pytest.approx(xx + yy - 2 * xy)
+    assert fid.mmd2_unbiased(x, y) == pytest.approx(xx + yy - 2 * xy)
     assert np.isfinite(mean) and std >= 0
-
-
-@pytest.mark.parametrize("form", ["zip", "legacy"])
-def test_torch_state_dicts_load_without_torch(form):
-    """Files written by torch.save (both formats) with strided views and an int64 counter."""
-    state = torch_weights.load_state_dict(f"tests/data/tiny_state_{form}.pth")
-    np.testing.assert_array_equal(state["fc.weight"], np.arange(12.0).reshape(3, 4).T)
-    np.testing.assert_array_equal(state["fc.bias"], [4.0, 5.0, 6.0, 7.0])
-    assert state["Conv2d_1a_3x3.conv.weight"][1, 2, 2, 2] == pytest.approx(5.3)
-    assert state["Conv2d_1a_3x3.bn.num_batches_tracked"] == 7
 
 
 def _state_dict_of(variables):
@@ -96,5 +87,5 @@ def test_inception_features_shape_determinism_and_weight_mapping(devices, tmp_pa
 
 
 def _features(variables, mesh, pictures):
-    extractor = distribution.InceptionDistances.with_variables(variables, mesh, batch_size=2)
+    extractor = fid.InceptionDistances.with_variables(variables, mesh, batch_size=2)
     return extractor.features(pictures)

@@ -11,8 +11,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from p2p_jax import inception, parallel
+from p2p_jax import parallel
 from p2p_jax.data import images
+from p2p_jax.eval import inception
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
@@ -32,7 +33,7 @@ def fid(features1: np.ndarray, features2: np.ndarray) -> float:
     return frechet_distance(*stats[0], *stats[1])
 
 
-def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     d = x.shape[1]
     kxx, kyy, kxy = ((a @ b.T / d + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
     m, n = len(x), len(y)
@@ -47,7 +48,7 @@ def kid(features1: np.ndarray, features2: np.ndarray, subset_size: int = 1000,
     if size < 2:
         raise ValueError("KID needs at least 2 images in each set")
     rng = np.random.default_rng(seed)
-    values = [_mmd2_unbiased(features1[rng.choice(len(features1), size, replace=False)],
+    values = [mmd2_unbiased(features1[rng.choice(len(features1), size, replace=False)],
                              features2[rng.choice(len(features2), size, replace=False)])
               for _ in range(num_subsets)]
     return float(np.mean(values)), float(np.std(values))
@@ -58,6 +59,10 @@ class InceptionDistances:
 
     def __init__(self, weights_path: str, mesh: Mesh, batch_size: int):
         self._setup(inception.load_variables(weights_path), mesh, batch_size)
+
+    @classmethod
+    def from_config(cls, eval_config, mesh: Mesh) -> InceptionDistances:
+        return cls(eval_config.inception_weights, mesh, eval_config.batch_size)
 
     @classmethod
     def with_variables(cls, variables: dict, mesh: Mesh, batch_size: int) -> InceptionDistances:

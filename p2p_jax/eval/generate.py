@@ -13,10 +13,11 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from p2p_jax import distribution, fcn_score, metrics, parallel, summaries, tiles, train
-
-# Evaluators beyond the per-image metrics, listed in `eval.evaluators`.
-EVALUATORS = ("inception", "fcn")
+from p2p_jax import parallel
+from p2p_jax.eval import metrics, tiles
+from p2p_jax.models import downsampling_factor
+from p2p_jax.train import step as train_step
+from p2p_jax.train.state import Recipe, Setup, TrainState
 
 
 def pad_to_multiple(images: np.ndarray, multiple: int) -> np.ndarray:
@@ -31,29 +32,36 @@ def pad_to_multiple(images: np.ndarray, multiple: int) -> np.ndarray:
 class Evaluator:
     """Translates images of any sizes (uint8) and scores outputs against targets."""
 
-    def __init__(self, models: train.Pix2Pix, mesh: Mesh, batch_size: int, multiple: int):
+    def __init__(self, recipe: Recipe, mesh: Mesh, batch_size: int, multiple: int):
         self._mesh, self._multiple = mesh, multiple
         self._batch_size = -(-batch_size // mesh.devices.size) * mesh.devices.size
         replicated = parallel.replicated(mesh)
 
         @functools.partial(jax.jit, static_argnums=(4, 5), out_shardings=replicated)
         def translate(state, images, indices, key, height, width):
-            keys = train.image_keys(key, indices)
-            return summaries.to_uint8_device(
-                train.generate(models, state.g_params, state.g_batch_stats, images, keys)
+            keys = train_step.image_keys(key, indices)
+            return train_step.to_uint8(
+                train_step.generate(recipe, state.g_params, state.g_batch_stats, images, keys)
                 [:, :height, :width])
 
         @functools.partial(jax.jit, out_shardings=replicated)
         def score(outputs, targets):
-            return metrics.image_metrics(train.to_float(outputs), train.to_float(targets))
+            return metrics.image_metrics(train_step.to_float(outputs),
+                                         train_step.to_float(targets))
 
         self._translate, self._score = translate, score
+
+    @classmethod
+    def for_setup(cls, setup: Setup) -> Evaluator:
+        """The evaluator for a built or restored run, at its `eval.batch_size`."""
+        return cls(setup.recipe, setup.mesh, setup.config.eval.batch_size,
+                   downsampling_factor(setup.config.model))
 
     @property
     def batch_size(self) -> int:
         return self._batch_size
 
-    def generate(self, state: train.TrainState, examples: list[dict[str, np.ndarray]],
+    def generate(self, state: TrainState, examples: list[dict[str, np.ndarray]],
                  key: np.ndarray, indices: list[int] | None = None,
                  batch_size: int | None = None
                  ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
@@ -102,7 +110,7 @@ class Evaluator:
         outputs, scores = jax.device_get((outputs, scores))
         return outputs[:real], {k: v[:real] for k, v in scores.items()}
 
-    def generate_tiled(self, state: train.TrainState, image: np.ndarray, key: np.ndarray,
+    def generate_tiled(self, state: TrainState, image: np.ndarray, key: np.ndarray,
                        max_pixels: int, overlap: int) -> np.ndarray:
         """One input too large to generate whole, through overlapping tiles of at most
         `max_pixels`, one tile per device at a time (bounded memory). Tile t draws from
@@ -116,7 +124,7 @@ class Evaluator:
 
         return tiles.translate_tiled(image, side, overlap, translate)
 
-    def evaluate(self, state: train.TrainState, examples: list[dict[str, np.ndarray]],
+    def evaluate(self, state: TrainState, examples: list[dict[str, np.ndarray]],
                  key: np.ndarray, extra=()) -> dict[str, float]:
         """Mean per-image metrics, plus whatever the `extra` evaluators compute from the
         outputs (FID/KID, FCN-score)."""
@@ -129,21 +137,6 @@ class Evaluator:
         for evaluator in extra:
             summary.update(evaluator(examples, outputs))
         return outputs, scores, summary
-
-
-def build_extra(eval_config, mesh: Mesh) -> list:
-    """The `eval.evaluators` (e.g. ("inception", "fcn")), each loading its network now, so a
-    missing weights file stops the run at start-up with what to do."""
-    built = []
-    for name in eval_config.evaluators:
-        if name == "inception":
-            built.append(distribution.InceptionDistances(eval_config.inception_weights, mesh,
-                                                         eval_config.batch_size))
-        elif name == "fcn":
-            built.append(fcn_score.FCNScore(eval_config.fcn_model))
-        else:
-            raise ValueError(f"eval.evaluators: unknown {name!r}; choose from {EVALUATORS}")
-    return built
 
 
 def mean_metrics(scores: dict[str, np.ndarray]) -> dict[str, float]:

@@ -7,6 +7,10 @@ the trained model's test-time behaviour, as `--mode=predict`), and return uint8 
   OUT/saved_model/      tf.saved_model.load(...).translate(images, key)   (batch polymorphic)
   OUT/generator.stablehlo + OUT/generator_variables.msgpack
       jax.export.deserialize(...).call(variables, images, key)             (batch polymorphic)
+
+The generator is exported with XLA's own convolutions (`model.conv_impl=auto` means "xla"
+here), so a program written on a CPU host carries no CPU reformulations into the GPU/TPU
+server that loads it.
 """
 
 from __future__ import annotations
@@ -19,22 +23,29 @@ import numpy as np
 from etils import epath
 from flax import serialization
 
-from p2p_jax import summaries, train
-from p2p_jax.data import images
-from p2p_jax.inference import Restored
+from p2p_jax import fileio
+from p2p_jax.serving.restore import Restored
+from p2p_jax.train import step as train_step
+from p2p_jax.train.state import Recipe
 
 
-def _translate(models: train.Pix2Pix, variables, images, key):
+def portable_impl(config) -> str:
+    """The convolution implementation an export is built with: XLA's, unless the config
+    asks for the CPU forms explicitly."""
+    return "cpu" if config.model.conv_impl == "cpu" else "xla"
+
+
+def _translate(recipe: Recipe, variables, images, key):
     """Generator application on explicit variables (what both exports contain); image i of the
     batch draws from fold_in(key, i), as the i-th file of `--mode=predict`."""
-    keys = train.image_keys(key, jnp.arange(images.shape[0], dtype=jnp.uint32))
-    return summaries.to_uint8_device(
-        train.generate(models, variables["params"], variables["batch_stats"], images, keys))
+    keys = train_step.image_keys(key, jnp.arange(images.shape[0], dtype=jnp.uint32))
+    return train_step.to_uint8(
+        train_step.generate(recipe, variables["params"], variables["batch_stats"], images, keys))
 
 
 def generator_variables(restored: Restored) -> dict:
-    return jax.device_get({"params": restored.state.g_params,
-                           "batch_stats": restored.state.g_batch_stats})
+    state = restored.setup.state
+    return jax.device_get({"params": state.g_params, "batch_stats": state.g_batch_stats})
 
 
 def _image_spec(restored: Restored, batch) -> jax.ShapeDtypeStruct:
@@ -45,11 +56,11 @@ def _image_spec(restored: Restored, batch) -> jax.ShapeDtypeStruct:
 def export_stablehlo(restored: Restored, output: epath.Path) -> None:
     variables = generator_variables(restored)
     (batch,) = jax.export.symbolic_shape("b")
-    exported = jax.export.export(jax.jit(functools.partial(_translate, restored.models)))(
+    exported = jax.export.export(jax.jit(functools.partial(_translate, restored.setup.recipe)))(
         jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), variables),
         _image_spec(restored, batch), jax.ShapeDtypeStruct((2,), jnp.uint32))
-    images.write_bytes_atomically(output / "generator.stablehlo", exported.serialize())
-    images.write_bytes_atomically(output / "generator_variables.msgpack",
+    fileio.write_bytes(output / "generator.stablehlo", exported.serialize())
+    fileio.write_bytes(output / "generator_variables.msgpack",
                   serialization.msgpack_serialize(variables))
 
 
@@ -61,7 +72,7 @@ def export_saved_model(restored: Restored, output: epath.Path) -> None:
     spec = _image_spec(restored, None)
     module = tf.Module()
     module.variables_tree = tf.nest.map_structure(tf.Variable, variables)
-    converted = jax2tf.convert(functools.partial(_translate, restored.models),
+    converted = jax2tf.convert(functools.partial(_translate, restored.setup.recipe),
                                polymorphic_shapes=[None, "(b, ...)", None], with_gradient=False)
     module.translate = tf.function(
         lambda images, key: converted(module.variables_tree, images, key), autograph=False,

@@ -24,8 +24,12 @@ from matplotlib.figure import Figure
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
-from p2p_jax import evaluate, inference, summaries, train
+from p2p_jax import fileio
 from p2p_jax.data import images, pipeline
+from p2p_jax.eval import evaluators, grids
+from p2p_jax.eval.generate import Evaluator
+from p2p_jax.train import step as train_step
+from p2p_jax.train.state import Setup
 
 
 def _safe_name(name: str, index: int) -> str:
@@ -103,7 +107,7 @@ def write_html(folder: epath.Path, title: str, examples: list[dict], files: list
     if not has_curves:
         page = page.replace('<p><img src="curves.png" alt="training curves" '
                             'style="max-width: 100%"></p>\n', "")
-    images.write_bytes_atomically(folder / "index.html", page.encode())
+    fileio.write_text(folder / "index.html", page)
 
 
 def read_scalars(workdir: str) -> dict[str, list[tuple[int, float]]]:
@@ -157,7 +161,7 @@ def contact_sheet(examples: list[dict], outputs: list[np.ndarray], columns: int 
     """Thumbnails of (input | output | target) for the first `limit` examples, in a grid."""
     cells = []
     for example, output in list(zip(examples, outputs, strict=True))[:limit]:
-        row = summaries.side_by_side(
+        row = grids.side_by_side(
             [example["A"], output] + ([example["B"]] if "B" in example else []))
         scale = height / row.shape[0]
         cells.append(images.resize(row, height, max(round(row.shape[1] * scale), 1)))
@@ -184,27 +188,26 @@ def write_report(workdir: str, folder: epath.Path, title: str, examples: list[di
               "per_image": {k: [None if np.isnan(x) else float(x) for x in v]
                             for k, v in scores.items()},
               "names": [e.get("name", "") for e in examples]}
-    images.write_bytes_atomically(folder / "metrics.json", json.dumps(record, indent=2).encode())
+    fileio.write_text(folder / "metrics.json", json.dumps(record, indent=2))
     return sheet
 
 
 
-def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> epath.Path:
-    """`--mode=eval`: the whole `eval.split` through the checkpoint at `step` (default latest);
-    metrics to TensorBoard (`eval_<split>/...`) and the report folder. Returns the folder."""
-    restored = inference.restore(config, workdir, step)
-    split = restored.config.eval.split
-    examples = pipeline.eval_examples(restored.config, split=split)
-    outputs, scores, means = restored.evaluator().evaluate_all(
-        restored.state, examples,
-        train.host_key(restored.config.seed + train.EVAL_SEED_OFFSET),
-        evaluate.build_extra(restored.config.eval, restored.mesh))
-    folder = epath.Path(workdir) / "eval" / f"{split}_{restored.step:08d}"
+def evaluate_checkpoint(setup: Setup, step: int, workdir: str) -> epath.Path:
+    """`--mode=eval`: the whole `eval.split` through a restored state (`setup.state`, trained
+    to `step`); metrics to TensorBoard (`eval_<split>/...`) and the report folder, returned."""
+    config = setup.config
+    split = config.eval.split
+    examples = pipeline.eval_examples(config, split=split)
+    outputs, scores, means = Evaluator.for_setup(setup).evaluate_all(
+        setup.state, examples, train_step.host_key(config.seed + train_step.EVAL_SEED_OFFSET),
+        evaluators.build(config.eval, setup.mesh))
+    folder = epath.Path(workdir) / "eval" / f"{split}_{step:08d}"
     if jax.process_index() == 0:
-        sheet = write_report(workdir, folder, f"{workdir}: {split} split at step {restored.step}",
+        sheet = write_report(workdir, folder, f"{workdir}: {split} split at step {step}",
                              examples, outputs, scores, means)
         writer = metric_writers.create_default_writer(workdir)
-        writer.write_scalars(restored.step, {f"eval_{split}/{k}": v for k, v in means.items()})
-        writer.write_images(restored.step, {f"eval_{split}/contact_sheet": sheet[None]})
+        writer.write_scalars(step, {f"eval_{split}/{k}": v for k, v in means.items()})
+        writer.write_images(step, {f"eval_{split}/contact_sheet": sheet[None]})
         writer.flush()
     return folder

@@ -1,4 +1,5 @@
-"""Weights files are untrusted: hostile ones are refused in one error, never run code or crash.
+"""PyTorch state_dict files without torch: files torch wrote load exactly; weights files are
+untrusted: hostile ones are refused in one error, never run code or crash.
 
 Every hostile file is built here with pickle and zipfile alone, the way an attacker would.
 """
@@ -14,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from p2p_jax import torch_weights
-from p2p_jax.torch_weights import WeightsFileError
+from p2p_jax.interop import torch_files
+from p2p_jax.interop.torch_files import WeightsFileError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -91,13 +92,23 @@ def legacy_file(path, records, tail=b""):
     return path
 
 
+@pytest.mark.parametrize("form", ["zip", "legacy"])
+def test_torch_state_dicts_load_without_torch(form):
+    """Files written by torch.save (both formats) with strided views and an int64 counter."""
+    state = torch_files.load_state_dict(f"tests/data/tiny_state_{form}.pth")
+    np.testing.assert_array_equal(state["fc.weight"], np.arange(12.0).reshape(3, 4).T)
+    np.testing.assert_array_equal(state["fc.bias"], [4.0, 5.0, 6.0, 7.0])
+    assert state["Conv2d_1a_3x3.conv.weight"][1, 2, 2, 2] == pytest.approx(5.3)
+    assert state["Conv2d_1a_3x3.bn.num_batches_tracked"] == 7
+
+
 def test_written_files_load_back_bit_for_bit(tmp_path):
     tensors = {"w": np.random.default_rng(0).normal(size=(2, 3, 4, 4)).astype(np.float32),
                "b": np.arange(5, dtype=np.float32), "count": np.array(7, np.int64),
                "flags": np.array([True, False]), "empty": np.zeros((0, 3), np.float32)}
     path = tmp_path / "w.pth"
-    path.write_bytes(torch_weights.state_dict_bytes(tensors))
-    loaded = torch_weights.load_state_dict(path)
+    path.write_bytes(torch_files.state_dict_bytes(tensors))
+    loaded = torch_files.load_state_dict(path)
     assert list(loaded) == list(tensors)
     for name, value in tensors.items():
         assert loaded[name].dtype == value.dtype and loaded[name].shape == value.shape
@@ -113,7 +124,7 @@ def test_legacy_pickles_never_run_code(tmp_path, position):
     records[position] = RunsCommand(marker)
     path = legacy_file(tmp_path / "evil.pth", records)
     with pytest.raises(WeightsFileError, match=r"evil\.pth.*(unsafe|not a PyTorch)"):
-        torch_weights.load_state_dict(path)
+        torch_files.load_state_dict(path)
     assert not marker.exists()
 
 
@@ -121,7 +132,7 @@ def test_zip_pickle_never_runs_code(tmp_path):
     marker = tmp_path / "pwned"
     path = zip_file(tmp_path / "evil.pth", pickle.dumps(RunsCommand(marker), protocol=2), {})
     with pytest.raises(WeightsFileError, match="refuses to build posix.system"):
-        torch_weights.load_state_dict(path)
+        torch_files.load_state_dict(path)
     assert not marker.exists()
 
 
@@ -132,8 +143,8 @@ def test_pickles_cannot_patch_the_loader(tmp_path):
             b"N}(X\x05\x00\x00\x00probeK\x01u\x86b.")  # BUILD (None, {'probe': 1})
     path = zip_file(tmp_path / "patch.pth", data, {})
     with pytest.raises(WeightsFileError, match="not a state_dict"):
-        torch_weights.load_state_dict(path)
-    assert not hasattr(torch_weights._rebuild_tensor, "probe")
+        torch_files.load_state_dict(path)
+    assert not any(hasattr(getattr(torch_files, name), "probe") for name in dir(torch_files))
 
 
 @pytest.mark.parametrize("data,message", [
@@ -145,7 +156,7 @@ def test_pickles_cannot_patch_the_loader(tmp_path):
 def test_pickles_that_would_allocate_or_reach_globals_are_refused(tmp_path, data, message):
     path = zip_file(tmp_path / "alloc.pth", data, {})
     with pytest.raises(WeightsFileError, match=message):
-        torch_weights.load_state_dict(path)
+        torch_files.load_state_dict(path)
 
 
 @pytest.mark.parametrize("spec,storage_bytes,message", [
@@ -162,14 +173,14 @@ def test_out_of_bounds_tensors_are_refused(tmp_path, monkeypatch, spec, storage_
     data = torch_like_pickle({"weight": spec}, monkeypatch)
     path = zip_file(tmp_path / "bad.pth", data, {"0": b"\x00" * storage_bytes})
     with pytest.raises(WeightsFileError, match=message):
-        torch_weights.load_state_dict(path)
+        torch_files.load_state_dict(path)
 
 
 def test_valid_torch_like_pickle_with_a_strided_view_loads(tmp_path, monkeypatch):
     """The same hand-built pickle with honest extents reads a transposed view correctly."""
     data = torch_like_pickle({"weight": ("0", 6, 0, (3, 2), (1, 3))}, monkeypatch)
     raw = np.arange(6, dtype=np.float32).tobytes()
-    loaded = torch_weights.load_state_dict(zip_file(tmp_path / "ok.pth", data, {"0": raw}))
+    loaded = torch_files.load_state_dict(zip_file(tmp_path / "ok.pth", data, {"0": raw}))
     np.testing.assert_array_equal(loaded["weight"], np.arange(6.0).reshape(2, 3).T)
 
 
@@ -181,19 +192,19 @@ def test_valid_torch_like_pickle_with_a_strided_view_loads(tmp_path, monkeypatch
 def test_non_state_dict_roots_are_refused(tmp_path, root, message):
     path = zip_file(tmp_path / "root.pth", pickle.dumps(root, protocol=2), {})
     with pytest.raises(WeightsFileError, match=message):
-        torch_weights.load_state_dict(path)
+        torch_files.load_state_dict(path)
 
 
 def test_truncated_garbage_and_empty_files_are_refused(tmp_path):
-    good = torch_weights.state_dict_bytes({"w": np.ones((4, 4), np.float32)})
+    good = torch_files.state_dict_bytes({"w": np.ones((4, 4), np.float32)})
     cases = {"truncated.pth": good[: len(good) // 2], "garbage.pth": os.urandom(4096),
              "empty.pth": b"", "text.pth": b"not weights\n" * 10}
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
         with pytest.raises(WeightsFileError, match=name):
-            torch_weights.load_state_dict(tmp_path / name)
+            torch_files.load_state_dict(tmp_path / name)
     with pytest.raises(WeightsFileError, match="no such weights file"):
-        torch_weights.load_state_dict(tmp_path / "missing.pth")
+        torch_files.load_state_dict(tmp_path / "missing.pth")
 
 
 def test_legacy_storage_beyond_the_end_is_refused(tmp_path, monkeypatch):
@@ -201,13 +212,13 @@ def test_legacy_storage_beyond_the_end_is_refused(tmp_path, monkeypatch):
     records = [LEGACY_MAGIC, 1001, {"little_endian": True}, state, ["0"]]
     path = legacy_file(tmp_path / "legacy.pth", records, struct.pack("<q", 10**9) + b"\x00" * 16)
     with pytest.raises(WeightsFileError, match="beyond the end of the file"):
-        torch_weights.load_state_dict(path)
+        torch_files.load_state_dict(path)
 
 
 def test_seeded_fuzz_of_valid_files_never_escapes_the_loader(tmp_path):
     """Bit flips and truncations of valid files (both formats): each loads or raises the
     loader's own error; nothing else escapes and the process survives."""
-    bases = [torch_weights.state_dict_bytes({"w": np.ones((3, 3, 2), np.float32),
+    bases = [torch_files.state_dict_bytes({"w": np.ones((3, 3, 2), np.float32),
                                              "b": np.arange(3, dtype=np.int64)})]
     bases += [Path(f"tests/data/tiny_state_{form}.pth").read_bytes() for form in ("zip", "legacy")]
     rng = np.random.default_rng(1234)
@@ -223,7 +234,7 @@ def test_seeded_fuzz_of_valid_files_never_escapes_the_loader(tmp_path):
         path = tmp_path / f"fuzz_{trial}.pth"
         path.write_bytes(bytes(data))
         try:
-            loaded = torch_weights.load_state_dict(path)
+            loaded = torch_files.load_state_dict(path)
             assert all(isinstance(v, np.ndarray) for v in loaded.values())
             outcomes["loaded"] += 1
         except WeightsFileError:

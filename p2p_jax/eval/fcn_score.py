@@ -70,12 +70,17 @@ class FCNScore:
             raise MissingFileError(
                 f"FCN-score needs a segmentation network (eval.fcn_model={model_path!r} not "
                 "found): a jax.export artefact of a Cityscapes (19-class) segmenter; see "
-                "p2p_jax/fcn_score.py for how to export one")
+                "p2p_jax/eval/fcn_score.py for how to export one")
         try:
             self._model = jax.export.deserialize(bytearray(epath.Path(model_path).read_bytes()))
         except Exception as e:  # Not a jax.export artefact: many error types.
             raise UserError(f"eval.fcn_model={model_path!r} is not a jax.export artefact "
-                            f"({type(e).__name__}); see p2p_jax/fcn_score.py") from None
+                            f"({type(e).__name__}); see p2p_jax/eval/fcn_score.py") from None
+
+    @classmethod
+    def from_config(cls, eval_config, mesh) -> FCNScore:
+        del mesh  # The exported network runs on one local device.
+        return cls(eval_config.fcn_model)
 
     def segment(self, photo: np.ndarray) -> np.ndarray:
         photo = jax.device_put(images.to_channels(photo, 3)[None])  # Explicit: the trainer's

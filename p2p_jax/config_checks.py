@@ -1,4 +1,8 @@
-"""Start-up checks of the config: every mistake is one clear line, before any compilation."""
+"""Start-up checks of the config: every mistake is one clear line, before any compilation.
+
+Imports name tables and size rules only (`p2p_jax.choices`, `p2p_jax.models`' top level):
+checking a config loads no network, evaluator or data code.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,14 @@ import functools
 
 import ml_collections
 
-from p2p_jax import evaluate, losses, optim
-from p2p_jax.data import images, sources, tasks, transforms
+from p2p_jax import choices
 from p2p_jax.errors import ConfigError
-from p2p_jax.models import DISCRIMINATORS, GENERATORS, generator_downsampling
-from p2p_jax.models.layers import NORMS, UPSAMPLE_MODES
-
-DTYPES = ("float32", "bfloat16")
+from p2p_jax.models import downsampling_factor
 
 
-def _choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}")
+def _choice(key: str, value: str, names: tuple[str, ...]) -> None:
+    if value not in names:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(names)}")
 
 
 def _positive(key: str, value: int) -> None:
@@ -25,34 +25,48 @@ def _positive(key: str, value: int) -> None:
         raise ConfigError(f"{key}={value} must be positive")
 
 
+# The CPU forms of the transposed conv were upsample modes before model.conv_impl existed.
+_FORMER_UPSAMPLE = {"auto": "conv_transpose", "subpixel": "conv_transpose",
+                    "space_to_depth": "conv_transpose", "matmul": "conv_transpose"}
+
+
+def _upsample(value: str) -> None:
+    if value in _FORMER_UPSAMPLE:
+        raise ConfigError(f"model.upsample={value!r} is gone: use "
+                          f"model.upsample={_FORMER_UPSAMPLE[value]} (the CPU forms of the "
+                          "transposed conv are chosen by model.conv_impl=auto|xla|cpu)")
+    _choice("model.upsample", value, choices.UPSAMPLE_MODES)
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the first bad key."""
-    _choice("dtype", config.dtype, DTYPES)
-    _choice("model.generator", config.model.generator, GENERATORS)
-    _choice("model.discriminator", config.model.discriminator, DISCRIMINATORS)
-    _choice("model.norm", config.model.norm, NORMS)
-    _choice("model.upsample", config.model.upsample, UPSAMPLE_MODES)
-    _choice("loss.gan_mode", config.loss.gan_mode, losses.GAN_MODES)
-    _choice("optimizer.schedule", config.optimizer.schedule, optim.SCHEDULES)
-    _choice("dataset.source", config.dataset.source, sources.SOURCES)
-    _choice("dataset.preprocess", config.dataset.preprocess, transforms.PREPROCESS_MODES)
-    _choice("dataset.direction", config.dataset.direction, sources.DIRECTIONS)
-    _choice("dataset.task", config.dataset.task, tasks.TASKS)
+    _choice("dtype", config.dtype, choices.DTYPES)
+    _choice("model.generator", config.model.generator, choices.GENERATORS)
+    _choice("model.discriminator", config.model.discriminator, choices.DISCRIMINATORS)
+    _choice("model.norm", config.model.norm, choices.NORMS)
+    _upsample(config.model.upsample)
+    _choice("model.conv_impl", config.model.conv_impl, choices.CONV_IMPLS)
+    _choice("loss.gan_mode", config.loss.gan_mode, choices.GAN_MODES)
+    _choice("optimizer.schedule", config.optimizer.schedule, choices.SCHEDULES)
+    _choice("dataset.source", config.dataset.source, choices.SOURCES)
+    _choice("dataset.preprocess", config.dataset.preprocess, choices.PREPROCESS_MODES)
+    _choice("dataset.direction", config.dataset.direction, choices.DIRECTIONS)
+    _choice("dataset.task", config.dataset.task, choices.TASKS)
     _choice("dataset.derived.color_space", config.dataset.derived.color_space,
-            tasks.COLOR_SPACES)
-    _choice("dataset.derived.sr_kernel", config.dataset.derived.sr_kernel, tasks.SR_KERNELS)
-    _choice("dataset.derived.style", config.dataset.derived.style, tasks.STYLES)
+            choices.COLOR_SPACES)
+    _choice("dataset.derived.sr_kernel", config.dataset.derived.sr_kernel, choices.SR_KERNELS)
+    _choice("dataset.derived.style", config.dataset.derived.style, choices.STYLES)
     if config.dataset.tfds_palette:
-        _choice("dataset.tfds_palette", config.dataset.tfds_palette, tuple(sources.PALETTES))
+        _choice("dataset.tfds_palette", config.dataset.tfds_palette, choices.PALETTES)
     for key in ("input_channels", "output_channels"):
         if config.dataset[key] not in (0, 1, 3):
             raise ConfigError(f"dataset.{key}={config.dataset[key]} must be 0 (as in the data), "
                               "1 or 3")
     if config.dataset.source == "images" and config.dataset.task == "paired":
         raise ConfigError("dataset.source='images' holds photos only; set dataset.task to a "
-                          f"derived task ({', '.join(tasks.TASKS[1:])})")
+                          f"derived task ({', '.join(choices.TASKS[1:])})")
     for name in config.eval.evaluators:
-        _choice("eval.evaluators", name, evaluate.EVALUATORS)
+        _choice("eval.evaluators", name, choices.EVALUATORS)
     if config.dataset.derived.noise_std < 0:
         raise ConfigError(f"dataset.derived.noise_std={config.dataset.derived.noise_std} "
                           "must be >= 0")
@@ -61,16 +75,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 "dataset.load_size", "dataset.derived.sr_factor", "model.ngf", "model.ndf",
                 "eval.batch_size", "nan_patience", "checkpoint.max_to_keep"):
         _positive(key, functools.reduce(getattr, key.split("."), config))
-    if not 0 < config.dataset.max_image_pixels <= images.MAX_PIXELS_LIMIT:
+    if not 0 < config.dataset.max_image_pixels <= choices.MAX_IMAGE_PIXELS:
         raise ConfigError(f"dataset.max_image_pixels={config.dataset.max_image_pixels} must be "
-                          f"in 1..{images.MAX_PIXELS_LIMIT}")
+                          f"in 1..{choices.MAX_IMAGE_PIXELS}")
     if config.eval.tile_overlap < 0:
         raise ConfigError(f"eval.tile_overlap={config.eval.tile_overlap} must be >= 0")
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"model.dropout={config.model.dropout} must be in [0, 1)")
     if config.loss.lambda_l1 < 0:
         raise ConfigError(f"loss.lambda_l1={config.loss.lambda_l1} must be >= 0")
-    multiple = generator_downsampling(config.model)
+    multiple = downsampling_factor(config.model)
     if config.dataset.image_size % multiple:
         raise ConfigError(
             f"dataset.image_size={config.dataset.image_size} is not a multiple of {multiple}, "

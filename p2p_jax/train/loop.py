@@ -1,4 +1,5 @@
-"""The training loop: wires data, state, the compiled step, checkpoints and summaries."""
+"""The training loop: resume, compile once, step, and the periodic actions (log, samples,
+evaluation, checkpoints), until the last step or a preemption notice."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from absl import logging
 from clu import metric_writers, parameter_overview, periodic_actions
 from etils import epath
 
-from p2p_jax import checkpointing, evaluate, parallel, preemption, summaries, train, validation
+from p2p_jax import checkpointing, fileio, parallel, preemption
 from p2p_jax.data import images, pipeline
-from p2p_jax.models import generator_downsampling
+from p2p_jax.eval import evaluators, grids
+from p2p_jax.eval.generate import Evaluator
+from p2p_jax.train import faults
+from p2p_jax.train import state as train_state
+from p2p_jax.train import step as train_step
 
 
 def _batch_spec(config: ml_collections.ConfigDict, mesh) -> dict[str, jax.ShapeDtypeStruct]:
@@ -29,63 +34,63 @@ def _batch_spec(config: ml_collections.ConfigDict, mesh) -> dict[str, jax.ShapeD
     }
 
 
-def _write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    tmp = epath.Path(workdir) / "config.json.tmp"
-    tmp.write_text(config.to_json_best_effort(indent=2))
-    tmp.replace(epath.Path(workdir) / "config.json")
-
-
 class _Samples:
     """Fixed eval examples rendered as (input | generated | target) grids."""
 
-    def __init__(self, config, evaluator: evaluate.Evaluator, workdir: str, writer):
+    def __init__(self, config, evaluator: Evaluator, workdir: str, writer):
         self._examples = pipeline.eval_examples(config, config.num_sample_images)
         self._evaluator, self._writer = evaluator, writer
         self._dir = epath.Path(workdir) / "samples"
-        self._key = train.host_key(config.seed + train.SAMPLE_SEED_OFFSET)
+        self._key = train_step.host_key(config.seed + train_step.SAMPLE_SEED_OFFSET)
 
-    def __call__(self, step: int, state: train.TrainState) -> None:
+    def __call__(self, step: int, state: train_state.TrainState) -> None:
         outputs, _ = self._evaluator.generate(state, self._examples, self._key)
-        grid = summaries.triptych_grid([e["A"] for e in self._examples], outputs,
-                                       [e["B"] for e in self._examples])
+        grid = grids.triptych_grid([e["A"] for e in self._examples], outputs,
+                                   [e["B"] for e in self._examples])
         self._writer.write_images(step, {"samples/input_generated_target": grid[None]})
         if jax.process_index() == 0:
             images.write(self._dir / f"step_{step:08d}.png", grid)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train.TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> train_state.TrainState:
     """Trains to `config.num_train_steps`, resuming from the latest checkpoint in `workdir`."""
-    validation.validate_config(config)
-    config = pipeline.resolve_channels(config)
-    mesh = parallel.create_mesh(config.mesh)
-    parallel.check_batch_size(config.batch_size, mesh)
+    setup = train_state.build(config)
+    config, mesh = setup.config, setup.mesh
     logging.info("process %d/%d: %d local of %d devices (%s)", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count(),
                  jax.devices()[0].device_kind)
     # Everything that can fail on the user's input (evaluator weights, data) before anything
     # is written into the workdir.
-    extra_evaluators = evaluate.build_extra(config.eval, mesh)  # Loads their networks now.
+    extra_evaluators = evaluators.build(config.eval, mesh)  # Loads their networks now.
     train_iter = pipeline.create_train_iterator(config)
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     if jax.process_index() == 0:
-        _write_config(config, workdir)
-    models = train.Pix2Pix.from_config(config, config.dataset.output_channels)
-    state = train.initial_state(models, config, mesh)
+        fileio.write_text(epath.Path(workdir) / "config.json", config.to_json_best_effort(indent=2))
 
     manager = checkpointing.create_manager(workdir, config)
     # Installed before restore and compilation, so a SIGTERM during start-up still saves.
     watcher = preemption.PreemptionWatcher(manager)
     try:
-        return _resume_and_train(config, workdir, mesh, models, state, train_iter, manager,
-                                 watcher, extra_evaluators)
+        return _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evaluators)
     finally:
         watcher.close()
         manager.close()
 
 
-def _resume_and_train(config, workdir, mesh, models, state, train_iter, manager, watcher,
-                      extra_evaluators):
+def _compile(setup: train_state.Setup, state, batch_spec) -> jax.stages.Compiled:
+    return train_step.compile_train_step(setup.recipe, state, batch_spec, setup.mesh)
+
+
+def _abstract(tree):
+    """Shapes, dtypes and shardings only (what compiling needs; the arrays may be donated)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                        tree)
+
+
+def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evaluators):
     """Restores the latest checkpoint if any, compiles the step and runs the loop."""
+    config, mesh, state = setup.config, setup.mesh, setup.state
     is_chief = jax.process_index() == 0
     restored = checkpointing.restore_latest(manager, state, train_iter)
     if restored is not None:
@@ -103,21 +108,23 @@ def _resume_and_train(config, workdir, mesh, models, state, train_iter, manager,
         writer.write_hparams(_flatten(config))
 
     compile_start = time.perf_counter()
-    step_fn = train.compile_train_step(models, state, _batch_spec(config, mesh), mesh)
+    compiled = _compile(setup, state, _batch_spec(config, mesh))
     compile_s = time.perf_counter() - compile_start
     logging.info("train step compiled in %.1f s", compile_s)
     # Processes compile at different speeds; the first collective's connection set-up (gloo on
     # CPU) times out after 30 s, so every process starts stepping together.
     parallel.sync_processes("train_step_compiled")
     writer.write_scalars(start_step, {"train/compile_s": compile_s})
+    step_fn = faults.with_nonfinite_steps(
+        compiled, tuple(config.debug.nonfinite_steps),
+        lambda bad_batch: _compile(setup, _abstract(state), _abstract(bad_batch)))
 
-    evaluator = evaluate.Evaluator(models, mesh, config.eval.batch_size,
-                                   generator_downsampling(config.model))
+    evaluator = Evaluator.for_setup(setup)
     eval_examples = pipeline.eval_examples(config, config.eval.num_examples)
     samples = _Samples(config, evaluator, workdir, writer)
     progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
                                                writer=writer)
-    eval_key = train.host_key(config.seed + train.EVAL_SEED_OFFSET)
+    eval_key = train_step.host_key(config.seed + train_step.EVAL_SEED_OFFSET)
 
     pending, last_log_step, last_log_time = [], start_step, time.perf_counter()
     files_skipped = 0  # Bad input files passed over since this process started.
@@ -126,7 +133,7 @@ def _resume_and_train(config, workdir, mesh, models, state, train_iter, manager,
             for step in range(start_step + 1, config.num_train_steps + 1):
                 with jax.profiler.StepTraceAnnotation("train", step_num=step):
                     batch = parallel.global_batch(next(train_iter), mesh)
-                    state, metrics = step_fn(state, batch)
+                    state, metrics = step_fn(state, batch, step)
                 pending.append(metrics)
                 progress(step)
                 last = step == config.num_train_steps

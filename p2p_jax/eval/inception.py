@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from p2p_jax import torch_weights
 from p2p_jax.errors import MissingFileError, UserError
+from p2p_jax.interop import torch_files
 
 WEIGHTS_HELP = (
     "download pt_inception-2015-12-05-6726825d.pth (the FID Inception weights of pytorch-fid: "
@@ -189,7 +189,7 @@ def load_variables(path: str) -> dict:
     if not path or not os.path.isfile(path):
         raise MissingFileError(f"FID/KID need the Inception weights file "
                                 f"(eval.inception_weights={path!r} not found): {WEIGHTS_HELP}")
-    variables = variables_from_state_dict(torch_weights.load_state_dict(path))
+    variables = variables_from_state_dict(torch_files.load_state_dict(path))
     expected = jax.eval_shape(FIDInceptionV3().init, jax.random.PRNGKey(0),
                               jnp.zeros((1, 75, 75, 3)))
     got = jax.tree.map(jnp.shape, variables)

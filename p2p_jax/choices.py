@@ -1,0 +1,24 @@
+"""Every named choice of the config, in one light module (no JAX, no network code): the
+start-up checks read these, and the modules that act on a choice dispatch over the same
+names."""
+
+DTYPES = ("float32", "bfloat16")
+GENERATORS = ("unet_128", "unet_256", "unet", "resnet_6blocks", "resnet_9blocks")
+DISCRIMINATORS = ("basic", "n_layers", "pixel")
+NORMS = ("batch", "instance", "none")
+UPSAMPLE_MODES = ("conv_transpose", "resize_nearest", "resize_bilinear")
+CONV_IMPLS = ("auto", "xla", "cpu")
+GAN_MODES = ("vanilla", "lsgan", "hinge")
+SCHEDULES = ("linear", "cosine", "step", "constant")
+SOURCES = ("synthetic_scenes", "aligned", "paired", "images", "array_record", "tfds")
+DIRECTIONS = ("AtoB", "BtoA")
+TASKS = ("paired", "colorization", "super_resolution", "edges", "stylize", "denoise")
+COLOR_SPACES = ("gray", "lab")
+SR_KERNELS = ("bicubic", "area", "bilinear", "gaussian")
+STYLES = ("stylization", "pencil_sketch", "pencil_color", "detail_enhance")
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+PALETTES = ("cityscapes",)
+EVALUATORS = ("inception", "fcn")
+# The most pixels `dataset.max_image_pixels` may allow: PIL, which reads image headers for the
+# check, refuses more on its own (2 x PIL.Image.MAX_IMAGE_PIXELS).
+MAX_IMAGE_PIXELS = 178_956_970

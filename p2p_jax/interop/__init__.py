@@ -1,0 +1,1 @@
+"""Files of other frameworks: PyTorch state_dicts read and written without torch."""

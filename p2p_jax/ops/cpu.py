@@ -1,0 +1,153 @@
+"""CPU forms of the convolutions: the same functions as `xla`, rewritten where XLA:CPU is slow.
+
+Measured on the 2-core development CPU (benchmarks/README.md):
+- Convolutions over small feature maps (the inner U-Net levels: 512-1024 channels at 1x1 to
+  16x16), above all their gradients, run far below peak; as explicit patch matmuls they are
+  2-10x faster.
+- Stride-2 convolutions: their input gradient lowers to a slow input-dilated convolution; the
+  space-to-depth passes of `stride2` are ordinary convolutions.
+- Transposed convolutions (forward and backward) run at 6-14 GFLOP/s against ~200 for
+  ordinary ones: as per-tap matmuls on small maps, over space-to-depth where the kernel allows,
+  else as four stride-1 sub-pixel convolutions.
+Each form is chosen per layer from static shapes, so a layer's choice never changes between
+calls; parameters are the same as `xla`'s, so checkpoints move freely between the two.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from p2p_jax.ops import stride2, xla
+
+# Outputs of at most this many (batch x spatial) positions run as patch matmuls.
+IM2COL_MAX_PIXELS = 256
+
+
+def use_im2col(pixels: int) -> bool:
+    return pixels <= IM2COL_MAX_PIXELS
+
+
+def _static_batch(n) -> int:
+    """The batch for size rules; 1 where it is symbolic (batch-polymorphic programs)."""
+    return n if isinstance(n, int) else 1
+
+
+def conv2d(x: jax.Array, kernel: jax.Array, stride: int,
+           padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+    """Small outputs as one matmul over gathered patches (static strided slices, so the
+    gradients stay slices and pads), larger stride-2 ones through `stride2`, the rest as XLA's."""
+    kh, kw = kernel.shape[:2]
+    (top, bottom), (left, right) = padding
+    out_h = (x.shape[1] + top + bottom - kh) // stride + 1
+    out_w = (x.shape[2] + left + right - kw) // stride + 1
+    if not use_im2col(_static_batch(x.shape[0]) * min(out_h * out_w, x.shape[1] * x.shape[2])):
+        if (stride == 2 and kh == kw and top == bottom == left == right
+                and stride2.supported(kh, top, x.shape[1], x.shape[2])):
+            return stride2.conv_stride2(x, kernel, top)
+        return xla.conv2d(x, kernel, stride, padding)
+    x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (top, bottom, 0), (left, right, 0),
+                                             (0, 0, 0)))
+    patches = jnp.concatenate(
+        [x[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride]
+         for i in range(kh) for j in range(kw)], axis=-1)
+    return jnp.einsum("nhwk,ko->nhwo", patches, kernel.reshape(-1, kernel.shape[-1]))
+
+
+def transpose_form(kernel_size: int, padding: int, output_padding: int, pixels: int) -> str:
+    """Which form a stride-2 transposed conv takes: `matmul` where the output is small
+    (`pixels`: batch x input positions; 4x that are written), else `space_to_depth` where the
+    kernel allows it, else `subpixel`."""
+    if use_im2col(4 * pixels):
+        return "matmul"
+    if not output_padding and stride2.supported(kernel_size, padding):
+        return "space_to_depth"
+    return "subpixel"
+
+
+def _phase_kernel(kernel: jax.Array, stride: int, padding: int, phase: int, axis: int
+                  ) -> tuple[jax.Array, int]:
+    """The kernel taps along `axis` that reach outputs `stride*m + phase`, and the input offset.
+
+    out[s*m + r] = sum_j x[m + q - j] * w[s*j + c] with c = (r+p) mod s, q = (r+p) // s, so the
+    phase is a correlation of x[m + q - J + 1 .. m + q] with the taps w[c::s] reversed. Static
+    strided slices (not gathers) keep the kernel gradient a cheap pad instead of a scatter.
+    """
+    c, q = (phase + padding) % stride, (phase + padding) // stride
+    index = [slice(None)] * kernel.ndim
+    index[axis] = slice(c, None, stride)
+    taps = jnp.flip(kernel[tuple(index)], axis)
+    return taps, q - taps.shape[axis] + 1
+
+
+def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array, stride: int, padding: int,
+                            output_padding: int) -> jax.Array:
+    """`xla.conv_transpose2d` built from stride-1 convolutions.
+
+    Each of the stride**2 output phases is an ordinary small convolution of the input with a
+    subset of the kernel taps; the phases are interleaved by depth-to-space. Requires the
+    output to be exactly `stride` times the input (true for the 4x4/s2/p1 and 3x3/s2/p1/op1
+    layers of pix2pix).
+    """
+    n, h, w, _ = x.shape
+    k = kernel.shape[0]
+    out_h = (h - 1) * stride - 2 * padding + k + output_padding
+    out_w = (w - 1) * stride - 2 * padding + k + output_padding
+    if out_h != stride * h or out_w != stride * w:
+        raise ValueError(f"sub-pixel transposed conv needs output = {stride}x input; got {out_h}")
+    rows = []
+    for ph in range(stride):
+        rows_kernel, off_h = _phase_kernel(kernel, stride, padding, ph, axis=0)
+        cols = []
+        for pw in range(stride):
+            sub, off_w = _phase_kernel(rows_kernel, stride, padding, pw, axis=1)
+            pad_h = (-off_h, off_h + sub.shape[0] - 1)
+            pad_w = (-off_w, off_w + sub.shape[1] - 1)
+            cols.append(conv2d(x, sub, 1, (pad_h, pad_w)))
+        rows.append(jnp.stack(cols, axis=3))  # n, h, w, pw, c
+    y = jnp.stack(rows, axis=2)  # n, h, ph, w, pw, c
+    return y.reshape(n, stride * h, stride * w, y.shape[-1])
+
+
+def conv_transpose_matmul(x: jax.Array, kernel: jax.Array, stride: int, padding: int,
+                          output_padding: int) -> jax.Array:
+    """`xla.conv_transpose2d` as one batched matmul per kernel tap.
+
+    Every input pixel times each tap's (in, out) matrix, placed at its output offset (a strided
+    pad) and summed. The kernel is used in its stored layout, so nothing kernel-sized is copied
+    in either pass: the form for small maps, where the large inner kernels dominate the cost.
+    """
+    n, h, w, cin = x.shape
+    k, cout = kernel.shape[0], kernel.shape[3]
+    out_h = (h - 1) * stride - 2 * padding + k + output_padding
+    out_w = (w - 1) * stride - 2 * padding + k + output_padding
+    taps = kernel.reshape(k * k, cin, cout)
+    pixels = jnp.broadcast_to(x.reshape(1, n * h * w, cin), (k * k, n * h * w, cin))
+    products = jnp.einsum("tmc,tcd->tmd", pixels, taps).reshape(k, k, n, h, w, cout)
+    zero = jnp.zeros((), x.dtype)
+    y = None
+    for a in range(k):
+        for b in range(k):
+            low_h, low_w = a - padding, b - padding
+            placed = lax.pad(products[a, b], zero, (
+                (0, 0, 0),
+                (low_h, out_h - low_h - (h - 1) * stride - 1, stride - 1),
+                (low_w, out_w - low_w - (w - 1) * stride - 1, stride - 1),
+                (0, 0, 0)))
+            y = placed if y is None else y + placed
+    return y
+
+
+def conv_transpose2d(x: jax.Array, kernel: jax.Array, stride: int, padding: int,
+                     output_padding: int) -> jax.Array:
+    """The form `transpose_form` picks for stride 2; other strides are XLA's."""
+    if stride != 2:
+        return xla.conv_transpose2d(x, kernel, stride, padding, output_padding)
+    n, h, w, _ = x.shape
+    form = transpose_form(kernel.shape[0], padding, output_padding, _static_batch(n) * h * w)
+    if form == "space_to_depth":
+        return stride2.conv_transpose_stride2(x, kernel, padding)
+    if form == "matmul":
+        return conv_transpose_matmul(x, kernel, stride, padding, output_padding)
+    return conv_transpose_subpixel(x, kernel, stride, padding, output_padding)

@@ -1,0 +1,1 @@
+"""Performance: the benchmark programs and the FLOP count they report."""

@@ -1,0 +1,271 @@
+"""Benchmarks that print one JSON line each: `train`, `predict`, `input` and `ab`.
+
+  python -m p2p_jax.benchmark train --config=configs/facades.py --config.batch_size=4 --steps=10
+  python -m p2p_jax.benchmark predict --config=configs/facades.py --config.batch_size=16
+  python -m p2p_jax.benchmark input --config=configs/default.py --steps=50
+  python -m p2p_jax.benchmark ab --config=configs/facades.py --b=model.conv_impl=xla --steps=16
+
+`train` and `predict` time the compiled step on synthetic on-device data (median after warm-up,
+each call blocked until ready); FLOPs are the convolutions' and matmuls' of the traced step
+(p2p_jax/perf/flops.py, the same on every backend) and the peak is the best of a few large
+matmuls in the step's compute dtype, measured in the same process. `ab` compares two variants of the
+train step within one process (see bench_ab).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib
+import json
+import re
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from p2p_jax import config_checks, parallel
+from p2p_jax.data import pipeline
+from p2p_jax.perf import flops
+from p2p_jax.train import state as train_state
+from p2p_jax.train import step as train_step
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/facades.py", "Config file.")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed iterations after warm-up.")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed iterations after compilation.")
+_B = flags.DEFINE_multi_string("b", [], "ab: a config override for variant B, KEY=VALUE.")
+_B_PATCH = flags.DEFINE_string(
+    "b_patch", None, "ab: MODULE:FUNCTION called before variant B is built (e.g. one that "
+    "swaps a custom VJP), to compare code changes within one process.")
+
+
+def median_seconds(fn: Callable[[], object], steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# Square matmul sizes whose best rate is the peak. One size is not enough: on the 2-core
+# development CPU 1536²-2048² run at 455-478 GFLOP/s and 4096² at 352-418.
+CPU_PEAK_MATMUL_SIZES = (1024, 2048, 4096)
+ACCELERATOR_PEAK_MATMUL_SIZES = (4096, 8192)
+
+
+def matmul_peak_gflops(dtype: str = "float32", sizes: tuple[int, ...] | None = None,
+                       steps: int = 10) -> float:
+    """Best-case matmul throughput of this backend in the step's compute dtype, the best over
+    `sizes`: the denominator of utilization."""
+    if sizes is None:
+        cpu = jax.default_backend() == "cpu"
+        sizes = CPU_PEAK_MATMUL_SIZES if cpu else ACCELERATOR_PEAK_MATMUL_SIZES
+    matmul = jax.jit(jnp.matmul)
+    rates = []
+    for n in sizes:
+        a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
+        b = jax.random.normal(jax.random.PRNGKey(1), (n, n), dtype)
+        seconds = median_seconds(functools.partial(matmul, a, b), steps, warmup=3)
+        rates.append(2 * n**3 / seconds / 1e9)
+    return max(rates)
+
+
+def peak_memory_bytes(compiled: jax.stages.Compiled) -> int | None:
+    """XLA's static footprint of the step (arguments, outputs and temporaries; donated buffers
+    once), else the allocator's peak. The allocator's peak also counts GPU autotuning scratch
+    (~10 GB on an H100 whatever the batch), so it comes second."""
+    memory = compiled.memory_analysis()
+    if memory is not None:
+        return int(memory.temp_size_in_bytes + memory.argument_size_in_bytes
+                   + memory.output_size_in_bytes - memory.alias_size_in_bytes)
+    stats = jax.devices()[0].memory_stats()
+    return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
+
+
+_COLLECTIVE = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.-]+\s*=\s*(.*?)\s+"
+                         r"(?:all-reduce|all-gather|reduce-scatter)(?:-start)?\(", re.MULTILINE)
+_ARRAY = re.compile(r"(pred|s8|u8|s16|u16|s32|u32|s64|u64|bf16|f16|f32|f64)\[([\d,]*)\]")
+_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2, "f16": 2, "s32": 4,
+          "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8}
+
+
+def collective_bytes(hlo_text: str) -> int:
+    """Bytes produced by cross-device collectives in one step, from the compiled HLO: for a
+    replicated data-parallel step this is the gradient (and batch-norm statistics) all-reduce."""
+    total = 0
+    for match in _COLLECTIVE.finditer(re.sub(r"/\*.*?\*/", "", hlo_text)):
+        for dtype, dims in _ARRAY.findall(match.group(1)):
+            size = int(np.prod([int(d) for d in dims.split(",") if d], dtype=np.int64))
+            total += size * _BYTES[dtype]
+    return total
+
+
+def synthetic_batch(config, mesh, batch_size: int) -> dict[str, jax.Array]:
+    size = config.dataset.image_size
+    rng = np.random.default_rng(0)
+    shapes = {"A": config.dataset.input_channels, "B": config.dataset.output_channels}
+    host = {k: rng.integers(0, 256, (batch_size, size, size, c), dtype=np.uint8)
+            for k, c in shapes.items()}
+    return {k: jax.device_put(v, parallel.batch_sharding(mesh)) for k, v in host.items()}
+
+
+def report(config, kind: str, batch_size: int, step_s: float, compile_s: float,
+           traced: jax.stages.Traced, compiled: jax.stages.Compiled) -> dict:
+    """One JSON record. FLOPs and GFLOP/s are the whole step's, over every device; the peak
+    is one device's, so utilization divides by the device count."""
+    step_flops = flops.jaxpr_flops(traced.jaxpr)
+    peak = matmul_peak_gflops(config.dtype)
+    achieved = step_flops / step_s / 1e9
+    return {
+        "benchmark": kind,
+        "generator": config.model.generator,
+        "discriminator": config.model.discriminator,
+        "image_size": config.dataset.image_size,
+        "batch_size": batch_size,
+        "dtype": config.dtype,
+        "images_per_sec": batch_size / step_s,
+        "step_time_s": step_s,
+        "compile_s": compile_s,
+        "flops_per_step": step_flops,
+        "achieved_gflops": achieved,
+        "peak_gflops": peak,
+        "utilization": achieved / (peak * jax.device_count()),
+        "peak_memory_bytes": peak_memory_bytes(compiled),
+        "collective_bytes_per_step": collective_bytes(compiled.as_text()),
+        "device_kind": jax.devices()[0].device_kind,
+        "device_count": jax.device_count(),
+    }
+
+
+def _setup(config) -> tuple[train_state.Setup, dict[str, jax.Array]]:
+    """The run as the trainer builds it, and a synthetic on-device batch. Channels left to the
+    data (0) are 3 here: the batch is random, not read from the dataset."""
+    setup = train_state.build(config, channels=3)
+    return setup, synthetic_batch(setup.config, setup.mesh, setup.config.batch_size)
+
+
+def bench_train(config) -> dict:
+    setup, batch = _setup(config)
+    config, state = setup.config, setup.state
+    start = time.perf_counter()
+    traced = train_step.trace_train_step(setup.recipe, state, batch, setup.mesh)
+    compiled = traced.lower().compile()
+    compile_s = time.perf_counter() - start
+    holder = [state]
+
+    def step():
+        holder[0], metrics = compiled(holder[0], batch)
+        return metrics
+
+    step_s = median_seconds(step, _STEPS.value, _WARMUP.value)
+    return report(config, "train", config.batch_size, step_s, compile_s, traced, compiled)
+
+
+def bench_predict(config) -> dict:
+    setup, batch = _setup(config)
+    config, state = setup.config, setup.state
+    keys = jax.device_put(
+        train_step.image_keys(jax.random.PRNGKey(0), np.arange(config.batch_size, dtype=np.uint32)),
+        parallel.batch_sharding(setup.mesh))
+    fn = jax.jit(functools.partial(train_step.generate, setup.recipe),
+                 out_shardings=parallel.batch_sharding(setup.mesh))
+    start = time.perf_counter()
+    params, stats = state.g_params, state.g_batch_stats
+    traced = fn.trace(params, stats, batch["A"], keys)
+    compiled = traced.lower().compile()
+    compile_s = time.perf_counter() - start
+    step_s = median_seconds(lambda: compiled(params, stats, batch["A"], keys), _STEPS.value,
+                            _WARMUP.value)
+    return report(config, "predict", config.batch_size, step_s, compile_s, traced, compiled)
+
+
+def bench_input(config) -> dict:
+    """The host pipeline alone: read + decode + transforms + batch, no device work."""
+    it = pipeline.create_train_iterator(config, 0, 1)
+    for _ in range(_WARMUP.value):
+        next(it)
+    start = time.perf_counter()
+    for _ in range(_STEPS.value):
+        next(it)
+    elapsed = time.perf_counter() - start
+    return {"benchmark": "input", "source": config.dataset.source,
+            "preprocess": config.dataset.preprocess, "batch_size": config.batch_size,
+            "worker_count": config.dataset.worker_count,
+            "images_per_sec": _STEPS.value * config.batch_size / elapsed}
+
+
+def override(config, assignment: str) -> None:
+    """Applies `model.conv_impl=xla` (a Python literal or a bare string) to a locked config,
+    so a misspelt key fails as on the command line."""
+    key, sep, text = assignment.partition("=")
+    if not sep:
+        raise app.UsageError(f"--b={assignment}: expected KEY=VALUE, e.g. model.conv_impl=xla")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    *path, field = key.split(".")
+    try:
+        node = config
+        for part in path:
+            node = node[part]
+        setattr(node, field, value)
+    except (AttributeError, KeyError, TypeError) as error:
+        raise app.UsageError(f"--b={assignment}: {str(error).splitlines()[0]}") from None
+
+
+def bench_ab(config) -> dict:
+    """Variant A (the config) and B (with the --b overrides and --b_patch) of the train step,
+    compiled in one process, their calls alternated (ABBA...). On a shared machine separate runs
+    drift by 5-10%, which hides the 2-3% that one change is usually worth. Run the control (no
+    --b) too: on the 2-core CPU it has given B a 0.7-1.4% lead, whichever is compiled first."""
+    variant_b = config.copy_and_resolve_references()
+    for assignment in _B.value:
+        override(variant_b, assignment)
+    config_checks.validate_config(variant_b)
+    runs = {}
+    for name, variant in (("a", config), ("b", variant_b)):
+        if name == "b" and _B_PATCH.value:
+            module, _, function = _B_PATCH.value.partition(":")
+            getattr(importlib.import_module(module), function)()
+        setup, batch = _setup(variant)
+        compiled = train_step.compile_train_step(setup.recipe, setup.state, batch, setup.mesh)
+        runs[name] = {"step": compiled, "state": setup.state, "batch": batch, "times": [],
+                      "batch_size": setup.config.batch_size}
+    for i in range(_WARMUP.value + _STEPS.value):
+        for name in ("ab" if i % 2 == 0 else "ba"):
+            run = runs[name]
+            start = time.perf_counter()
+            run["state"], metrics = run["step"](run["state"], run["batch"])
+            jax.block_until_ready(metrics)
+            if i >= _WARMUP.value:
+                run["times"].append(time.perf_counter() - start)
+    record = {"benchmark": "ab", "b_overrides": list(_B.value), "b_patch": _B_PATCH.value}
+    for name, run in runs.items():
+        step_s = statistics.median(run["times"])
+        record |= {f"{name}_batch_size": run["batch_size"], f"{name}_step_time_s": step_s,
+                   f"{name}_images_per_sec": run["batch_size"] / step_s,
+                   f"{name}_times_s": [round(t, 4) for t in run["times"]]}
+    record["b_speedup"] = record["b_images_per_sec"] / record["a_images_per_sec"]
+    return record
+
+
+BENCHMARKS = {"train": bench_train, "predict": bench_predict, "input": bench_input,
+              "ab": bench_ab}
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2 or argv[1] not in BENCHMARKS:
+        raise app.UsageError(f"usage: python -m p2p_jax.benchmark {{{','.join(BENCHMARKS)}}} "
+                             "--config=FILE [--steps=N]")
+    config = _CONFIG.value
+    config_checks.validate_config(config)
+    print(json.dumps(BENCHMARKS[argv[1]](config)), flush=True)

@@ -1,0 +1,1 @@
+"""Serving a trained generator: the one restore path, `--mode=predict` and `--mode=export`."""

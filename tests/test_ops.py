@@ -1,0 +1,166 @@
+"""The CPU forms of the convolutions (p2p_jax.ops.cpu) against PyTorch's definition and
+XLA's own convolutions, in values and gradients; the implementation is chosen once."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from p2p_jax import ops
+from p2p_jax.ops import cpu, stride2, xla
+
+
+def conv_transpose_loops(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
+                         output_padding: int) -> np.ndarray:
+    """PyTorch ConvTranspose2d by its definition: out[s*i - p + k] += x[i] * w[k]."""
+    n, h, wd, _ = x.shape
+    k = w.shape[0]
+    oh = (h - 1) * stride - 2 * padding + k + output_padding
+    ow = (wd - 1) * stride - 2 * padding + k + output_padding
+    out = np.zeros((n, oh, ow, w.shape[3]))
+    for i in range(h):
+        for j in range(wd):
+            for ki in range(k):
+                for kj in range(k):
+                    oi, oj = stride * i - padding + ki, stride * j - padding + kj
+                    if 0 <= oi < oh and 0 <= oj < ow:
+                        out[:, oi, oj] += x[:, i, j] @ w[ki, kj]
+    return out
+
+
+TRANSPOSED_FORMS = {
+    "subpixel": cpu.conv_transpose_subpixel,
+    "matmul": cpu.conv_transpose_matmul,
+    "space_to_depth": lambda x, w, stride, padding, output_padding:
+        stride2.conv_transpose_stride2(x, w, padding),
+}
+
+
+@pytest.mark.parametrize("form", sorted(TRANSPOSED_FORMS))
+@pytest.mark.parametrize("kernel,padding,output_padding", [(4, 1, 0), (3, 1, 1)])
+def test_transposed_conv_forms_equal_the_definition(form, kernel, padding, output_padding):
+    """Every CPU form of the transposed conv: PyTorch's values, and lax's gradients."""
+    if form == "space_to_depth" and not stride2.supported(kernel, padding, 10, 12):
+        pytest.skip("space-to-depth needs an even kernel of width 2 * padding + 2")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 5, 6, 3)).astype(np.float32)
+    w = rng.normal(size=(kernel, kernel, 3, 4)).astype(np.float32)
+    expected = conv_transpose_loops(x, w, 2, padding, output_padding)
+    reference = xla.conv_transpose2d(x, w, 2, padding, output_padding)
+    ours = TRANSPOSED_FORMS[form](x, w, 2, padding, output_padding)
+    assert ours.shape == expected.shape == (2, 10, 12, 4)
+    np.testing.assert_allclose(reference, expected, atol=1e-4)
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
+
+    def loss(fn, x, w):
+        return jnp.sum(jnp.sin(fn(x, w, 2, padding, output_padding)))
+
+    grads_ref = jax.grad(lambda x, w: loss(xla.conv_transpose2d, x, w), (0, 1))(x, w)
+    grads_ours = jax.grad(lambda x, w: loss(TRANSPOSED_FORMS[form], x, w), (0, 1))(x, w)
+    for a, b in zip(grads_ref, grads_ours, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+@pytest.mark.parametrize("x_shape,out_channels,kernel_grad", [
+    ((2, 8, 6, 5), 7, "xla"),
+    ((1, 64, 66, 3), 8, "patches"),
+    ((1, 64, 66, 16), 8, "shifted"),
+])
+def test_stride2_convolution_equals_xla_convolution(x_shape, out_channels, kernel_grad):
+    """The space-to-depth passes of a stride-2 conv: XLA's values and gradients, on every
+    kernel-gradient form."""
+    kernel_shape = (4, 4, x_shape[3], out_channels)
+    assert stride2.kernel_grad_form(kernel_shape, x_shape[1] // 2, x_shape[2] // 2) == kernel_grad
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=x_shape).astype(np.float32)
+    w = rng.normal(size=kernel_shape).astype(np.float32)
+
+    def xla(x, w):
+        return jax.lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def ours(x, w):
+        return stride2.conv_stride2(x, w, 1)
+
+    np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.grad(lambda x, w: jnp.sum(jnp.sin(ours(x, w))), (0, 1))(x, w),
+                    jax.grad(lambda x, w: jnp.sum(jnp.sin(xla(x, w))), (0, 1))(x, w),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    assert not stride2.supported(4, 1, 7, 6) and not stride2.supported(3, 1, 8, 8)
+
+
+@pytest.mark.parametrize("x_shape,out_channels,kernel_grad", [
+    ((2, 5, 6, 7), 3, "xla"),  # Small maps: the x-against-dy-patches matmul.
+    ((1, 32, 34, 5), 8, "patches"),
+    ((1, 32, 34, 5), 16, "shifted"),
+])
+def test_space_to_depth_transposed_conv_gradients_on_every_form(x_shape, out_channels,
+                                                                kernel_grad):
+    """The transposed conv's kernel gradient takes the stride-2 forms with the roles swapped."""
+    swapped_shape = (4, 4, out_channels, x_shape[3])
+    assert stride2.kernel_grad_form(swapped_shape, *x_shape[1:3]) == kernel_grad
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=x_shape).astype(np.float32)
+    w = rng.normal(size=(4, 4, x_shape[3], out_channels)).astype(np.float32)
+
+    def loss(fn, x, w):
+        return jnp.sum(jnp.sin(fn(x, w)))
+
+    ours = jax.grad(lambda x, w: loss(lambda x, w: stride2.conv_transpose_stride2(x, w, 1), x,
+                                      w), (0, 1))(x, w)
+    reference = jax.grad(lambda x, w: loss(
+        lambda x, w: xla.conv_transpose2d(x, w, 2, 1, 0), x, w), (0, 1))(x, w)
+    for a, b in zip(ours, reference, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(4, 2, 1), (4, 1, 1), (3, 1, 0), (1, 1, 0)])
+def test_patch_matmul_convolution_equals_xla_convolution(kernel, stride, padding):
+    """Small maps on CPU go through `correlate`'s patch matmul: same values and gradients."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 6, 7, 5)).astype(np.float32)
+    w = rng.normal(size=(kernel, kernel, 5, 4)).astype(np.float32)
+    pads = ((padding, padding), (padding, padding))
+    assert cpu.use_im2col(2 * 6 * 7) and not cpu.use_im2col(2 * 16 * 16)
+
+    def xla(x, w):
+        return jax.lax.conv_general_dilated(x, w, (stride, stride), pads,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    def ours(x, w):
+        return cpu.conv2d(x, w, stride, pads)
+
+    np.testing.assert_allclose(ours(x, w), xla(x, w), rtol=1e-4, atol=1e-4)
+    for a, b in zip(jax.grad(lambda x, w: jnp.sum(jnp.sin(ours(x, w))), (0, 1))(x, w),
+                    jax.grad(lambda x, w: jnp.sum(jnp.sin(xla(x, w))), (0, 1))(x, w),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_transposed_conv_form_choice_and_the_impl_resolved_once():
+    assert cpu.transpose_form(4, 1, 0, pixels=4096) == "space_to_depth"
+    assert cpu.transpose_form(4, 1, 0, pixels=64) == "matmul"
+    assert cpu.transpose_form(4, 1, 0, pixels=256) == "space_to_depth"
+    assert cpu.transpose_form(3, 1, 1, pixels=4096) == "subpixel"
+    assert ops.resolve_impl("auto", "cpu") == "cpu"
+    assert ops.resolve_impl("auto", "tpu") == ops.resolve_impl("auto", "gpu") == "xla"
+    assert ops.resolve_impl("xla", "cpu") == "xla" and ops.resolve_impl("cpu", "gpu") == "cpu"
+    with pytest.raises(ValueError, match="model.conv_impl"):
+        ops.resolve_impl("fast", "cpu")
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4, 8), (1, 16, 16, 8)])
+def test_both_implementations_give_one_function(shape):
+    """`xla` and `cpu` compute the same function with the same parameters, forward and back,
+    on small maps (patch and per-tap matmuls) and larger ones (space-to-depth)."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=shape).astype(np.float32)
+    k = rng.normal(size=(4, 4, shape[3], 5)).astype(np.float32)
+    for fn in (lambda x, k, impl: ops.conv2d(x, k, 2, 1, impl),
+               lambda x, k, impl: ops.conv_transpose2d(x, k, 2, 1, 0, impl)):
+        np.testing.assert_allclose(fn(x, k, "cpu"), fn(x, k, "xla"), rtol=1e-4, atol=1e-4)
+        grads = [jax.grad(lambda x, k, i=impl, f=fn: jnp.sum(jnp.sin(f(x, k, i))), (0, 1))(x, k)
+                 for impl in ("cpu", "xla")]
+        for a, b in zip(*grads, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
