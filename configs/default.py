@@ -6,6 +6,8 @@ Override anything from the command line: `--config.batch_size=16 --config.model.
 
 import ml_collections
 
+from p2p_jax.errors import ConfigError
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -28,7 +30,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.dataset = ml_collections.ConfigDict()
     # synthetic_scenes (embedded) | aligned (A|B files) | paired (A/ and B/ folders) |
-    # images (plain photos, for derived tasks) | array_record (p2p_jax.data.convert) | tfds
+    # images (plain photos, for derived tasks) | array_record (p2p_jax.data.convert) | tfds |
+    # cityscapes (gtFine/ + leftImg8bit/ label ids, instance ids, photos) |
+    # pix2pixhd (pix2pixHD's <split>_label/, <split>_inst/, <split>_img/, or _A/ and _B/)
     config.dataset.source = "synthetic_scenes"
     config.dataset.path = ""  # Folder (with train/, val/, test/) or ArrayRecord directory.
     config.dataset.direction = "AtoB"
@@ -51,10 +55,18 @@ def get_config() -> ml_collections.ConfigDict:
     # stylization | pencil_sketch | pencil_color | detail_enhance (OpenCV renderings)
     config.dataset.derived.style = "stylization"
     config.dataset.derived.noise_std = 25.0  # denoise: Gaussian noise on the 0..255 scale.
-    config.dataset.image_size = 64  # Training crop; the reference's crop_size.
+    # Training crop, the reference's crop_size: a side, or (height, width) as
+    # --config.dataset.image_size="(512, 1024)".
+    config.dataset.image_size = ml_collections.FieldReference(64, field_type=object)
     config.dataset.load_size = 72  # Resize target before cropping; the reference's load_size.
     config.dataset.preprocess = "resize_and_crop"
     config.dataset.flip = True
+    # Label maps (pix2pixHD): A holds class ids, one-hot encoded on the device into this many
+    # channels (Cityscapes label ids: 35); 0 = A is an image.
+    config.dataset.label_nc = 0
+    # With label maps: add the instance-boundary channel (1 where a pixel's instance id differs
+    # from a 4-neighbour's), from the source's instance maps.
+    config.dataset.instance_maps = False
     # 0: as in the data (the first readable example); 1 or 3: every image converted to it.
     config.dataset.input_channels = 0
     config.dataset.output_channels = 0
@@ -66,12 +78,26 @@ def get_config() -> ml_collections.ConfigDict:
     config.dataset.prefetch_buffer_size = 4
 
     config.model = ml_collections.ConfigDict()
-    config.model.generator = "unet"  # unet_128 | unet_256 | unet | resnet_6blocks | resnet_9blocks
+    # unet_128 | unet_256 | unet | resnet_6blocks | resnet_9blocks (the reference's) |
+    # global | local (pix2pixHD's GlobalGenerator and LocalEnhancer)
+    config.model.generator = "unet"
     config.model.num_downs = 6  # For `unet`: image_size must be a multiple of 2**num_downs.
     config.model.ngf = 32
-    config.model.discriminator = "basic"  # basic | n_layers | pixel
+    config.model.discriminator = "basic"  # basic | n_layers | pixel | multiscale (pix2pixHD's)
     config.model.n_layers_d = 3
     config.model.ndf = 32
+    config.model.num_d = 2  # multiscale: PatchGANs, each on the input pooled once more.
+    # pix2pixHD's generators (their options' names and defaults).
+    config.model.n_downsample_global = 4
+    config.model.n_blocks_global = 9
+    config.model.n_local_enhancers = 1
+    config.model.n_blocks_local = 3
+    # Rematerialisation: none | blocks (jax.checkpoint per residual block and per
+    # discriminator scale: activations recomputed in the backward pass, for memory).
+    config.model.remat = "none"
+    # Start from another run's weights: "WORKDIR" or "WORKDIR:STEP" (a `global` run into a
+    # `local` generator's coarse branch, as pix2pixHD's --load_pretrain). Ignored on resume.
+    config.model.init_from = ""
     config.model.norm = "batch"  # batch | instance | none
     config.model.dropout = 0.5
     # conv_transpose (the reference's) | resize_nearest | resize_bilinear (resize, then 3x3 conv)
@@ -82,8 +108,17 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.eval_mode = False  # The reference's --eval: running stats, no dropout.
 
     config.loss = ml_collections.ConfigDict()
-    config.loss.gan_mode = "vanilla"  # vanilla | lsgan | hinge
+    config.loss.gan_mode = "vanilla"  # vanilla | lsgan | hinge (summed over D scales)
     config.loss.lambda_l1 = 100.0
+    # pix2pixHD: feature matching between D's features on real and fake pairs (its
+    # lambda_feat, 10) and the VGG19 perceptual loss (also 10 there); 0 = off.
+    config.loss.lambda_feat = 0.0
+    config.loss.lambda_vgg = 0.0
+    # torchvision's ImageNet VGG19, vgg19-dcbb9e9d.pth (read without torch; never downloaded).
+    config.loss.vgg_weights = ""
+    # True: VGG sees ImageNet-normalised [0, 1] images (torchvision's convention); False:
+    # [-1, 1] images as they are (what pix2pixHD feeds it).
+    config.loss.vgg_normalize = True
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.learning_rate = 2e-4
@@ -97,6 +132,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer.decay_steps = steps - steps // 2
     config.optimizer.step_size = steps // 4  # `step`: multiply by step_gamma every step_size.
     config.optimizer.step_gamma = 0.1
+    # The update order: d_then_g (pix2pix: D updated, then G through the updated D) | joint
+    # (pix2pixHD: both losses from one D forward pass, both networks updated).
+    config.optimizer.update_order = "d_then_g"
+    # `local` generators: train only the enhancer for this many steps (pix2pixHD's
+    # --niter_fix_global, in steps), then everything.
+    config.optimizer.fix_global_steps = 0
 
     config.checkpoint = ml_collections.ConfigDict()
     config.checkpoint.max_to_keep = 3
@@ -178,4 +219,4 @@ def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collect
     if variant.startswith("pod") and variant[3:].isdigit() and int(variant[3:]) > 0:
         scale_to_batch(config, int(variant[3:]))
         return config
-    raise ValueError(f"unknown config variant {variant!r}; use podB, e.g. pod64")
+    raise ConfigError(f"unknown config variant {variant!r}; use podB, e.g. pod64")

@@ -73,7 +73,8 @@ class CheckpointError(UserError):
     """A workdir whose checkpoints cannot serve this run; the message says why and what to do."""
 
 
-def _leaf_name(path) -> str:
+def leaf_name(path) -> str:
+    """'g_params/down_0/kernel' for a pytree path (checkpoint metadata and states alike)."""
     return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
                     for k in path)
 
@@ -84,13 +85,13 @@ def check_compatible(manager: ocp.CheckpointManager, step: int, target_state: An
     A checkpoint whose metadata cannot be read is left to the restore (damaged files)."""
     try:
         saved = manager.item_metadata(step)["state"]
-        saved = {_leaf_name(p): tuple(m.shape)
+        saved = {leaf_name(p): tuple(m.shape)
                  for p, m in jax.tree_util.tree_flatten_with_path(saved)[0]}
     except Exception:  # Damaged metadata: the restore reports it in its own way.
         return
     if not saved:
         return
-    wanted = {_leaf_name(p): tuple(x.shape)
+    wanted = {leaf_name(p): tuple(x.shape)
               for p, x in jax.tree_util.tree_flatten_with_path(target_state)[0]}
     where = f"the checkpoint at step {step} in {manager.directory}"
     help_ = ("it was trained with another model config: use that run's config (its "

@@ -3,14 +3,20 @@ start-up checks read these, and the modules that act on a choice dispatch over t
 names."""
 
 DTYPES = ("float32", "bfloat16")
-GENERATORS = ("unet_128", "unet_256", "unet", "resnet_6blocks", "resnet_9blocks")
-DISCRIMINATORS = ("basic", "n_layers", "pixel")
+GENERATORS = ("unet_128", "unet_256", "unet", "resnet_6blocks", "resnet_9blocks", "global",
+              "local")
+DISCRIMINATORS = ("basic", "n_layers", "pixel", "multiscale")
+REMAT = ("none", "blocks")
+UPDATE_ORDERS = ("d_then_g", "joint")
 NORMS = ("batch", "instance", "none")
 UPSAMPLE_MODES = ("conv_transpose", "resize_nearest", "resize_bilinear")
 CONV_IMPLS = ("auto", "xla", "cpu")
 GAN_MODES = ("vanilla", "lsgan", "hinge")
 SCHEDULES = ("linear", "cosine", "step", "constant")
-SOURCES = ("synthetic_scenes", "aligned", "paired", "images", "array_record", "tfds")
+SOURCES = ("synthetic_scenes", "aligned", "paired", "images", "array_record", "tfds",
+           "cityscapes", "pix2pixhd")
+# Sources whose A is a label map (class ids), and those that also carry instance maps.
+LABEL_SOURCES = ("cityscapes", "pix2pixhd")
 DIRECTIONS = ("AtoB", "BtoA")
 TASKS = ("paired", "colorization", "super_resolution", "edges", "stylize", "denoise")
 COLOR_SPACES = ("gray", "lab")

@@ -12,7 +12,7 @@ import ml_collections
 
 from p2p_jax import choices
 from p2p_jax.errors import ConfigError
-from p2p_jax.models import downsampling_factor
+from p2p_jax.sizes import downsampling_factor, image_hw
 
 
 def _choice(key: str, value: str, names: tuple[str, ...]) -> None:
@@ -36,6 +36,47 @@ def _upsample(value: str) -> None:
                           f"model.upsample={_FORMER_UPSAMPLE[value]} (the CPU forms of the "
                           "transposed conv are chosen by model.conv_impl=auto|xla|cpu)")
     _choice("model.upsample", value, choices.UPSAMPLE_MODES)
+
+
+def _image_size(image_size) -> tuple[int, int]:
+    pair = (isinstance(image_size, tuple | list) and len(image_size) == 2
+            and all(isinstance(v, int) for v in image_size))
+    if not (isinstance(image_size, int) or pair) or min(image_hw(image_size)) <= 0:
+        raise ConfigError(f"dataset.image_size={image_size!r} must be a positive side or "
+                          "(height, width), e.g. --config.dataset.image_size=\"(512, 1024)\"")
+    return image_hw(image_size)
+
+
+def _pix2pixhd(config: ml_collections.ConfigDict) -> None:
+    """Label maps, the multi-scale discriminator's losses, the coarse-to-fine schedule."""
+    dataset, model, loss, opt = config.dataset, config.model, config.loss, config.optimizer
+    _choice("model.remat", model.remat, choices.REMAT)
+    _choice("optimizer.update_order", opt.update_order, choices.UPDATE_ORDERS)
+    if not 0 <= dataset.label_nc <= 256:
+        raise ConfigError(f"dataset.label_nc={dataset.label_nc} must be 0 (A is an image) or "
+                          "the number of classes, at most 256")
+    if dataset.source == "cityscapes" and not dataset.label_nc:
+        raise ConfigError(f"dataset.source={dataset.source!r} reads label ids: set "
+                          "dataset.label_nc (35 for Cityscapes' label ids)")
+    if dataset.label_nc and dataset.task != "paired":
+        raise ConfigError("dataset.label_nc > 0 reads label maps from the data: use "
+                          "dataset.task=paired")
+    if dataset.instance_maps and not (dataset.label_nc and dataset.source in (
+            *choices.LABEL_SOURCES, "array_record")):
+        raise ConfigError("dataset.instance_maps needs label maps with instance maps: "
+                          "dataset.label_nc > 0 and dataset.source=cityscapes, pix2pixhd or "
+                          "array_record (converted from them)")
+    for key in ("lambda_feat", "lambda_vgg"):
+        if loss[key] < 0:
+            raise ConfigError(f"loss.{key}={loss[key]} must be >= 0")
+    if loss.lambda_feat and model.discriminator != "multiscale":
+        raise ConfigError("loss.lambda_feat (feature matching) reads the discriminator's layer "
+                          "outputs: use model.discriminator=multiscale")
+    if opt.fix_global_steps < 0 or (opt.fix_global_steps and model.generator != "local"):
+        raise ConfigError(f"optimizer.fix_global_steps={opt.fix_global_steps}: only a "
+                          "model.generator=local generator has a coarse branch to fix; >= 0")
+    if model.n_blocks_global < 0 or model.n_blocks_local < 0:
+        raise ConfigError("model.n_blocks_global and model.n_blocks_local must be >= 0")
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -71,10 +112,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"dataset.derived.noise_std={config.dataset.derived.noise_std} "
                           "must be >= 0")
     for key in ("batch_size", "num_train_steps", "log_every_steps", "sample_every_steps",
-                "checkpoint_every_steps", "eval_every_steps", "dataset.image_size",
-                "dataset.load_size", "dataset.derived.sr_factor", "model.ngf", "model.ndf",
-                "eval.batch_size", "nan_patience", "checkpoint.max_to_keep"):
+                "checkpoint_every_steps", "eval_every_steps", "dataset.load_size",
+                "dataset.derived.sr_factor", "model.ngf", "model.ndf", "eval.batch_size",
+                "nan_patience", "checkpoint.max_to_keep", "model.num_d", "model.n_layers_d",
+                "model.n_downsample_global", "model.n_local_enhancers"):
         _positive(key, functools.reduce(getattr, key.split("."), config))
+    height, width = _image_size(config.dataset.image_size)
+    _pix2pixhd(config)
     if not 0 < config.dataset.max_image_pixels <= choices.MAX_IMAGE_PIXELS:
         raise ConfigError(f"dataset.max_image_pixels={config.dataset.max_image_pixels} must be "
                           f"in 1..{choices.MAX_IMAGE_PIXELS}")
@@ -85,13 +129,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.loss.lambda_l1 < 0:
         raise ConfigError(f"loss.lambda_l1={config.loss.lambda_l1} must be >= 0")
     multiple = downsampling_factor(config.model)
-    if config.dataset.image_size % multiple:
+    if height % multiple or width % multiple:
         raise ConfigError(
             f"dataset.image_size={config.dataset.image_size} is not a multiple of {multiple}, "
             f"which model.generator={config.model.generator!r} needs"
             + (" (2**model.num_downs)" if config.model.generator == "unet" else ""))
     crops = config.dataset.preprocess in ("resize_and_crop", "scale_width_and_crop")
-    if crops and config.dataset.load_size < config.dataset.image_size:
+    if crops and config.dataset.load_size < min(height, width):
         raise ConfigError(f"dataset.load_size={config.dataset.load_size} is smaller than "
                           f"dataset.image_size={config.dataset.image_size}, the crop taken from it")
     if config.eval.tile_pixels < multiple**2:

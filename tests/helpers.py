@@ -78,3 +78,62 @@ def write_aligned(folder, count, height=8, width=16):
         ab[:, :width // 2] = 10 * i
         ab[:, width // 2:] = 200
         write_png(folder / f"{i}.png", ab)
+
+
+def write_cityscapes(root, split="train", frames=3, height=32, width=64, seed=0):
+    """A tiny Cityscapes release: label ids (road, car, sky, ...), instance ids (cars as
+    26000+k, stuff as its label id) and photos coloured by class, in the official layout."""
+    rng = np.random.default_rng(seed)
+    for i in range(frames):
+        city = ("aachen", "bochum")[i % 2]
+        frame = f"{city}_{i:06d}_000019"
+        labels = np.full((height, width), 23, np.uint8)  # sky
+        labels[height // 2:] = 7  # road
+        instances = labels.astype(np.uint16)
+        for k in range(2):  # two cars
+            top = height // 2 + int(rng.integers(0, height // 4))
+            left = int(rng.integers(0, width - 12))
+            labels[top:top + 6, left:left + 10] = 26
+            instances[top:top + 6, left:left + 10] = 26000 + k
+        photo = np.zeros((height, width, 3), np.uint8)
+        for label, colour in ((23, (180, 130, 70)), (7, (128, 64, 128)), (26, (142, 0, 0))):
+            photo[labels == label] = colour
+        photo = np.clip(photo + rng.integers(0, 20, photo.shape), 0, 255).astype(np.uint8)
+        gt = root / "gtFine" / split / city
+        write_png(gt / f"{frame}_gtFine_labelIds.png", labels)
+        write_png(gt / f"{frame}_gtFine_instanceIds.png", instances)
+        write_png(root / "leftImg8bit" / split / city / f"{frame}_leftImg8bit.png", photo)
+    return root
+
+
+# torchvision's vgg19 `features` up to relu5_1 (cfg "E"): conv channels, "M" a max pool.
+VGG19_FEATURES = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+                  512)
+
+
+def vgg19_layers():
+    """(index in torchvision's `features`, channels or "M") up to relu5_1 (index 29)."""
+    layers, index = [], 0
+    for item in VGG19_FEATURES:
+        layers.append((index, item))
+        index += 1 if item == "M" else 2
+    return layers
+
+
+def write_vgg19_weights(path, seed=0):
+    """A random-weight VGG19 `features` state_dict in torchvision's key layout (what
+    vgg19-dcbb9e9d.pth holds, classifier and the layers past relu5_1 left out)."""
+    from p2p_jax.interop import torch_files
+
+    rng = np.random.default_rng(seed)
+    state, channels = {}, 3
+    for index, out in vgg19_layers():
+        if out == "M":
+            continue
+        scale = np.sqrt(2.0 / (9 * channels))
+        state[f"features.{index}.weight"] = (rng.normal(size=(out, channels, 3, 3)) * scale
+                                             ).astype(np.float32)
+        state[f"features.{index}.bias"] = rng.normal(scale=0.01, size=out).astype(np.float32)
+        channels = out
+    path.write_bytes(torch_files.state_dict_bytes(state))
+    return str(path)

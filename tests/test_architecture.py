@@ -35,8 +35,9 @@ def test_lower_layers_never_import_upward(lower):
 
 
 def test_config_checks_import_name_tables_only():
-    allowed = {"p2p_jax", "p2p_jax.choices", "p2p_jax.errors", "p2p_jax.models",
-               "p2p_jax.errors.ConfigError", "p2p_jax.models.downsampling_factor"}
+    allowed = {"p2p_jax", "p2p_jax.choices", "p2p_jax.errors", "p2p_jax.sizes",
+               "p2p_jax.errors.ConfigError", "p2p_jax.sizes.downsampling_factor",
+               "p2p_jax.sizes.image_hw"}
     assert imports_of(PACKAGE / "config_checks.py") <= allowed
 
 

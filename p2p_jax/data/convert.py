@@ -20,20 +20,35 @@ from etils import epath
 
 from p2p_jax.data import images, sources
 
-LAYOUTS = {"aligned": lambda path, split: sources.aligned_folder(path, split, "AtoB"),
-           "paired": lambda path, split: sources.paired_folder(path, split, "AtoB"),
-           "images": sources.image_folder}
+LAYOUTS = {
+    "aligned": lambda path, split: sources.aligned_folder(path, split, "AtoB"),
+    "paired": lambda path, split: sources.paired_folder(path, split, "AtoB"),
+    "images": sources.image_folder,
+    # Label maps keep their instance maps when present (train with
+    # --config.dataset.instance_maps=True).
+    "cityscapes": lambda path, split: sources.cityscapes_folder(path, split, _INSTANCES.value),
+    "pix2pixhd": lambda path, split: sources.pix2pixhd_folder(path, split, _LABELS.value,
+                                                              _INSTANCES.value),
+}
 SPLITS = ("train", "val", "test")
 
 _INPUT = flags.DEFINE_string("input", None, "Dataset folder with train/ (val/, test/) inside.")
 _OUTPUT = flags.DEFINE_string("output", None, "Output directory (local; copy to GCS after).")
 _LAYOUT = flags.DEFINE_enum("layout", "aligned", list(LAYOUTS),
-                            "aligned: A|B files; paired: A/<split> and B/<split>; images: photos.")
+                            "aligned: A|B files; paired: A/<split> and B/<split>; images: photos; "
+                            "cityscapes: gtFine/ + leftImg8bit/; pix2pixhd: <split>_label/, "
+                            "_inst/, _img/ (or _A/, _B/ with --label_maps=False).")
+_INSTANCES = flags.DEFINE_bool("instance_maps", True, "cityscapes, pix2pixhd: keep the "
+                               "instance maps.")
+_LABELS = flags.DEFINE_bool("label_maps", True, "pix2pixhd: <split>_label/ (True) or _A/.")
 _SHARD_SIZE = flags.DEFINE_integer("examples_per_shard", 1000, "Records per shard.")
 
 
 def _split_exists(path: str, layout: str, split: str) -> bool:
-    folder = os.path.join(path, "A", split) if layout == "paired" else os.path.join(path, split)
+    folder = {"paired": os.path.join(path, "A", split),
+              "cityscapes": os.path.join(path, "gtFine", split),
+              "pix2pixhd": os.path.join(path, f"{split}_img" if _LABELS.value else f"{split}_B"),
+              }.get(layout, os.path.join(path, split))
     return os.path.isdir(folder)
 
 

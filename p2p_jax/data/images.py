@@ -73,6 +73,29 @@ def decode(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     return standardize(image, name)
 
 
+def decode_map(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A label or instance map (PNG of class or instance ids, 8 or 16 bit, one channel) ->
+    (H, W) integers as stored: never scaled or converted like a photo."""
+    if not data:
+        raise BadImageError(f"{name}: empty file")
+    height, width = header_size(data, name, max_pixels)
+    if height * width > max_pixels:
+        raise BadImageError(f"{name}: {width}x{height} is {height * width} pixels, over "
+                            f"dataset.max_image_pixels={max_pixels}")
+    try:
+        ids = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        raise BadImageError(f"{name}: not decodable ({str(e).strip().splitlines()[-1]})") from None
+    if ids is None or ids.size == 0:
+        raise BadImageError(f"{name}: not a readable image (truncated or not an image format)")
+    if ids.ndim == 3 and ids.shape[2] == 1:
+        ids = ids[:, :, 0]
+    if ids.ndim != 2 or ids.dtype not in (np.uint8, np.uint16, np.int32):
+        raise BadImageError(f"{name}: a label or instance map must be one channel of 8- or "
+                            f"16-bit ids; this is {ids.dtype} {ids.shape}")
+    return ids
+
+
 def standardize(image: np.ndarray, name: str, bgr: bool = True) -> np.ndarray:
     """A decoded array of any bit depth, (H, W) or (H, W, 1|3|4), BGR(A) as OpenCV decodes
     or RGB(A) -> RGB or gray uint8 (H, W, C)."""
@@ -132,6 +155,18 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
 
 _INTERPOLATIONS = {"area": cv2.INTER_AREA, "bicubic": cv2.INTER_CUBIC,
                    "bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+
+
+def resize_nearest(ids: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of a map of ids (any integer dtype, (H, W) or (H, W, C)):
+    output pixel (i, j) takes the input pixel under its centre, as PIL's NEAREST."""
+    if ids.shape[:2] == (height, width):
+        return ids
+    rows = np.minimum(((np.arange(height) + 0.5) * ids.shape[0] / height).astype(np.int64),
+                      ids.shape[0] - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * ids.shape[1] / width).astype(np.int64),
+                      ids.shape[1] - 1)
+    return ids[rows[:, None], cols[None, :]]
 
 
 def resize(image: np.ndarray, height: int, width: int, shrink: str = "area") -> np.ndarray:

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from p2p_jax.data import images, sources, tasks, transforms
+from p2p_jax.data import images, labels, sources, tasks, transforms
 from p2p_jax.errors import ConfigError
 
 
@@ -67,21 +67,34 @@ def local_batch_size(global_batch_size: int, process_count: int) -> int:
 def _derive_and_convert(example: dict[str, np.ndarray], rng: np.random.Generator,
                         dataset: ml_collections.ConfigDict,
                         channels: dict[str, int]) -> dict[str, np.ndarray]:
+    """The derived task's A, channel conversion (label maps keep their ids), and the
+    instance-boundary map 'E' from the instance ids 'I'."""
     example = tasks.apply(example, rng, dataset)
-    return {k: images.to_channels(example[k], c) for k, c in channels.items()}
+    out = {k: example[k] if (k == "A" and dataset.label_nc) else
+           images.to_channels(example[k], c) for k, c in channels.items()}
+    if dataset.instance_maps:
+        out["E"] = labels.instance_boundaries(example["I"])
+    return out
 
 
 def _pictures(example: dict[str, np.ndarray], task: str) -> dict[str, np.ndarray]:
-    """The images a task reads: both of a pair; for derived tasks only the photo B (A is
-    derived after the crop)."""
-    return {k: example[k] for k in (("A", "B") if task == "paired" else ("B",))}
+    """The maps a task reads: a pair (and its instance map); for derived tasks only the photo
+    B (A is derived after the crop)."""
+    keys = ("A", "B", "I") if task == "paired" else ("B",)
+    return {k: example[k] for k in keys if k in example}
+
+
+def nearest_keys(dataset: ml_collections.ConfigDict) -> frozenset[str]:
+    """The maps resized by nearest neighbour: label maps' class ids and instance ids."""
+    return frozenset({"A", "I"} if dataset.label_nc else {"I"})
 
 
 def _train_transform(example: dict[str, np.ndarray], rng: np.random.Generator,
                      dataset: ml_collections.ConfigDict,
                      channels: dict[str, int]) -> dict[str, np.ndarray]:
     pictures = transforms.preprocess(_pictures(example, dataset.task), rng, dataset.preprocess,
-                                     dataset.load_size, dataset.image_size, dataset.flip)
+                                     dataset.load_size, dataset.image_size, dataset.flip,
+                                     nearest_keys(dataset))
     return {**_derive_and_convert(pictures, rng, dataset, channels),
             "skipped": example["skipped"]}
 
@@ -111,7 +124,8 @@ def create_train_iterator(config: ml_collections.ConfigDict, process_index: int 
     process reads and decodes only its own examples, and an epoch's examples are split
     disjointly among processes. `start_batch` positions the stream at a global batch index
     (resuming with a different process count, where Grain's saved per-process state does not
-    apply). Batches hold uint8 'A' and 'B' and int32 'skipped'.
+    apply). Batches hold uint8 'A' (an image, or class ids with `label_nc`), 'B', 'E' (instance
+    boundaries, with `instance_maps`) and int32 'skipped'.
     """
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
@@ -134,7 +148,8 @@ def create_train_iterator(config: ml_collections.ConfigDict, process_index: int 
 def eval_examples(config: ml_collections.ConfigDict, num_examples: int | None = None,
                   split: str | None = None) -> list[dict]:
     """The first examples of the eval split in their evaluation view (full size unless the
-    preprocessing resizes to squares), each {'A', 'B', 'name'}; sizes may differ."""
+    preprocessing resizes to squares), each {'A', 'B', 'name'} (and 'E' with instance maps);
+    sizes may differ."""
     dataset = config.dataset
     source = Examples(sources.make_source(dataset, split or config.eval.split, config.seed))
     channels = data_channels(config)
@@ -142,7 +157,8 @@ def eval_examples(config: ml_collections.ConfigDict, num_examples: int | None = 
     examples = []
     for index in range(count):
         example = transforms.eval_view(_pictures(source[index], dataset.task),
-                                       dataset.preprocess, dataset.load_size, dataset.image_size)
+                                       dataset.preprocess, dataset.load_size, dataset.image_size,
+                                       nearest_keys(dataset))
         rng = np.random.default_rng([config.seed, index])  # Same noise every evaluation.
         examples.append({**_derive_and_convert(example, rng, dataset, channels),
                          "name": source.name(index)})

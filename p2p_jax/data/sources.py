@@ -1,8 +1,10 @@
 """Random-access sources of examples {'A', 'B'} (uint8 HWC), chosen by `dataset.source`.
 
 Files become *records* (encoded bytes under 'AB' for side-by-side files, 'A'/'B' for pairs, 'B'
-alone for plain photos of a derived task) and records become examples by one decoder, so image
-folders and the ArrayRecord shards packed from them read identically.
+alone for plain photos of a derived task; 'L' for a label map of class ids and 'I' for an
+instance map, beside a photo 'B') and records become examples by one decoder, so image folders
+and the ArrayRecord shards packed from them read identically. A label map becomes A as
+(H, W, 1) uint8 class ids, an instance map 'I' as (H, W) int32 instance ids.
 """
 
 from __future__ import annotations
@@ -52,12 +54,23 @@ def decode_record(record: Record, name: str, direction: str,
     else:
         example = {k: images.decode(v, name, max_pixels) for k, v in record.items()
                    if k in ("A", "B")}
-        if len(example) == 2 and example["A"].shape[:2] != example["B"].shape[:2]:
-            raise images.BadImageError(f"{name}: A is {example['A'].shape[:2]} but B is "
-                                       f"{example['B'].shape[:2]}; a pair must match in size")
-    if direction == "BtoA" and len(example) == 2:
+        if "L" in record:
+            example["A"] = _class_ids(images.decode_map(record["L"], name, max_pixels), name)
+        if "I" in record:
+            example["I"] = images.decode_map(record["I"], name, max_pixels).astype(np.int32)
+        sizes = {k: v.shape[:2] for k, v in example.items()}
+        if len(set(sizes.values())) > 1:
+            raise images.BadImageError(f"{name}: its parts differ in size ({sizes}); a pair "
+                                       "must match")
+    if direction == "BtoA" and "L" not in record and "A" in example and "B" in example:
         example = {"A": example["B"], "B": example["A"]}
     return example
+
+
+def _class_ids(ids: np.ndarray, name: str) -> np.ndarray:
+    if ids.max(initial=0) > 255:
+        raise images.BadImageError(f"{name}: label ids up to {ids.max()}; at most 255 classes")
+    return ids.astype(np.uint8)[:, :, None]
 
 
 def _image_files(folder: str) -> list[str]:
@@ -134,6 +147,60 @@ def image_folder(path: str, split: str,
     folder = os.path.join(path, split)
     return FileRecords([(f, {"B": os.path.join(folder, f)}) for f in _image_files(folder)],
                        "AtoB", folder, max_pixels)
+
+
+CITYSCAPES_SUFFIXES = {"L": "_gtFine_labelIds.png", "I": "_gtFine_instanceIds.png",
+                       "B": "_leftImg8bit.png"}
+
+
+def cityscapes_folder(path: str, split: str, instance_maps: bool,
+                      max_pixels: int = images.DEFAULT_MAX_PIXELS) -> FileRecords:
+    """The official Cityscapes layout: `gtFine/<split>/<city>/<frame>_gtFine_labelIds.png` (and
+    `_instanceIds.png`) and `leftImg8bit/<split>/<city>/<frame>_leftImg8bit.png`, matched by
+    city and frame; a frame missing a part is reported and left out."""
+    roots = {"L": os.path.join(path, "gtFine", split), "I": os.path.join(path, "gtFine", split),
+             "B": os.path.join(path, "leftImg8bit", split)}
+    keys = ("L", "I", "B") if instance_maps else ("L", "B")
+    found: dict[str, dict[str, str]] = {}
+    for key in keys:
+        if not os.path.isdir(roots[key]):
+            raise DatasetError(f"{roots[key]} does not exist: dataset.source='cityscapes' reads "
+                               "gtFine/ and leftImg8bit/ under dataset.path")
+        suffix = CITYSCAPES_SUFFIXES[key]
+        for city in sorted(os.listdir(roots[key])):
+            folder = os.path.join(roots[key], city)
+            for file in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+                if file.endswith(suffix):
+                    found.setdefault(file[:-len(suffix)], {})[key] = os.path.join(folder, file)
+    complete = {frame: parts for frame, parts in found.items() if len(parts) == len(keys)}
+    if len(complete) < len(found):
+        missing = sorted(set(found) - set(complete))
+        logging.warning("%d Cityscapes frames of %s lack a part (%s) and are left out, e.g. %s",
+                        len(missing), split, "/".join(keys), missing[:3])
+    items = [(frame, {key: complete[frame][key] for key in keys}) for frame in sorted(complete)]
+    return FileRecords(items, "AtoB", f"{path} (cityscapes {split})", max_pixels)
+
+
+def pix2pixhd_folder(path: str, split: str, label_nc: int, instance_maps: bool,
+                     max_pixels: int = images.DEFAULT_MAX_PIXELS) -> FileRecords:
+    """pix2pixHD's own layout: `<split>_label/`, `<split>_img/` and `<split>_inst/` with label
+    maps, or `<split>_A/` and `<split>_B/` with images (`label_nc=0`); files are matched by
+    sorted order, as pix2pixHD does, so each folder must hold as many."""
+    if label_nc:
+        folders = {"L": f"{split}_label", "B": f"{split}_img"}
+        if instance_maps:
+            folders["I"] = f"{split}_inst"
+    else:
+        folders = {"A": f"{split}_A", "B": f"{split}_B"}
+    files = {key: _image_files(os.path.join(path, folder)) for key, folder in folders.items()}
+    counts = {folders[key]: len(names) for key, names in files.items()}
+    if len(set(counts.values())) > 1:
+        raise DatasetError(f"{path}: pix2pixHD's folders pair files by sorted order, so they must "
+                           f"hold as many; they hold {counts}")
+    items = [(files["B"][i], {key: os.path.join(path, folders[key], names[i])
+                              for key, names in files.items()})
+             for i in range(len(files["B"]))]
+    return FileRecords(items, "AtoB", f"{path} (pix2pixhd {split})", max_pixels)
 
 
 def serialize_record(name: str, record: Record) -> bytes:
@@ -261,4 +328,9 @@ def make_source(dataset: ml_collections.ConfigDict, split: str, seed: int):
         return image_folder(dataset.path, split, limit)
     if dataset.source == "array_record":
         return ArrayRecordPairs(dataset.path, split, dataset.direction, limit)
+    if dataset.source == "cityscapes":
+        return cityscapes_folder(dataset.path, split, dataset.instance_maps, limit)
+    if dataset.source == "pix2pixhd":
+        return pix2pixhd_folder(dataset.path, split, dataset.label_nc, dataset.instance_maps,
+                                limit)
     raise ValueError(f"dataset.source={dataset.source!r} is not one of {SOURCES}")

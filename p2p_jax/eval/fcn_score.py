@@ -9,7 +9,8 @@ Cityscapes training classes. Export one from any JAX segmentation model with
         jax.ShapeDtypeStruct(jax.export.symbolic_shape("b, h, w, 3"), jnp.uint8))
     open(path, "wb").write(exported.serialize())
 
-The ground truth is the generator's input label map, read back from its Cityscapes colours.
+The ground truth is the generator's input label map, read back from its Cityscapes colours,
+or its label ids (pix2pixHD's inputs) mapped to train ids.
 Scores follow the reference script: per-pixel accuracy, mean per-class accuracy and mean class
 IoU from one confusion matrix over all images (classes absent from the truth are left out).
 """
@@ -33,6 +34,10 @@ TRAIN_CLASS_COLOURS = np.array(
      [0, 80, 100], [0, 0, 230], [119, 11, 32]], np.int32)
 NUM_CLASSES = len(TRAIN_CLASS_COLOURS)
 IGNORE = 255
+# Cityscapes label id -> train id (cityscapesScripts labels.py); ids 34 and up are ignored.
+LABEL_ID_TO_TRAIN_ID = np.full(256, IGNORE, np.uint8)
+LABEL_ID_TO_TRAIN_ID[[7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32,
+                      33]] = np.arange(NUM_CLASSES)
 
 
 def labels_from_colours(label_map: np.ndarray, tolerance: float = 40.0) -> np.ndarray:
@@ -90,6 +95,13 @@ class FCNScore:
     def __call__(self, examples: list[dict], outputs: list[np.ndarray]) -> dict[str, float]:
         matrix = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
         for example, output in zip(examples, outputs, strict=True):
-            matrix += confusion(labels_from_colours(example["A"]),
-                                self.segment(output).astype(np.int64))
+            matrix += confusion(truth(example["A"]), self.segment(output).astype(np.int64))
         return scores(matrix)
+
+
+def truth(label_input: np.ndarray) -> np.ndarray:
+    """Train ids of the generator's input: a colour label map (pix2pix's Cityscapes), or
+    Cityscapes label ids (pix2pixHD's)."""
+    if label_input.shape[-1] == 1:
+        return LABEL_ID_TO_TRAIN_ID[label_input[..., 0]]
+    return labels_from_colours(label_input)

@@ -15,7 +15,7 @@ from jax.sharding import Mesh
 
 from p2p_jax import parallel
 from p2p_jax.eval import metrics, tiles
-from p2p_jax.models import downsampling_factor
+from p2p_jax.sizes import downsampling_factor
 from p2p_jax.train import step as train_step
 from p2p_jax.train.state import Recipe, Setup, TrainState
 
@@ -29,6 +29,10 @@ def pad_to_multiple(images: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(images, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
 
 
+# The keys of an example the generator reads: the image or label map, the boundary map.
+INPUTS = ("A", "E")
+
+
 class Evaluator:
     """Translates images of any sizes (uint8) and scores outputs against targets."""
 
@@ -38,10 +42,10 @@ class Evaluator:
         replicated = parallel.replicated(mesh)
 
         @functools.partial(jax.jit, static_argnums=(4, 5), out_shardings=replicated)
-        def translate(state, images, indices, key, height, width):
+        def translate(state, inputs, indices, key, height, width):
             keys = train_step.image_keys(key, indices)
             return train_step.to_uint8(
-                train_step.generate(recipe, state.g_params, state.g_batch_stats, images, keys)
+                train_step.generate(recipe, state.g_params, state.g_batch_stats, inputs, keys)
                 [:, :height, :width])
 
         @functools.partial(jax.jit, out_shardings=replicated)
@@ -99,26 +103,34 @@ class Evaluator:
                    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         real = len(examples)
         pad = batch_size - real  # Padding never changes the real rows (per-image norm).
-        keys = ("A", "B") if "B" in examples[0] else ("A",)
+        keys = [k for k in ("A", "E", "B") if k in examples[0]]
         batch = {k: np.stack([e[k] for e in examples] + [examples[-1][k]] * pad) for k in keys}
         batch["index"] = np.asarray(indices + [indices[-1]] * pad, np.uint32)
         height, width = batch["A"].shape[1:3]
-        batch["A"] = pad_to_multiple(batch["A"], self._multiple)
+        for k in INPUTS:  # Edge padding: label ids and boundaries stay valid.
+            if k in batch:
+                batch[k] = pad_to_multiple(batch[k], self._multiple)
         device = parallel.global_batch_from_host_copy(batch, self._mesh)
-        outputs = self._translate(state, device["A"], device["index"], key, height, width)
+        inputs = {k: device[k] for k in INPUTS if k in device}
+        outputs = self._translate(state, inputs, device["index"], key, height, width)
         scores = self._score(outputs, device["B"]) if "B" in device else {}
         outputs, scores = jax.device_get((outputs, scores))
         return outputs[:real], {k: v[:real] for k, v in scores.items()}
 
-    def generate_tiled(self, state: TrainState, image: np.ndarray, key: np.ndarray,
-                       max_pixels: int, overlap: int) -> np.ndarray:
-        """One input too large to generate whole, through overlapping tiles of at most
-        `max_pixels`, one tile per device at a time (bounded memory). Tile t draws from
-        fold_in(key, t); per-image normalisation (model.eval_mode=False) becomes per tile."""
+    def generate_tiled(self, state: TrainState, image: np.ndarray | dict[str, np.ndarray],
+                       key: np.ndarray, max_pixels: int, overlap: int) -> np.ndarray:
+        """One input too large to generate whole (an image, or {'A', 'E'}), through
+        overlapping tiles of at most `max_pixels`, one tile per device at a time (bounded
+        memory). Tile t draws from fold_in(key, t); per-image normalisation
+        (model.eval_mode=False) becomes per tile."""
         side = tiles.tile_side(max_pixels, self._multiple)
+        with_edges = isinstance(image, dict)  # Label ids and their boundaries, tiled together.
+        if with_edges:
+            image = np.concatenate([image["A"], image["E"]], -1)
 
         def translate(pieces, first):
-            examples = [{"A": piece} for piece in pieces]
+            examples = [{"A": piece[..., :-1], "E": piece[..., -1:]} if with_edges
+                        else {"A": piece} for piece in pieces]
             indices = range(first, first + len(pieces))
             return self.generate(state, examples, key, indices, batch_size=1)[0]
 

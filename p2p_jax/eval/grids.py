@@ -4,6 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from p2p_jax.data.sources import CITYSCAPES_PALETTE
+
+
+def label_colours(ids: np.ndarray) -> np.ndarray:
+    """Class ids (H, W, 1) drawn for people: Cityscapes' official colours for its 35 label
+    ids, a fixed colour per class beyond them."""
+    palette = np.zeros((256, 3), np.uint8)
+    palette[:len(CITYSCAPES_PALETTE)] = CITYSCAPES_PALETTE
+    extra = np.random.default_rng(0).integers(40, 256, (256 - len(CITYSCAPES_PALETTE), 3))
+    palette[len(CITYSCAPES_PALETTE):] = extra
+    return palette[ids[..., 0]]
+
+
+def input_view(example: dict[str, np.ndarray], label_nc: int) -> np.ndarray:
+    """An example's input as it is shown: the image, or its label map in colours."""
+    return label_colours(example["A"]) if label_nc else example["A"]
+
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
     """Grayscale is shown as RGB so that rows of mixed channel counts line up."""

@@ -204,8 +204,9 @@ def evaluate_checkpoint(setup: Setup, step: int, workdir: str) -> epath.Path:
         evaluators.build(config.eval, setup.mesh))
     folder = epath.Path(workdir) / "eval" / f"{split}_{step:08d}"
     if jax.process_index() == 0:
+        shown = [{**e, "A": grids.input_view(e, config.dataset.label_nc)} for e in examples]
         sheet = write_report(workdir, folder, f"{workdir}: {split} split at step {step}",
-                             examples, outputs, scores, means)
+                             shown, outputs, scores, means)
         writer = metric_writers.create_default_writer(workdir)
         writer.write_scalars(step, {f"eval_{split}/{k}": v for k, v in means.items()})
         writer.write_images(step, {f"eval_{split}/contact_sheet": sheet[None]})

@@ -1,21 +1,4 @@
-"""The reference's architectures: U-Net and ResNet generators, PatchGAN discriminators.
-
-This package's top level stays free of network code (the start-up checks import it for the
-size rule below); `build` makes the networks from the config.
-"""
-
-from __future__ import annotations
-
-import ml_collections
-
-
-def downsampling_factor(model: ml_collections.ConfigDict) -> int:
-    """The factor that a generator's input sides must be divisible by."""
-    name = model.generator
-    if name == "unet_128":
-        return 2**7
-    if name == "unet_256":
-        return 2**8
-    if name == "unet":
-        return 2**model.num_downs
-    return 4
+"""The networks: the reference's U-Net and ResNet generators and PatchGAN discriminators
+(`unet`, `resnet`, `discriminators`), pix2pixHD's coarse-to-fine generators and multi-scale
+discriminator (`pix2pixhd`), the VGG19 of the perceptual loss (`vgg`); `build` makes them
+from the config."""

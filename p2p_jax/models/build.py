@@ -8,6 +8,7 @@ import ml_collections
 
 from p2p_jax.choices import DISCRIMINATORS, GENERATORS
 from p2p_jax.models.discriminators import NLayerDiscriminator, PixelDiscriminator
+from p2p_jax.models.pix2pixhd import GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator
 from p2p_jax.models.resnet import ResnetGenerator
 from p2p_jax.models.unet import UNetGenerator
 
@@ -29,6 +30,17 @@ def build_generator(config: ml_collections.ConfigDict, output_channels: int,
         return UNetGenerator(num_downs=num_downs, **common)
     if name in ("resnet_6blocks", "resnet_9blocks"):
         return ResnetGenerator(num_blocks=int(name.split("_")[1][0]), **common)
+    hd = dict(output_channels=output_channels, ngf=model.ngf, norm=model.norm,
+              remat=model.remat == "blocks", upsample=model.upsample, conv_impl=conv_impl,
+              dtype=compute_dtype(config))
+    if name == "global":
+        return GlobalGenerator(n_downsampling=model.n_downsample_global,
+                               n_blocks=model.n_blocks_global, **hd)
+    if name == "local":
+        return LocalEnhancer(n_downsample_global=model.n_downsample_global,
+                             n_blocks_global=model.n_blocks_global,
+                             n_local_enhancers=model.n_local_enhancers,
+                             n_blocks_local=model.n_blocks_local, **hd)
     raise ValueError(f"model.generator={name!r} is not one of {GENERATORS}")
 
 
@@ -43,4 +55,7 @@ def build_discriminator(config: ml_collections.ConfigDict, conv_impl: str) -> nn
         return NLayerDiscriminator(n_layers=model.n_layers_d, **common)
     if name == "pixel":
         return PixelDiscriminator(**common)
+    if name == "multiscale":
+        return MultiscaleDiscriminator(n_layers=model.n_layers_d, num_d=model.num_d,
+                                       remat=model.remat == "blocks", **common)
     raise ValueError(f"model.discriminator={name!r} is not one of {DISCRIMINATORS}")

@@ -20,13 +20,14 @@ class ResnetBlock(nn.Module):
     dropout_rate: float
     conv_impl: str = "xla"
     dtype: Dtype = jnp.float32
+    use_bias: bool | None = None  # None: the reference's rule (none before a batch norm).
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         norm = make_norm(self.norm, train, self.dtype)
-        conv = functools.partial(Conv, self.features, kernel_size=3,
-                                 use_bias=uses_bias(self.norm), impl=self.conv_impl,
-                                 dtype=self.dtype)
+        bias = uses_bias(self.norm) if self.use_bias is None else self.use_bias
+        conv = functools.partial(Conv, self.features, kernel_size=3, use_bias=bias,
+                                 impl=self.conv_impl, dtype=self.dtype)
         y = nn.relu(norm()(conv()(reflect_pad(x, 1))))
         if self.dropout_rate > 0:
             y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)

@@ -1,6 +1,7 @@
-"""Benchmarks that print one JSON line each: `train`, `predict`, `input` and `ab`.
+"""Benchmarks that print one JSON line each: `train`, `predict`, `input`, `ab` and `memory`.
 
   python -m p2p_jax.benchmark train --config=configs/facades.py --config.batch_size=4 --steps=10
+  python -m p2p_jax.benchmark memory --config=configs/cityscapes_hd.py:local
   python -m p2p_jax.benchmark predict --config=configs/facades.py --config.batch_size=16
   python -m p2p_jax.benchmark input --config=configs/default.py --steps=50
   python -m p2p_jax.benchmark ab --config=configs/facades.py --b=model.conv_impl=xla --steps=16
@@ -18,6 +19,7 @@ import ast
 import functools
 import importlib
 import json
+import os
 import re
 import statistics
 import time
@@ -39,6 +41,10 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/facades.py", "Confi
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed iterations after warm-up.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed iterations after compilation.")
 _B = flags.DEFINE_multi_string("b", [], "ab: a config override for variant B, KEY=VALUE.")
+_TOPOLOGY = flags.DEFINE_string(
+    "topology", None, "memory: compile for this TPU topology instead of this machine's devices "
+    "(compile-only, no TPU needed; libtpu installed), e.g. v5e:2x2.")
+_DEVICES = flags.DEFINE_integer("devices", 0, "memory: the first N devices (0: all).")
 _B_PATCH = flags.DEFINE_string(
     "b_patch", None, "ab: MODULE:FUNCTION called before variant B is built (e.g. one that "
     "swaps a custom VJP), to compare code changes within one process.")
@@ -109,21 +115,30 @@ def collective_bytes(hlo_text: str) -> int:
 
 
 def synthetic_batch(config, mesh, batch_size: int) -> dict[str, jax.Array]:
-    size = config.dataset.image_size
+    """Random batches of the pipeline's shapes: images, or class ids below `label_nc` and
+    0/1 boundaries."""
     rng = np.random.default_rng(0)
-    shapes = {"A": config.dataset.input_channels, "B": config.dataset.output_channels}
-    host = {k: rng.integers(0, 256, (batch_size, size, size, c), dtype=np.uint8)
-            for k, c in shapes.items()}
+    host = {}
+    for key, spec in train_state.batch_spec(config, mesh).items():
+        high = {"A": config.dataset.label_nc or 256, "E": 2, "skipped": 1}.get(key, 256)
+        host[key] = rng.integers(0, high, (batch_size, *spec.shape[1:]), dtype=np.uint8
+                                 ).astype(spec.dtype)
     return {k: jax.device_put(v, parallel.batch_sharding(mesh)) for k, v in host.items()}
 
 
-def report(config, kind: str, batch_size: int, step_s: float, compile_s: float,
-           traced: jax.stages.Traced, compiled: jax.stages.Compiled) -> dict:
-    """One JSON record. FLOPs and GFLOP/s are the whole step's, over every device; the peak
-    is one device's, so utilization divides by the device count."""
-    step_flops = flops.jaxpr_flops(traced.jaxpr)
-    peak = matmul_peak_gflops(config.dtype)
-    achieved = step_flops / step_s / 1e9
+def parameter_counts(setup: train_state.Setup) -> dict[str, int]:
+    def count(tree):
+        return int(sum(np.prod(x.shape, dtype=np.int64) for x in jax.tree.leaves(tree)))
+
+    return {"generator_params": count(setup.state.g_params),
+            "discriminator_params": count(setup.state.d_params)}
+
+
+def static_record(setup: train_state.Setup, kind: str, batch_size: int,
+                  traced: jax.stages.Traced, compiled: jax.stages.Compiled) -> dict:
+    """What is known without running: the model, parameters, FLOPs and XLA's static memory
+    per device."""
+    config = setup.config
     return {
         "benchmark": kind,
         "generator": config.model.generator,
@@ -131,17 +146,33 @@ def report(config, kind: str, batch_size: int, step_s: float, compile_s: float,
         "image_size": config.dataset.image_size,
         "batch_size": batch_size,
         "dtype": config.dtype,
+        "remat": config.model.remat,
+        "mesh": dict(setup.mesh.shape),
+        **parameter_counts(setup),
+        "flops_per_step": flops.jaxpr_flops(traced.jaxpr),
+        "peak_memory_bytes": peak_memory_bytes(compiled),
+        "device_kind": setup.mesh.devices.flat[0].device_kind,
+        "device_count": setup.mesh.devices.size,
+    }
+
+
+def report(setup: train_state.Setup, kind: str, batch_size: int, step_s: float,
+           compile_s: float, traced: jax.stages.Traced, compiled: jax.stages.Compiled) -> dict:
+    """One JSON record. FLOPs and GFLOP/s are the whole step's, over every device; the peak
+    is one device's, so utilization divides by the device count."""
+    record = static_record(setup, kind, batch_size, traced, compiled)
+    step_flops = record["flops_per_step"]
+    peak = matmul_peak_gflops(setup.config.dtype)
+    achieved = step_flops / step_s / 1e9
+    return {
+        **record,
         "images_per_sec": batch_size / step_s,
         "step_time_s": step_s,
         "compile_s": compile_s,
-        "flops_per_step": step_flops,
         "achieved_gflops": achieved,
         "peak_gflops": peak,
         "utilization": achieved / (peak * jax.device_count()),
-        "peak_memory_bytes": peak_memory_bytes(compiled),
         "collective_bytes_per_step": collective_bytes(compiled.as_text()),
-        "device_kind": jax.devices()[0].device_kind,
-        "device_count": jax.device_count(),
     }
 
 
@@ -156,17 +187,57 @@ def bench_train(config) -> dict:
     setup, batch = _setup(config)
     config, state = setup.config, setup.state
     start = time.perf_counter()
-    traced = train_step.trace_train_step(setup.recipe, state, batch, setup.mesh)
+    traced = train_step.trace_train_step(setup.recipe, state, batch, setup.mesh, setup.frozen)
     compiled = traced.lower().compile()
     compile_s = time.perf_counter() - start
     holder = [state]
 
     def step():
-        holder[0], metrics = compiled(holder[0], batch)
+        holder[0], metrics = compiled(holder[0], batch, setup.frozen)
         return metrics
 
     step_s = median_seconds(step, _STEPS.value, _WARMUP.value)
-    return report(config, "train", config.batch_size, step_s, compile_s, traced, compiled)
+    return report(setup, "train", config.batch_size, step_s, compile_s, traced, compiled)
+
+
+# XLA:CPU schedules for parallelism by default, keeping far more alive than the accelerator
+# backends, which schedule under a memory limit; for figures that stand in for one device's
+# memory, its memory-minimising scheduler (set before the CPU backend starts).
+CPU_MEMORY_SCHEDULER = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
+def bench_memory(config) -> dict:
+    """The train step compiled and not run, on abstract state (nothing allocated, no weights
+    file read): parameters, FLOPs and XLA's static memory per device, for sizes this machine
+    cannot train. On CPU, under XLA's memory-minimising scheduler (CPU_MEMORY_SCHEDULER)."""
+    flags_now = os.environ.get("XLA_FLAGS", "")
+    if "concurrency_optimized_scheduler" not in flags_now:
+        os.environ["XLA_FLAGS"] = f"{flags_now} {CPU_MEMORY_SCHEDULER}".strip()
+    devices = jax.devices()
+    if _TOPOLOGY.value:
+        from jax.experimental import topologies
+
+        devices = list(topologies.get_topology_desc(_TOPOLOGY.value, "tpu").devices)
+    devices = devices[:_DEVICES.value] if _DEVICES.value else devices
+    setup = train_state.build(config, channels=3, abstract=True, devices=devices)
+    start = time.perf_counter()
+    traced = train_step.trace_train_step(setup.recipe, setup.state,
+                                         train_state.batch_spec(setup.config, setup.mesh),
+                                         setup.mesh, setup.frozen)
+    compiled = traced.lower().compile()
+    record = static_record(setup, "memory", setup.config.batch_size, traced, compiled)
+    memory = compiled.memory_analysis()
+    return {**record, "cpu_scheduler": _cpu_scheduler(record["device_kind"]),
+            "compile_s": time.perf_counter() - start,
+            "temp_bytes": int(memory.temp_size_in_bytes) if memory else None,
+            "argument_bytes": int(memory.argument_size_in_bytes) if memory else None}
+
+
+def _cpu_scheduler(device_kind: str) -> str | None:
+    if device_kind != "cpu":
+        return None
+    concurrency = "concurrency_optimized_scheduler=false" not in os.environ.get("XLA_FLAGS", "")
+    return "concurrency_optimized" if concurrency else "memory_minimising"
 
 
 def bench_predict(config) -> dict:
@@ -179,12 +250,13 @@ def bench_predict(config) -> dict:
                  out_shardings=parallel.batch_sharding(setup.mesh))
     start = time.perf_counter()
     params, stats = state.g_params, state.g_batch_stats
-    traced = fn.trace(params, stats, batch["A"], keys)
+    inputs = {k: batch[k] for k in ("A", "E") if k in batch}
+    traced = fn.trace(params, stats, inputs, keys)
     compiled = traced.lower().compile()
     compile_s = time.perf_counter() - start
-    step_s = median_seconds(lambda: compiled(params, stats, batch["A"], keys), _STEPS.value,
+    step_s = median_seconds(lambda: compiled(params, stats, inputs, keys), _STEPS.value,
                             _WARMUP.value)
-    return report(config, "predict", config.batch_size, step_s, compile_s, traced, compiled)
+    return report(setup, "predict", config.batch_size, step_s, compile_s, traced, compiled)
 
 
 def bench_input(config) -> dict:
@@ -237,7 +309,8 @@ def bench_ab(config) -> dict:
             module, _, function = _B_PATCH.value.partition(":")
             getattr(importlib.import_module(module), function)()
         setup, batch = _setup(variant)
-        compiled = train_step.compile_train_step(setup.recipe, setup.state, batch, setup.mesh)
+        compiled = train_step.compile_train_step(setup.recipe, setup.state, batch, setup.mesh,
+                                                 setup.frozen)
         runs[name] = {"step": compiled, "state": setup.state, "batch": batch, "times": [],
                       "batch_size": setup.config.batch_size}
     for i in range(_WARMUP.value + _STEPS.value):
@@ -259,7 +332,7 @@ def bench_ab(config) -> dict:
 
 
 BENCHMARKS = {"train": bench_train, "predict": bench_predict, "input": bench_input,
-              "ab": bench_ab}
+              "ab": bench_ab, "memory": bench_memory}
 
 
 def main(argv: list[str]) -> None:

@@ -1,7 +1,8 @@
 """`--mode=export`: the generator for serving, as a TF SavedModel and as StableHLO.
 
-Both take uint8 images (batch, S, S, C) with S the training crop size (`dataset.image_size`;
-pad or tile other sizes) and a uint32[2] PRNG key (dropout and per-image normalisation follow
+Both take uint8 images (batch, H, W, C) at the training crop size (`dataset.image_size`; pad
+or tile other sizes; label-map models take class ids, and the instance-boundary map as a
+second channel) and a uint32[2] PRNG key (dropout and per-image normalisation follow
 the trained model's test-time behaviour, as `--mode=predict`), and return uint8 images:
 
   OUT/saved_model/      tf.saved_model.load(...).translate(images, key)   (batch polymorphic)
@@ -25,6 +26,7 @@ from flax import serialization
 
 from p2p_jax import fileio
 from p2p_jax.serving.restore import Restored
+from p2p_jax.sizes import image_hw
 from p2p_jax.train import step as train_step
 from p2p_jax.train.state import Recipe
 
@@ -37,10 +39,13 @@ def portable_impl(config) -> str:
 
 def _translate(recipe: Recipe, variables, images, key):
     """Generator application on explicit variables (what both exports contain); image i of the
-    batch draws from fold_in(key, i), as the i-th file of `--mode=predict`."""
+    batch draws from fold_in(key, i), as the i-th file of `--mode=predict`. Label-map models
+    take class ids, and with instance maps the boundary map as a second channel."""
     keys = train_step.image_keys(key, jnp.arange(images.shape[0], dtype=jnp.uint32))
+    inputs = ({"A": images[..., :1], "E": images[..., 1:]} if recipe.instance_maps
+              else {"A": images})
     return train_step.to_uint8(
-        train_step.generate(recipe, variables["params"], variables["batch_stats"], images, keys))
+        train_step.generate(recipe, variables["params"], variables["batch_stats"], inputs, keys))
 
 
 def generator_variables(restored: Restored) -> dict:
@@ -49,8 +54,10 @@ def generator_variables(restored: Restored) -> dict:
 
 
 def _image_spec(restored: Restored, batch) -> jax.ShapeDtypeStruct:
-    size, channels = restored.config.dataset.image_size, restored.config.dataset.input_channels
-    return jax.ShapeDtypeStruct((batch, size, size, channels), jnp.uint8)
+    dataset = restored.config.dataset
+    height, width = image_hw(dataset.image_size)
+    channels = dataset.input_channels + int(dataset.instance_maps)
+    return jax.ShapeDtypeStruct((batch, height, width, channels), jnp.uint8)
 
 
 def export_stablehlo(restored: Restored, output: epath.Path) -> None:

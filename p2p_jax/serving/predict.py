@@ -31,6 +31,28 @@ def _input_files(path: str) -> tuple[str, list[str]]:
     return path, found
 
 
+def read_input(path: str, dataset) -> dict[str, np.ndarray]:
+    """One input file as the generator reads it: an image converted to the trained channels,
+    or (label_nc > 0) a label map of class ids, with a zero boundary map if the model takes
+    one."""
+    if not dataset.label_nc:
+        image = images.read(path, dataset.max_image_pixels)
+        return {"A": images.to_channels(image, dataset.input_channels)}
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise images.BadImageError(f"{path}: {e.strerror or e}") from None
+    ids = images.decode_map(data, path, dataset.max_image_pixels)
+    if ids.max(initial=0) >= dataset.label_nc:
+        raise images.BadImageError(f"{path}: class ids up to {ids.max()}, but the model knows "
+                                   f"dataset.label_nc={dataset.label_nc} classes")
+    example = {"A": ids.astype(np.uint8)[:, :, None]}
+    if dataset.instance_maps:
+        example["E"] = np.zeros_like(example["A"])
+    return example
+
+
 def predict(restored: Restored, input_path: str, output_dir: str,
             files_per_chunk: int = 64) -> int:
     """Translates every image under `input_path` to `output_dir/<same relative name>`, any
@@ -41,32 +63,35 @@ def predict(restored: Restored, input_path: str, output_dir: str,
     root, names = _input_files(input_path)
     config = restored.config
     evaluator = Evaluator.for_setup(restored.setup)
-    channels = config.dataset.input_channels
+    if config.dataset.instance_maps:
+        logging.warning("predict reads label maps alone: the instance-boundary channel is "
+                        "zero (evaluation reads the dataset's instance maps)")
     key = train_step.host_key(config.seed)
     written = 0
     with tqdm.tqdm(total=len(names), unit="img", disable=jax.process_index() != 0) as bar:
         for start in range(0, len(names), files_per_chunk):
-            whole, tiled = [], []  # (index, name, image)
+            whole, tiled = [], []  # (index, name, example)
             for index in range(start, min(start + files_per_chunk, len(names))):
                 try:
-                    image = images.read(os.path.join(root, names[index]),
-                                        config.dataset.max_image_pixels)
+                    example = read_input(os.path.join(root, names[index]), config.dataset)
                 except images.BadImageError as e:
                     logging.warning("skipped: %s", e)
                     continue
-                image = images.to_channels(image, channels)
-                large = image.shape[0] * image.shape[1] > config.eval.tile_pixels
-                (tiled if large else whole).append((index, names[index], image))
+                height, width = example["A"].shape[:2]
+                large = height * width > config.eval.tile_pixels
+                (tiled if large else whole).append((index, names[index], example))
             outputs = evaluator.generate(
-                restored.setup.state, [{"A": image} for _, _, image in whole], key,
+                restored.setup.state, [example for _, _, example in whole], key,
                 [index for index, _, _ in whole])[0] if whole else []
             results = [(name, out) for (_, name, _), out in zip(whole, outputs, strict=True)]
-            for index, name, image in tiled:
+            for index, name, example in tiled:
+                height, width = example["A"].shape[:2]
                 logging.info("%s: %dx%d, over eval.tile_pixels=%d: translated in tiles", name,
-                             image.shape[1], image.shape[0], config.eval.tile_pixels)
+                             width, height, config.eval.tile_pixels)
                 results.append((name, evaluator.generate_tiled(
-                    restored.setup.state, image, np.asarray(jax.random.fold_in(key, index)),
-                    config.eval.tile_pixels, config.eval.tile_overlap)))
+                    restored.setup.state, example if "E" in example else example["A"],
+                    np.asarray(jax.random.fold_in(key, index)), config.eval.tile_pixels,
+                    config.eval.tile_overlap)))
             if jax.process_index() == 0:
                 for name, output in results:
                     images.write(os.path.join(output_dir, name), output)

@@ -1,4 +1,4 @@
-"""Fault injection (`debug.nonfinite_steps`): chosen steps get a batch of NaN inputs, so the
+"""Fault injection (`debug.nonfinite_steps`): chosen steps get a batch of NaN targets, so the
 train step's non-finite guard and `nan_patience` can be seen to work (tests, drills).
 
 It lives here, in the loop's hands: the production step never knows.
@@ -19,9 +19,9 @@ def _nan_like(sharding):
 
 
 def poisoned(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """The batch with its inputs replaced by float NaN images of the same shape and sharding
-    (the step takes float inputs as already scaled)."""
-    return {**batch, "A": _nan_like(batch["A"].sharding)(batch["A"])}
+    """The batch with its targets replaced by float NaN images of the same shape and sharding
+    (the step takes float images as already scaled), so the L1 term is NaN."""
+    return {**batch, "B": _nan_like(batch["B"].sharding)(batch["B"])}
 
 
 def with_nonfinite_steps(step_fn: Callable, steps: tuple[int, ...],

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -17,21 +16,9 @@ from p2p_jax import checkpointing, fileio, parallel, preemption
 from p2p_jax.data import images, pipeline
 from p2p_jax.eval import evaluators, grids
 from p2p_jax.eval.generate import Evaluator
-from p2p_jax.train import faults
+from p2p_jax.train import faults, warm_start
 from p2p_jax.train import state as train_state
 from p2p_jax.train import step as train_step
-
-
-def _batch_spec(config: ml_collections.ConfigDict, mesh) -> dict[str, jax.ShapeDtypeStruct]:
-    size, ds = config.dataset.image_size, config.dataset
-    sharding = parallel.batch_sharding(mesh)
-    return {
-        "A": jax.ShapeDtypeStruct((config.batch_size, size, size, ds.input_channels), jnp.uint8,
-                                  sharding=sharding),
-        "B": jax.ShapeDtypeStruct((config.batch_size, size, size, ds.output_channels), jnp.uint8,
-                                  sharding=sharding),
-        "skipped": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32, sharding=sharding),
-    }
 
 
 class _Samples:
@@ -42,11 +29,13 @@ class _Samples:
         self._evaluator, self._writer = evaluator, writer
         self._dir = epath.Path(workdir) / "samples"
         self._key = train_step.host_key(config.seed + train_step.SAMPLE_SEED_OFFSET)
+        self._label_nc = config.dataset.label_nc
 
     def __call__(self, step: int, state: train_state.TrainState) -> None:
         outputs, _ = self._evaluator.generate(state, self._examples, self._key)
-        grid = grids.triptych_grid([e["A"] for e in self._examples], outputs,
-                                   [e["B"] for e in self._examples])
+        label_nc = self._label_nc
+        grid = grids.triptych_grid([grids.input_view(e, label_nc) for e in self._examples],
+                                   outputs, [e["B"] for e in self._examples])
         self._writer.write_images(step, {"samples/input_generated_target": grid[None]})
         if jax.process_index() == 0:
             images.write(self._dir / f"step_{step:08d}.png", grid)
@@ -78,8 +67,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         manager.close()
 
 
-def _compile(setup: train_state.Setup, state, batch_spec) -> jax.stages.Compiled:
-    return train_step.compile_train_step(setup.recipe, state, batch_spec, setup.mesh)
+def _compile(setup: train_state.Setup, state, spec):
+    return train_step.compile_train_step(setup.recipe, state, spec, setup.mesh, setup.frozen)
 
 
 def _abstract(tree):
@@ -98,6 +87,8 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
         if not data_restored:
             train_iter = pipeline.create_train_iterator(config, start_batch=restored_step)
         logging.info("resumed from checkpoint at step %d", restored_step)
+    elif config.model.init_from:
+        state = warm_start.warm_start(state, config)
     start_step = int(jax.device_get(state.step))
 
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
@@ -108,7 +99,7 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
         writer.write_hparams(_flatten(config))
 
     compile_start = time.perf_counter()
-    compiled = _compile(setup, state, _batch_spec(config, mesh))
+    compiled = _compile(setup, state, train_state.batch_spec(config, mesh))
     compile_s = time.perf_counter() - compile_start
     logging.info("train step compiled in %.1f s", compile_s)
     # Processes compile at different speeds; the first collective's connection set-up (gloo on

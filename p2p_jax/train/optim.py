@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -39,8 +41,8 @@ def skippable_adam(learning_rate: optax.Schedule, b1: float, b2: float, eps: flo
     """
     adam = optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
 
-    def update(grads, state, params=None, *, apply=True):
-        del params
+    def update(grads, state, params=None, *, apply=True, unfrozen=True):
+        del params, unfrozen  # `unfrozen` is for `frozen_until`'s groups.
         moments, schedule = state
 
         def keep(new, old):
@@ -64,9 +66,36 @@ def skippable_adam(learning_rate: optax.Schedule, b1: float, b2: float, eps: flo
 
 def current_learning_rate(schedule: optax.Schedule, opt_state) -> jax.Array:
     """The rate the next update of `skippable_adam` applies: the schedule at the optimizer's
-    own count, which dropped (non-finite) steps do not advance, unlike the train step."""
+    own count, which dropped (non-finite) steps do not advance, unlike the train step. With
+    frozen groups, the count of the parameters that always train."""
+    if isinstance(opt_state, optax.PartitionState):
+        opt_state = opt_state.inner_states["trained"].inner_state
     return schedule(opt_state[1].count)
 
 
-def make_optimizer(opt: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
-    return skippable_adam(learning_rate_schedule(opt), b1=opt.b1, b2=opt.b2)
+def frozen_until(make_adam, frozen: Any) -> optax.GradientTransformationExtraArgs:
+    """Two skippable Adams: one for the parameters where `frozen(params)` (a pytree of bools)
+    is False, one for those where it is True, which takes no step, keeps its moments at zero and
+    its count at 0 while the update's `unfrozen` flag is False (pix2pixHD's --niter_fix_global,
+    whose separate optimizer for the whole generator also starts fresh when it is unfrozen).
+    The frozen parameters' updates are then exactly zero."""
+    def gated(tx):
+        def update(grads, state, params=None, *, apply=True, unfrozen=True):
+            return tx.update(grads, state, params, apply=apply & unfrozen)
+        return optax.GradientTransformationExtraArgs(tx.init, update)
+
+    def labels(params):
+        return jax.tree.map(lambda is_frozen: "frozen" if is_frozen else "trained",
+                            frozen(params))
+
+    return optax.partition({"trained": make_adam(), "frozen": gated(make_adam())}, labels)
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, frozen: Any = None
+                   ) -> optax.GradientTransformationExtraArgs:
+    """Adam for a network; `frozen`: params -> a pytree of bools marking the parameters that
+    wait for the update's `unfrozen` flag (see `frozen_until`)."""
+    def make_adam():
+        return skippable_adam(learning_rate_schedule(opt), b1=opt.b1, b2=opt.b2)
+
+    return make_adam() if frozen is None else frozen_until(make_adam, frozen)

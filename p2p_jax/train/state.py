@@ -24,7 +24,9 @@ from jax.sharding import Mesh
 
 from p2p_jax import config_checks, ops, parallel
 from p2p_jax.data import pipeline
-from p2p_jax.models.build import build_discriminator, build_generator
+from p2p_jax.models import build as networks
+from p2p_jax.models.vgg import VGG19Features, load_params
+from p2p_jax.sizes import image_hw
 from p2p_jax.train import optim
 
 PyTree = Any
@@ -58,21 +60,54 @@ class Recipe:
     gan_mode: str
     lambda_l1: float
     eval_mode: bool
+    label_nc: int = 0  # A holds class ids, one-hot encoded into this many channels.
+    instance_maps: bool = False  # Batches carry 'E', the instance-boundary map.
+    lambda_feat: float = 0.0
+    lambda_vgg: float = 0.0
+    perceptual: nn.Module | None = None  # VGG19 features; its weights come in `frozen`.
+    update_order: str = "d_then_g"
+    fix_global_steps: int = 0  # `local`: the coarse branch waits this many steps.
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, output_channels: int,
                     conv_impl: str = "xla") -> Recipe:
         """`conv_impl`: the resolved implementation of the convolutions (see p2p_jax.ops)."""
+        opt, loss, model = config.optimizer, config.loss, config.model
+        frozen = None
+        if opt.fix_global_steps and model.generator == "local":
+            def frozen(params):  # The coarse branch, as pix2pixHD's --niter_fix_global.
+                return {name: jax.tree.map(lambda _, n=name: n == "global", tree)
+                        for name, tree in params.items()}
+        perceptual = None
+        if loss.lambda_vgg:
+            perceptual = VGG19Features(normalize=loss.vgg_normalize,
+                                       remat=model.remat == "blocks", conv_impl=conv_impl,
+                                       dtype=networks.compute_dtype(config))
         return cls(
-            generator=build_generator(config, output_channels, conv_impl),
-            discriminator=build_discriminator(config, conv_impl),
-            g_tx=optim.make_optimizer(config.optimizer),
-            d_tx=optim.make_optimizer(config.optimizer),
-            schedule=optim.learning_rate_schedule(config.optimizer),
-            gan_mode=config.loss.gan_mode,
-            lambda_l1=config.loss.lambda_l1,
-            eval_mode=config.model.eval_mode,
+            generator=networks.build_generator(config, output_channels, conv_impl),
+            discriminator=networks.build_discriminator(config, conv_impl),
+            g_tx=optim.make_optimizer(opt, frozen),
+            d_tx=optim.make_optimizer(opt),
+            schedule=optim.learning_rate_schedule(opt),
+            gan_mode=loss.gan_mode,
+            lambda_l1=loss.lambda_l1,
+            eval_mode=model.eval_mode,
+            label_nc=config.dataset.label_nc,
+            instance_maps=config.dataset.instance_maps,
+            lambda_feat=loss.lambda_feat,
+            lambda_vgg=loss.lambda_vgg,
+            perceptual=perceptual,
+            update_order=opt.update_order,
+            fix_global_steps=opt.fix_global_steps if frozen else 0,
         )
+
+
+def model_input_channels(dataset: ml_collections.ConfigDict) -> int:
+    """The generator's input channels: one-hot classes (and the boundary channel) for label
+    maps, else the images' channels."""
+    if dataset.label_nc:
+        return dataset.label_nc + int(dataset.instance_maps)
+    return dataset.input_channels
 
 
 def init_state(recipe: Recipe, rng: jax.Array, input_shape: tuple[int, ...]) -> TrainState:
@@ -98,25 +133,47 @@ def init_state(recipe: Recipe, rng: jax.Array, input_shape: tuple[int, ...]) -> 
 
 
 def create_state(recipe: Recipe, seed: int, input_shape: tuple[int, ...], mesh: Mesh,
-                 fsdp_min_size: int = 2**18) -> TrainState:
+                 fsdp_min_size: int = 2**18, abstract: bool = False) -> TrainState:
     """`init_state` compiled straight into the state's shardings (no host copy of the
     parameters). Runs once, so it is compiled without backend optimisation (4x faster to
-    compile on CPU)."""
+    compile on CPU). `abstract`: only the shapes, dtypes and shardings (nothing allocated)."""
     init = functools.partial(init_state, recipe, input_shape=input_shape)
     rng = jax.random.PRNGKey(seed)
-    shardings = parallel.tree_shardings(jax.eval_shape(init, rng), mesh, fsdp_min_size)
+    shapes = jax.eval_shape(init, rng)
+    shardings = parallel.tree_shardings(shapes, mesh, fsdp_min_size)
+    if abstract:
+        return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                            shapes, shardings)
     lowered = jax.jit(init, out_shardings=shardings).lower(rng)
     return lowered.compile(compiler_options={"xla_backend_optimization_level": 0})(rng)
 
 
+def batch_spec(config: ml_collections.ConfigDict, mesh) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shapes, dtypes and shardings of the pipeline's global batches."""
+    ds, sharding = config.dataset, parallel.batch_sharding(mesh)
+    height, width = image_hw(ds.image_size)
+
+    def images(channels):
+        return jax.ShapeDtypeStruct((config.batch_size, height, width, channels), jnp.uint8,
+                                    sharding=sharding)
+
+    spec = {"A": images(ds.input_channels), "B": images(ds.output_channels),
+            "skipped": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32, sharding=sharding)}
+    if ds.instance_maps:
+        spec["E"] = images(1)
+    return spec
+
+
 @dataclasses.dataclass(frozen=True)
 class Setup:
-    """A config made runnable: channels resolved, mesh, recipe and initial state."""
+    """A config made runnable: channels resolved, mesh, recipe and initial state, and the
+    weights of fixed networks the step reads (the perceptual loss's VGG19), replicated."""
 
     config: ml_collections.ConfigDict
     mesh: Mesh
     recipe: Recipe
     state: TrainState
+    frozen: dict = dataclasses.field(default_factory=dict)
 
 
 def resolve_channels(config: ml_collections.ConfigDict, workdir: str | None = None
@@ -124,6 +181,10 @@ def resolve_channels(config: ml_collections.ConfigDict, workdir: str | None = No
     """A copy of `config` with `dataset.input_channels`/`output_channels` filled in where 0:
     as the training run in `workdir` resolved them (its config.json), else from the data."""
     dataset = config.dataset
+    if dataset.label_nc and not dataset.input_channels:  # A is one channel of class ids.
+        config = config.copy_and_resolve_references()
+        config.dataset.input_channels = 1
+        dataset = config.dataset
     if dataset.input_channels and dataset.output_channels:
         return config
     saved = epath.Path(workdir) / "config.json" if workdir else None
@@ -140,12 +201,14 @@ def resolve_channels(config: ml_collections.ConfigDict, workdir: str | None = No
 
 def build(config: ml_collections.ConfigDict, workdir: str | None = None,
           channels: int | None = None, conv_impl: str | None = None,
-          devices: list[jax.Device] | None = None) -> Setup:
+          devices: list[jax.Device] | None = None, abstract: bool = False) -> Setup:
     """The one set-up path: checks the config (one line per mistake, before compiling),
     resolves channels (`channels` for both sides where the config leaves them to the data,
     e.g. synthetic benchmarks; else see `resolve_channels`), builds the mesh over `devices`
     (default: every device of every process), resolves `model.conv_impl` (or `conv_impl`)
-    for its platform and initialises the state into its shardings."""
+    for its platform and initialises the state into its shardings. `abstract`: the state and
+    the fixed networks' weights as shapes only (compiling to measure memory allocates
+    nothing, and needs no weights file)."""
     config_checks.validate_config(config)
     if channels and not (config.dataset.input_channels and config.dataset.output_channels):
         config = config.copy_and_resolve_references()
@@ -157,7 +220,20 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None,
     impl = ops.resolve_impl(conv_impl or config.model.conv_impl,
                             mesh.devices.flat[0].platform)
     recipe = Recipe.from_config(config, config.dataset.output_channels, impl)
-    size, ds = config.dataset.image_size, config.dataset
-    state = create_state(recipe, config.seed, (1, size, size, ds.input_channels), mesh,
-                         config.mesh.fsdp_min_size)
-    return Setup(config, mesh, recipe, state)
+    frozen = {}
+    if recipe.perceptual is not None:
+        frozen["vgg"] = (_abstract_vgg(recipe.perceptual, mesh) if abstract else
+                         parallel.replicated_from_host(load_params(config.loss.vgg_weights),
+                                                       mesh))
+    height, width = image_hw(config.dataset.image_size)
+    state = create_state(recipe, config.seed,
+                         (1, height, width, model_input_channels(config.dataset)), mesh,
+                         config.mesh.fsdp_min_size, abstract)
+    return Setup(config, mesh, recipe, state, frozen)
+
+
+def _abstract_vgg(vgg: nn.Module, mesh: Mesh) -> dict:
+    shapes = jax.eval_shape(vgg.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                       sharding=parallel.replicated(mesh)),
+                        shapes["params"])

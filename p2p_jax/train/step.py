@@ -8,6 +8,7 @@ on GAN + lambda * L1 through the freshly updated discriminator.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -56,53 +57,111 @@ def global_norm(tree: PyTree) -> jax.Array:
     return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree)))
 
 
+def encode_input(recipe: Recipe, batch: dict[str, jax.Array]) -> jax.Array:
+    """The generator's (and the discriminator's conditioning) input: an image A in [-1, 1],
+    or a label map's class ids one-hot (0/1, pix2pixHD's encoding, in the compute dtype) with
+    the instance-boundary map E as one more 0/1 channel."""
+    if not recipe.label_nc:
+        return to_float(batch["A"])
+    dtype = recipe.generator.dtype  # 0/1 are exact in bfloat16: half the bytes at 2048x1024.
+    x = jax.nn.one_hot(batch["A"][..., 0], recipe.label_nc, dtype=dtype)
+    if recipe.instance_maps:
+        x = jnp.concatenate([x, batch["E"].astype(dtype)], -1)
+    return x
+
+
 def _guarded_update(tx: optax.GradientTransformationExtraArgs, grads: PyTree, opt_state: PyTree,
-                    params: PyTree, finite: jax.Array) -> tuple[PyTree, PyTree]:
+                    params: PyTree, finite: jax.Array, **gates) -> tuple[PyTree, PyTree]:
     """The one rule for a non-finite step, for both networks: the optimizer keeps its moments
     inside its own pass (`optim.skippable_adam`) and the parameters keep their values."""
-    updates, opt_state = tx.update(grads, opt_state, params, apply=finite)
+    updates, opt_state = tx.update(grads, opt_state, params, apply=finite, **gates)
     return jax.tree.map(lambda p, u: jnp.where(finite, p + u, p), params, updates), opt_state
 
 
-def train_step(recipe: Recipe, state: TrainState,
-               batch: dict[str, jax.Array]) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One Pix2Pix iteration in the reference's order (D update, then G update)."""
-    real_a, real_b = to_float(batch["A"]), to_float(batch["B"])
+def _generator_objective(recipe: Recipe, fake: jax.Array, fake_out, real_out,
+                         real_b: jax.Array, frozen: dict) -> tuple[jax.Array, dict]:
+    """GAN + lambda_l1 * L1 (pix2pix) + lambda_feat * feature matching + lambda_vgg * VGG
+    (pix2pixHD), with the terms that are on."""
+    terms = {"g_gan": losses.generator_gan_loss(recipe.gan_mode, fake_out),
+             "g_l1": losses.l1_loss(fake, real_b)}
+    total = terms["g_gan"] + recipe.lambda_l1 * terms["g_l1"]
+    if recipe.lambda_feat:
+        terms["g_feat"] = losses.feature_matching(fake_out, real_out)
+        total += recipe.lambda_feat * terms["g_feat"]
+    if recipe.lambda_vgg:
+        vgg = functools.partial(recipe.perceptual.apply, {"params": frozen["vgg"]})
+        terms["g_vgg"] = losses.perceptual(vgg(fake), vgg(real_b))
+        total += recipe.lambda_vgg * terms["g_vgg"]
+    return total, terms
+
+
+def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
+               frozen: dict | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One iteration. `update_order="d_then_g"` is the reference's: D updated on (A, B) vs
+    (A, G(A)), then G through the updated D. `joint` is pix2pixHD's: both losses from one
+    forward pass of D, both networks updated. `frozen`: fixed networks' weights (VGG19)."""
+    frozen = frozen or {}
+    condition, real_b = encode_input(recipe, batch), to_float(batch["B"])
     dropout_rng = jax.random.fold_in(state.rng, state.step)
     G, D = recipe.generator, recipe.discriminator
 
     def generator_forward(g_params):
-        return apply_network(G, g_params, state.g_batch_stats, real_a, True, dropout_rng)
+        return apply_network(G, g_params, state.g_batch_stats, condition, True, dropout_rng)
 
     # The generator runs forward once; its VJP later carries the G-loss gradient back.
     fake_b, g_vjp, g_batch_stats = jax.vjp(generator_forward, state.g_params, has_aux=True)
 
-    def d_loss_fn(d_params):
-        fake_logits, stats = apply_network(
-            D, d_params, state.d_batch_stats,
-            jnp.concatenate([real_a, jax.lax.stop_gradient(fake_b)], -1), True)
-        real_logits, stats = apply_network(D, d_params, stats,
-                                           jnp.concatenate([real_a, real_b], -1), True)
-        loss_real, loss_fake = losses.discriminator_loss(recipe.gan_mode, real_logits,
-                                                         fake_logits)
-        return 0.5 * (loss_real + loss_fake), (loss_real, loss_fake, stats)
+    def discriminate(d_params, stats, image):
+        # In D's compute dtype, where its first layer would cast it anyway.
+        pair = jnp.concatenate([condition.astype(D.dtype), image.astype(D.dtype)], -1)
+        return apply_network(D, d_params, stats, pair, True)
 
-    (d_loss, (d_real, d_fake, d_batch_stats)), d_grads = jax.value_and_grad(
-        d_loss_fn, has_aux=True)(state.d_params)
-    # The generator's loss sees the discriminator after its update; whether that update is
-    # kept is decided below with the generator's (XLA computes Adam's pass for D once).
-    d_updates, _ = recipe.d_tx.update(d_grads, state.d_opt_state, state.d_params)
-    updated_d_params = optax.apply_updates(state.d_params, d_updates)
+    if recipe.update_order == "joint":
+        fake_out, d_vjp_fake, stats = jax.vjp(
+            lambda p, f: discriminate(p, state.d_batch_stats, f), state.d_params, fake_b,
+            has_aux=True)
+        real_out, d_vjp_real, d_batch_stats = jax.vjp(
+            lambda p: discriminate(p, stats, real_b), state.d_params, has_aux=True)
 
-    def g_loss_fn(fake):
-        logits, stats = apply_network(D, updated_d_params, d_batch_stats,
-                                      jnp.concatenate([real_a, fake], -1), True)
-        gan = losses.generator_gan_loss(recipe.gan_mode, logits)
-        l1 = losses.l1_loss(fake, real_b)
-        return gan + recipe.lambda_l1 * l1, (gan, l1, stats)
+        def d_loss_of(real, fake):
+            loss_real, loss_fake = losses.discriminator_loss(recipe.gan_mode, real, fake)
+            return 0.5 * (loss_real + loss_fake), (loss_real, loss_fake)
 
-    (g_loss, (g_gan, g_l1, d_batch_stats)), fake_grad = jax.value_and_grad(
-        g_loss_fn, has_aux=True)(fake_b)
+        (d_loss, (d_real, d_fake)), (d_cot_real, d_cot_fake) = jax.value_and_grad(
+            d_loss_of, argnums=(0, 1), has_aux=True)(real_out, fake_out)
+        d_grads = jax.tree.map(jnp.add, d_vjp_real(d_cot_real)[0],
+                               d_vjp_fake(d_cot_fake)[0])
+        (g_loss, g_terms), (fake_cot, fake_direct) = jax.value_and_grad(
+            lambda out, fake: _generator_objective(recipe, fake, out, real_out, real_b, frozen),
+            argnums=(0, 1), has_aux=True)(fake_out, fake_b)
+        fake_grad = d_vjp_fake(fake_cot)[1] + fake_direct
+    else:
+        def d_loss_fn(d_params):
+            fake_out, stats = discriminate(d_params, state.d_batch_stats,
+                                           jax.lax.stop_gradient(fake_b))
+            real_out, stats = discriminate(d_params, stats, real_b)
+            loss_real, loss_fake = losses.discriminator_loss(recipe.gan_mode, real_out,
+                                                             fake_out)
+            return 0.5 * (loss_real + loss_fake), (loss_real, loss_fake, stats)
+
+        (d_loss, (d_real, d_fake, d_batch_stats)), d_grads = jax.value_and_grad(
+            d_loss_fn, has_aux=True)(state.d_params)
+        # The generator's loss sees the discriminator after its update; whether that update
+        # is kept is decided below with the generator's (XLA computes Adam's pass for D once).
+        d_updates, _ = recipe.d_tx.update(d_grads, state.d_opt_state, state.d_params)
+        updated_d_params = optax.apply_updates(state.d_params, d_updates)
+        real_out = None
+        if recipe.lambda_feat:  # Real features from the same (updated) D as the fake ones.
+            real_out = jax.lax.stop_gradient(
+                discriminate(updated_d_params, d_batch_stats, real_b)[0])
+
+        def g_loss_fn(fake):
+            out, stats = discriminate(updated_d_params, d_batch_stats, fake)
+            total, terms = _generator_objective(recipe, fake, out, real_out, real_b, frozen)
+            return total, (terms, stats)
+
+        (g_loss, (g_terms, d_batch_stats)), fake_grad = jax.value_and_grad(
+            g_loss_fn, has_aux=True)(fake_b)
     (g_grads,) = g_vjp(fake_grad)
 
     # A non-finite loss or gradient drops the whole step, decided on device (no host sync).
@@ -112,7 +171,8 @@ def train_step(recipe: Recipe, state: TrainState,
     finite = (jnp.isfinite(d_loss) & jnp.isfinite(g_loss) & jnp.isfinite(g_grad_norm)
               & jnp.isfinite(d_grad_norm))
     g_params, g_opt_state = _guarded_update(recipe.g_tx, g_grads, state.g_opt_state,
-                                            state.g_params, finite)
+                                            state.g_params, finite,
+                                            unfrozen=state.step >= recipe.fix_global_steps)
     d_params, d_opt_state = _guarded_update(recipe.d_tx, d_grads, state.d_opt_state,
                                             state.d_params, finite)
     new_state = state.replace(
@@ -125,8 +185,7 @@ def train_step(recipe: Recipe, state: TrainState,
         d_batch_stats=jax.tree.map(functools.partial(jnp.where, finite), d_batch_stats,
                                    state.d_batch_stats))
     metrics = {
-        "d_loss": d_loss, "d_real": d_real, "d_fake": d_fake, "g_loss": g_loss,
-        "g_gan": g_gan, "g_l1": g_l1,
+        "d_loss": d_loss, "d_real": d_real, "d_fake": d_fake, "g_loss": g_loss, **g_terms,
         "learning_rate": optim.current_learning_rate(recipe.schedule, state.g_opt_state),
         "g_grad_norm": g_grad_norm, "d_grad_norm": d_grad_norm,
         "skipped_steps": new_state.skipped_steps, "nonfinite_streak": new_state.nonfinite_streak,
@@ -147,15 +206,16 @@ def image_keys(key: jax.Array, indices: jax.Array) -> jax.Array:
     return jax.vmap(jax.random.fold_in, (None, 0))(key, indices)
 
 
-def generate(recipe: Recipe, params: PyTree, batch_stats: PyTree, images: jax.Array,
-             keys: jax.Array) -> jax.Array:
-    """Generator outputs in [-1, 1] for uint8 inputs, as the reference's test script makes them.
+def generate(recipe: Recipe, params: PyTree, batch_stats: PyTree,
+             inputs: dict[str, jax.Array], keys: jax.Array) -> jax.Array:
+    """Generator outputs in [-1, 1] for uint8 inputs ('A', and 'E' with instance maps), as
+    the reference's test script makes them.
 
     Without `model.eval_mode` (the reference's default) each image is normalised with its own
     batch statistics and keeps dropout (drawn from its row of `keys`), exactly like the
     reference testing at batch size 1; with it, running statistics and no dropout.
     """
-    x = to_float(images)
+    x = encode_input(recipe, inputs)
     if recipe.eval_mode:
         return apply_network(recipe.generator, params, batch_stats, x, False)[0]
 
@@ -167,22 +227,26 @@ def generate(recipe: Recipe, params: PyTree, batch_stats: PyTree, images: jax.Ar
 
 
 def trace_train_step(recipe: Recipe, state: TrainState, batch_spec: dict[str, Any],
-                     mesh: Mesh) -> jax.stages.Traced:
+                     mesh: Mesh, frozen: dict | None = None) -> jax.stages.Traced:
     """The step jitted with shardings and the state donated, traced for these shapes.
 
-    The state keeps the shardings it was created (or restored) with.
+    The state keeps the shardings it was created (or restored) with; fixed networks' weights
+    (`frozen`) are replicated.
     """
     shardings = jax.tree.map(lambda x: x.sharding, state)
     step = jax.jit(
         functools.partial(train_step, recipe),
-        in_shardings=(shardings, parallel.batch_sharding(mesh)),
+        in_shardings=(shardings, parallel.batch_sharding(mesh), parallel.replicated(mesh)),
         out_shardings=(shardings, parallel.replicated(mesh)),
         donate_argnums=0,
     )
-    return step.trace(state, batch_spec)
+    return step.trace(state, batch_spec, frozen or {})
 
 
 def compile_train_step(recipe: Recipe, state: TrainState, batch_spec: dict[str, Any],
-                       mesh: Mesh) -> jax.stages.Compiled:
-    """Compiles the step once (see trace_train_step); returns the executable."""
-    return trace_train_step(recipe, state, batch_spec, mesh).lower().compile()
+                       mesh: Mesh, frozen: dict | None = None
+                       ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """Compiles the step once (see trace_train_step); returns `step(state, batch)`."""
+    compiled = trace_train_step(recipe, state, batch_spec, mesh, frozen).lower().compile()
+    frozen = frozen or {}
+    return lambda state, batch: compiled(state, batch, frozen)
