@@ -48,7 +48,7 @@ def global_layers(input_nc, output_nc, ngf, n_down, n_blocks):
         m = 2 ** (n_down - i)
         layers += [nn.ConvTranspose2d(ngf * m, ngf * m // 2, 3, 2, 1, output_padding=1),
                    norm(ngf * m // 2), nn.ReLU(True)]
-    return layers + [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
+    return [*layers, nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
 
 
 class LocalEnhancer(nn.Module):
@@ -191,9 +191,11 @@ def main():
         pred_fake = D(torch.cat([cond, fake], 1))
         loss_g_gan = gan(pred_fake, True)
         feat = sum((1 / a.num_D) * (4 / 4) * l1(f, r.detach())
-                   for pf, pr in zip(pred_fake, pred_real) for f, r in zip(pf[:-1], pr[:-1]))
+                   for pf, pr in zip(pred_fake, pred_real, strict=True)
+                   for f, r in zip(pf[:-1], pr[:-1], strict=True))
         vgg_fake, vgg_real = vgg(fake), vgg(real)
-        loss_vgg = sum(w * l1(f, r.detach()) for w, f, r in zip(weights, vgg_fake, vgg_real))
+        loss_vgg = sum(w * l1(f, r.detach())
+                       for w, f, r in zip(weights, vgg_fake, vgg_real, strict=True))
         loss_g = loss_g_gan + 10.0 * feat + 10.0 * loss_vgg
         loss_d = 0.5 * (loss_d_fake + loss_d_real)
         opt_g.zero_grad()
