@@ -138,6 +138,29 @@ def test_patch_matmul_convolution_equals_xla_convolution(kernel, stride, padding
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
 
 
+def test_a_convolution_padded_past_its_kernel_equals_xla_convolution():
+    """pix2pixHD's 4x4 stride-1 layers with padding 2 (output larger than input) run over an
+    explicit pad on CPU: same values and gradients as XLA's padded convolution."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1, 17, 19, 6)).astype(np.float32)  # Past the patch-matmul size.
+    w = rng.normal(size=(4, 4, 6, 3)).astype(np.float32)
+    pads = ((2, 2), (2, 2))
+    assert not cpu.use_im2col(17 * 19)
+
+    def reference(x, w):
+        return jax.lax.conv_general_dilated(x, w, (1, 1), pads,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    ours = cpu.conv2d(x, w, 1, pads)
+    assert ours.shape == (1, 18, 20, 3)
+    np.testing.assert_allclose(ours, reference(x, w), rtol=1e-4, atol=1e-4)
+    for a, b in zip(jax.grad(lambda x, w: jnp.sum(jnp.sin(cpu.conv2d(x, w, 1, pads))), (0, 1))(
+                        x, w),
+                    jax.grad(lambda x, w: jnp.sum(jnp.sin(reference(x, w))), (0, 1))(x, w),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
 def test_transposed_conv_form_choice_and_the_impl_resolved_once():
     assert cpu.transpose_form(4, 1, 0, pixels=4096) == "space_to_depth"
     assert cpu.transpose_form(4, 1, 0, pixels=64) == "matmul"
