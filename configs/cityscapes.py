@@ -11,6 +11,7 @@ def get_config(variant: str = ""):
     """`configs/cityscapes.py:podB` scales it to a global batch of B (default.apply_variant)."""
     config = default.reference_256(default.get_config())
     config.dataset.direction = "BtoA"
+    config.serve.palette = "cityscapes"  # --mode=serve paints with these.
     config.num_train_steps = 200 * 2975
     config.log_every_steps = 500
     config.sample_every_steps = 10000

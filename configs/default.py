@@ -161,6 +161,20 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.inception_weights = ""
     config.eval.fcn_model = ""
 
+    config.export = ml_collections.ConfigDict()
+    # What --mode=export writes: saved_model (TF, via jax2tf), stablehlo (jax.export),
+    # onnx (generator.onnx, via jax2onnx), torch (generator.pth in the reference's or
+    # pix2pixHD's state_dict layout; models that have one).
+    config.export.formats = ("saved_model", "stablehlo", "onnx", "torch")
+
+    config.serve = ml_collections.ConfigDict()
+    # --mode=serve's canvas: auto (from the data: the embedded scenes' classes, Cityscapes
+    # label ids for label-map models, else an upload) | scenes | cityscapes | cityscapes_ids |
+    # facades | edges (pen and eraser on white) | none (upload only).
+    config.serve.palette = "auto"
+    config.serve.concurrency = 2  # Requests translated at once (Gradio's queue).
+    config.serve.num_examples = 4  # Example inputs from the eval split (0: none).
+
     config.debug = ml_collections.ConfigDict()
     # Fault injection for tests: these steps get NaN inputs (so a non-finite loss).
     config.debug.nonfinite_steps = ()

@@ -11,6 +11,7 @@ def get_config(variant: str = ""):
     """`configs/edges2shoes.py:podB` scales it to a global batch of B (default.apply_variant)."""
     config = default.reference_256(default.get_config())
     config.dataset.direction = "AtoB"
+    config.serve.palette = "edges"  # --mode=serve paints with these.
     config.dataset.load_size = 256
     config.dataset.preprocess = "none"
     config.batch_size = 4

@@ -11,6 +11,7 @@ def get_config(variant: str = ""):
     """`configs/facades.py:podB` scales it to a global batch of B (see default.apply_variant)."""
     config = default.reference_256(default.get_config())
     config.dataset.direction = "BtoA"  # The facades files hold photo | labels.
+    config.serve.palette = "facades"  # --mode=serve paints with these.
     config.num_train_steps = 200 * 400  # 200 epochs of 400 images at batch 1.
     config.log_every_steps = 100
     config.sample_every_steps = 2000

@@ -55,6 +55,19 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
         raise _save_error(manager, step, e) from e
 
 
+def save_without_data(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
+    """A checkpoint with no data position (imported weights): training from it starts the
+    data stream at its step, as a resume by another process count does."""
+    try:
+        manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            layout=ocp.args.JsonSave({"process_count": jax.process_count(), "data": False})),
+            force=True)
+        manager.wait_until_finished()
+    except Exception as e:
+        raise _save_error(manager, step, e) from e
+
+
 def wait(manager: ocp.CheckpointManager) -> None:
     try:
         manager.wait_until_finished()
@@ -117,10 +130,13 @@ def restore(manager: ocp.CheckpointManager, step: int, target_state: Any,
     """
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
     layout = manager.restore(step, args=ocp.args.Composite(layout=ocp.args.JsonRestore())).layout
-    same_layout = layout["process_count"] == jax.process_count()
+    same_layout = layout["process_count"] == jax.process_count() and layout.get("data", True)
     items = {"state": ocp.args.StandardRestore(abstract)}
     if same_layout:
         items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    elif not layout.get("data", True):
+        logging.info("checkpoint at step %d has no data position (imported weights): the data "
+                     "stream starts at that step", step)
     else:
         logging.warning("checkpoint at step %d was written by %d processes, this run has %d: the "
                         "data position is recomputed from the step", step,

@@ -25,6 +25,8 @@ STYLES = ("stylization", "pencil_sketch", "pencil_color", "detail_enhance")
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 PALETTES = ("cityscapes",)
 EVALUATORS = ("inception", "fcn")
+SERVE_PALETTES = ("auto", "scenes", "cityscapes", "cityscapes_ids", "facades", "edges", "none")
+EXPORT_FORMATS = ("saved_model", "stablehlo", "onnx", "torch")
 # The most pixels `dataset.max_image_pixels` may allow: PIL, which reads image headers for the
 # check, refuses more on its own (2 x PIL.Image.MAX_IMAGE_PIXELS).
 MAX_IMAGE_PIXELS = 178_956_970

@@ -108,6 +108,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                           f"derived task ({', '.join(choices.TASKS[1:])})")
     for name in config.eval.evaluators:
         _choice("eval.evaluators", name, choices.EVALUATORS)
+    _choice("serve.palette", config.serve.palette, choices.SERVE_PALETTES)
+    for name in config.export.formats:
+        _choice("export.formats", name, choices.EXPORT_FORMATS)
     if config.dataset.derived.noise_std < 0:
         raise ConfigError(f"dataset.derived.noise_std={config.dataset.derived.noise_std} "
                           "must be >= 0")
@@ -115,7 +118,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 "checkpoint_every_steps", "eval_every_steps", "dataset.load_size",
                 "dataset.derived.sr_factor", "model.ngf", "model.ndf", "eval.batch_size",
                 "nan_patience", "checkpoint.max_to_keep", "model.num_d", "model.n_layers_d",
-                "model.n_downsample_global", "model.n_local_enhancers"):
+                "model.n_downsample_global", "model.n_local_enhancers", "serve.concurrency"):
         _positive(key, functools.reduce(getattr, key.split("."), config))
     height, width = _image_size(config.dataset.image_size)
     _pix2pixhd(config)

@@ -4,7 +4,14 @@
   --mode=eval     the whole `eval.split` through a checkpoint: DIR/eval/<split>_<step>/
                   (metrics.json, index.html, curves.png, contact_sheet.png, images/)
   --mode=predict  translate --input (an image or a folder, any sizes) into --output
-  --mode=export   the generator as a TF SavedModel and StableHLO into --output
+  --mode=export   the generator into --output: TF SavedModel, StableHLO, ONNX and a
+                  PyTorch state_dict (`export.formats`)
+  --mode=serve    a browser demo (Gradio) of the generator at http://--host:--port/
+  --mode=import   a PyTorch latest_net_G.pth (--input; --input_d for latest_net_D.pth) of the
+                  reference or pix2pixHD into DIR as a checkpoint at step 0
+
+--config is needed to train and to import; eval, predict, export and serve read the run's own
+(DIR/config.json) when it is left out.
 
 The workdir defaults to workdirs/<config file name>. A mistake (a config key or value, a
 path, a file) is one line on stderr and exit status 2; --verbose_errors (or
@@ -27,11 +34,14 @@ from ml_collections import config_flags
 from p2p_jax import host
 from p2p_jax.errors import UserError
 
-MODES = ("train", "eval", "predict", "export")
+MODES = ("train", "eval", "predict", "export", "serve", "import")
 # The flags each mode reads beyond --config, --workdir and the multi-process ones.
 MODE_FLAGS = {"train": (), "eval": ("step",), "predict": ("step", "input", "output"),
-              "export": ("step", "output")}
-REQUIRED_FLAGS = {"predict": ("input", "output"), "export": ("output",)}
+              "export": ("step", "output"), "serve": ("step", "port", "host"),
+              "import": ("input", "input_d")}
+REQUIRED_FLAGS = {"predict": ("input", "output"), "export": ("output",), "import": ("input",)}
+# Modes that need --config; the others read WORKDIR/config.json without it.
+CONFIG_MODES = ("train", "import")
 EXIT_USER_ERROR = 2
 # Packages whose INFO lines are shown: ours, and CLU's metric lines and parameter tables.
 OUR_LOGS = ("p2p_jax", "clu")
@@ -45,8 +55,14 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, summaries an
 _MODE = flags.DEFINE_enum("mode", "train", MODES, "What to do; see the module docstring.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step for eval/predict/export; "
                              "default: the latest.")
-_INPUT = flags.DEFINE_string("input", None, "predict: an image file or a folder of images.")
+_INPUT = flags.DEFINE_string("input", None, "predict: an image file or a folder of images; "
+                             "import: the generator's .pth state_dict.")
+_INPUT_D = flags.DEFINE_string("input_d", None, "import: the discriminator's .pth state_dict "
+                               "(default: a fresh discriminator).")
 _OUTPUT = flags.DEFINE_string("output", None, "predict/export: the output folder.")
+_PORT = flags.DEFINE_integer("port", 7860, "serve: the port to listen on.")
+_HOST = flags.DEFINE_string("host", "127.0.0.1", "serve: the address to bind (0.0.0.0: every "
+                            "interface; the default is this machine only).")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None,
     "HOST:PORT of process 0, for multi-process runs outside TPU VM pods and SLURM (which are "
@@ -55,7 +71,6 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the r
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 _VERBOSE_ERRORS = flags.DEFINE_bool(
     "verbose_errors", False, "Show the traceback of user errors too (or P2P_JAX_VERBOSE_ERRORS=1).")
-flags.mark_flags_as_required(["config"])
 
 
 class _QuietLibraries(py_logging.Filter):
@@ -120,7 +135,7 @@ def default_workdir(config_argument: str) -> str:
 
 
 def _check_mode_flags(mode: str) -> None:
-    for name in ("step", "input", "output"):
+    for name in ("step", "input", "input_d", "output", "port", "host"):
         if flags.FLAGS[name].present and name not in MODE_FLAGS[mode]:
             users = [m for m, names in MODE_FLAGS.items() if name in names]
             raise UserError(f"--{name} is not used by --mode={mode}; it is for "
@@ -128,6 +143,11 @@ def _check_mode_flags(mode: str) -> None:
     for name in REQUIRED_FLAGS.get(mode, ()):
         if not flags.FLAGS[name].value:
             raise UserError(f"--mode={mode} needs --{name}")
+    if mode == "serve" and not 0 < _PORT.value < 65536:
+        raise UserError(f"--port={_PORT.value} must be in 1..65535")
+    if _CONFIG.value is None and (mode in CONFIG_MODES or not _WORKDIR.value):
+        raise UserError(f"--mode={mode} needs --config=FILE" + (
+            "" if mode in CONFIG_MODES else " or the --workdir of a run (its config.json)"))
     for name in ("workdir", "output"):
         path = flags.FLAGS[name].value
         if path and os.path.exists(path) and not os.path.isdir(path):
@@ -141,15 +161,26 @@ def run(config, workdir: str, mode: str) -> None:
 
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config_flag = flags.FLAGS["config"]
-    logging.info("config %s, overrides %s (every value: WORKDIR/config.json; --verbosity=1 "
-                 "prints it here)", config_flags.get_config_filename(config_flag),
-                 config_flags.get_override_values(config_flag) or "none")
+    if config is None:
+        from p2p_jax import run_config
+
+        config = run_config.saved_config(workdir)
+        logging.info("config: the run's own, %s", os.path.join(workdir, "config.json"))
+    else:
+        logging.info("config %s, overrides %s (every value: WORKDIR/config.json; --verbosity=1 "
+                     "prints it here)", config_flags.get_config_filename(config_flag),
+                     config_flags.get_override_values(config_flag) or "none")
     logging.vlog(1, "config:\n%s", config)
     if mode == "train":
         from p2p_jax.train import loop
 
         logging.info("workdir: %s", os.path.abspath(workdir))
         loop.train_and_evaluate(config, workdir)
+        return
+    if mode == "import":
+        from p2p_jax.serving import model_import
+
+        model_import.import_models(config, workdir, _INPUT.value, _INPUT_D.value)
         return
     from p2p_jax.serving import restore
 
@@ -165,6 +196,10 @@ def run(config, workdir: str, mode: str) -> None:
         restored = restore.restore(config, workdir, _STEP.value)
         count = predict.predict(restored, _INPUT.value, _OUTPUT.value)
         logging.info("%d images translated into %s", count, _OUTPUT.value)
+    elif mode == "serve":
+        from p2p_jax.serving import app
+
+        app.serve(restore.restore(config, workdir, _STEP.value), _HOST.value, _PORT.value)
     else:
         from p2p_jax.serving import export
 
@@ -185,7 +220,7 @@ def main(argv: list[str]) -> None:
         logging.get_absl_handler().addFilter(_QuietLibraries())
         workdir = _WORKDIR.value or default_workdir(
             config_flags.get_config_filename(flags.FLAGS["config"]))
-        run(_loaded_config(), workdir, mode)
+        run(_loaded_config() if _CONFIG.value is not None else None, workdir, mode)
     except UserError as e:
         if verbose:
             raise

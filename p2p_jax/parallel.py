@@ -161,6 +161,15 @@ def replicated_from_host(tree: Any, mesh: Mesh) -> Any:
             lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
 
 
+def placed_like(tree: Any, like: Any) -> Any:
+    """Host arrays that every process holds whole, into the shardings (and dtypes) of the
+    arrays of `like` (e.g. weights read from a file into a built state)."""
+    return jax.tree.map(
+        lambda value, leaf: jax.make_array_from_callback(
+            leaf.shape, leaf.sharding, lambda index: np.asarray(value[index], leaf.dtype)),
+        tree, like)
+
+
 def global_batch_from_host_copy(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     """Like `global_batch`, for a batch every process holds in full (e.g. fixed eval images)."""
     count, index = jax.process_count(), jax.process_index()

@@ -43,7 +43,9 @@ def trained_workdir(tmp_path_factory):
 
 TINY = "--config=configs/tiny.py"
 MISTAKES = [
-    ([], "Flag --config must have a value"),
+    ([], "--mode=train needs --config=FILE"),
+    (["--mode=predict", "--input=x", "--output=y"],
+     "config.json does not exist (no run was trained or imported in"),
     (["--config=configs/nope.py"], "No such file or directory: 'configs/nope.py'"),
     (["--config=configs/facades.py:pod0"], "unknown config variant 'pod0'"),
     ([TINY, "--config.modle.ngf=3"], "no key 'modle'; Did you mean \"model\""),
@@ -56,6 +58,15 @@ MISTAKES = [
     ([TINY, "--input=x"], "--input is not used by --mode=train"),
     ([TINY, "--mode=eval", "--output=x"], "--output is not used by --mode=eval"),
     ([TINY, "stray"], "unexpected arguments stray"),
+    ([TINY, "--mode=import"], "--mode=import needs --input"),
+    ([TINY, "--mode=import", "--input=tests/data/torch_models/unet_none.pth"],
+     "unet_none.pth: model.ngf=8 does not match the file (the file has 4); use "
+     "--config.model.ngf=4"),
+    ([TINY, "--mode=import", "--input=README.md"], "README.md: not a usable PyTorch state_dict"),
+    ([TINY, "--mode=serve", "--port=0"], "--port=0 must be in 1..65535"),
+    ([TINY, "--mode=serve", "--input=x"], "--input is not used by --mode=serve"),
+    ([TINY, "--config.serve.palette=crayons"], "serve.palette='crayons' is not one of"),
+    ([TINY, "--config.export.formats=('gif',)"], "export.formats='gif' is not one of"),
     ([TINY, "--config.dataset.source=aligned", "--config.dataset.path=/nonexistent"],
      "dataset folder /nonexistent/train does not exist"),
     (["--config=configs/cityscapes.py"], "dataset.path is empty"),

@@ -6,6 +6,7 @@ import json
 import cv2
 import jax
 import numpy as np
+import onnxruntime
 import pytest
 import tensorflow as tf
 
@@ -133,3 +134,7 @@ def test_exports_are_portable_and_reproduce_predict(trained, tmp_path):
     assert served.dtype == np.uint8 and served.shape == batch.shape
     assert np.abs(served.astype(int) - predicted).max() <= 1  # TF vs XLA rounding.
     assert cv2.absdiff(served, predicted).mean() < 0.05
+    session = onnxruntime.InferenceSession(str(out / "generator.onnx"))
+    onnx_served = session.run(None, {"images": batch})[0]
+    assert onnx_served.dtype == np.uint8 and onnx_served.shape == batch.shape
+    assert np.abs(onnx_served.astype(int) - predicted).max() <= 1  # Within 1/255.

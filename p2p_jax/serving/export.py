@@ -1,13 +1,22 @@
-"""`--mode=export`: the generator for serving, as a TF SavedModel and as StableHLO.
+"""`--mode=export`: the generator for serving, in the formats `export.formats` names.
 
-Both take uint8 images (batch, H, W, C) at the training crop size (`dataset.image_size`; pad
-or tile other sizes; label-map models take class ids, and the instance-boundary map as a
-second channel) and a uint32[2] PRNG key (dropout and per-image normalisation follow
-the trained model's test-time behaviour, as `--mode=predict`), and return uint8 images:
+The first three take uint8 images (batch, H, W, C) at the training crop size
+(`dataset.image_size`; pad or tile other sizes; label-map models take class ids, and the
+instance-boundary map as a second channel) and return uint8 images, batch polymorphic:
 
-  OUT/saved_model/      tf.saved_model.load(...).translate(images, key)   (batch polymorphic)
+  OUT/saved_model/      tf.saved_model.load(...).translate(images, key)
   OUT/generator.stablehlo + OUT/generator_variables.msgpack
-      jax.export.deserialize(...).call(variables, images, key)             (batch polymorphic)
+      jax.export.deserialize(...).call(variables, images, key)
+  OUT/generator.onnx    onnxruntime.InferenceSession(...).run(None, {"images": images})
+
+The SavedModel and StableHLO take a uint32[2] PRNG key too (dropout and per-image
+normalisation follow the trained model's test-time behaviour, as `--mode=predict`). ONNX has no
+counterpart of key-driven dropout: generator.onnx runs without it (equal to --mode=predict with
+--config.model.dropout=0), in float32 (ONNX Runtime's CPU convolutions have no bfloat16).
+
+  OUT/generator.pth     the state_dict of the reference's (or pix2pixHD's) generator definition,
+                        for `net.load_state_dict(torch.load(...))`; OUT/generator_torch.json says
+                        which definition and options (define_G's arguments)
 
 The generator is exported with XLA's own convolutions (`model.conv_impl=auto` means "xla"
 here), so a program written on a CPU host carries no CPU reformulations into the GPU/TPU
@@ -16,15 +25,20 @@ server that loads it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
+import logging as py_logging
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from etils import epath
 from flax import serialization
 
 from p2p_jax import fileio
+from p2p_jax.interop import reference_layout, torch_files, torch_models
 from p2p_jax.serving.restore import Restored
 from p2p_jax.sizes import image_hw
 from p2p_jax.train import step as train_step
@@ -92,11 +106,107 @@ def export_saved_model(restored: Restored, output: epath.Path) -> None:
     tmp.rename(final)
 
 
+def _onnx_recipe(recipe: Recipe) -> Recipe:
+    """The generator as ONNX can hold it: float32, and no dropout."""
+    generator = recipe.generator.clone(dtype=jnp.float32)
+    if getattr(generator, "dropout_rate", 0.0) > 0 and not recipe.eval_mode:
+        logging.info("generator.onnx runs without dropout (ONNX has no key-driven dropout): it "
+                     "equals --mode=predict with --config.model.dropout=0")
+        generator = generator.clone(dropout_rate=0.0)
+    return dataclasses.replace(recipe, generator=generator)
+
+
+def export_onnx(restored: Restored, output: epath.Path) -> None:
+    """Through jax2onnx, from the jaxpr of the same generation function as the others."""
+    # jax2onnx announces each optional plugin (Equinox, dm_pix examples) it cannot load.
+    py_logging.getLogger("jax2onnx").setLevel(py_logging.ERROR)
+    from jax2onnx import to_onnx
+
+    recipe = _onnx_recipe(restored.setup.recipe)
+    variables = generator_variables(restored)
+
+    # A batch-normalised generator without eval_mode normalises each image by its own
+    # statistics: one image per run there (jax2onnx's batch norm has no batching rule).
+    per_image = (not recipe.eval_mode and any(
+        "mean" in jax.tree_util.keystr(path)
+        for path, _ in jax.tree_util.tree_flatten_with_path(variables["batch_stats"])[0]))
+
+    def translate(images):
+        inputs = ({"A": images[..., :1], "E": images[..., 1:]} if recipe.instance_maps
+                  else {"A": images})
+        if per_image:
+            x = train_step.encode_input(recipe, inputs)
+            out = train_step.apply_network(recipe.generator, variables["params"],
+                                           variables["batch_stats"], x, True)[0]
+        else:
+            out = train_step.generate(recipe, variables["params"], variables["batch_stats"],
+                                      inputs, None)
+        return train_step.to_uint8(out)
+
+    spec = _image_spec(restored, 1 if per_image else "batch")
+    if per_image:  # Traced here, so the converter sees the statistics' reductions, not its
+        # inference-mode stand-in for flax's BatchNorm.
+        closed = jax.make_jaxpr(translate)(spec)
+        translate = lambda images: jax.core.eval_jaxpr(closed.jaxpr, closed.consts, images)[0]  # noqa: E731
+    model = to_onnx(translate, [spec], model_name="p2p_jax_generator", opset=18,
+                    input_names=["images"], output_names=["translated"])
+    fileio.write_bytes(output / "generator.onnx", model.SerializeToString())
+
+
+def export_torch(restored: Restored, output: epath.Path) -> bool:
+    """generator.pth in the PyTorch definition's layout; False (and a note) for models that
+    have none."""
+    config = restored.config
+    try:
+        layout = reference_layout.generator_layout(config)
+    except reference_layout.LayoutError as e:
+        logging.info("no generator.pth: %s", e)
+        return False
+    variables = generator_variables(restored)
+    state_dict = torch_models.to_state_dict(variables["params"], variables["batch_stats"],
+                                            layout)
+    fileio.write_bytes(output / "generator.pth", torch_files.state_dict_bytes(state_dict))
+    fileio.write_text(output / "generator_torch.json",
+                      json.dumps(torch_definition(config), indent=2))
+    return True
+
+
+def torch_definition(config) -> dict:
+    """Which PyTorch definition generator.pth is for, with its options."""
+    model, dataset = config.model, config.dataset
+    input_nc = dataset.label_nc or dataset.input_channels  # One-hot classes, or image channels.
+    channels = {"input_nc": input_nc + int(dataset.instance_maps),
+                "output_nc": dataset.output_channels, "ngf": model.ngf, "norm": model.norm}
+    if model.generator in ("global", "local"):
+        return {"repository": "NVIDIA/pix2pixHD", "call": "networks.define_G", "netG":
+                model.generator, **channels, "n_downsample_global": model.n_downsample_global,
+                "n_blocks_global": model.n_blocks_global,
+                "n_local_enhancers": model.n_local_enhancers,
+                "n_blocks_local": model.n_blocks_local}
+    net = model.generator
+    if net == "unet":
+        net = f"UnetGenerator(num_downs={model.num_downs})"
+    return {"repository": "junyanz/pytorch-CycleGAN-and-pix2pix", "call": "networks.define_G",
+            "netG": net, **channels, "use_dropout": model.dropout > 0}
+
+
 def export(restored: Restored, output_dir: str) -> epath.Path:
     output = epath.Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    export_stablehlo(restored, output)
-    export_saved_model(restored, output)
+    formats = restored.config.export.formats
+    written = []
+    if "stablehlo" in formats:
+        export_stablehlo(restored, output)
+        written.append("generator.stablehlo")
+    if "saved_model" in formats:
+        export_saved_model(restored, output)
+        written.append("saved_model/")
+    if "onnx" in formats:
+        export_onnx(restored, output)
+        written.append("generator.onnx")
+    if "torch" in formats and export_torch(restored, output):
+        written.append("generator.pth")
+    logging.info("wrote %s", ", ".join(written))
     return output
 
 

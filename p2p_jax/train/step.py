@@ -207,13 +207,14 @@ def image_keys(key: jax.Array, indices: jax.Array) -> jax.Array:
 
 
 def generate(recipe: Recipe, params: PyTree, batch_stats: PyTree,
-             inputs: dict[str, jax.Array], keys: jax.Array) -> jax.Array:
+             inputs: dict[str, jax.Array], keys: jax.Array | None) -> jax.Array:
     """Generator outputs in [-1, 1] for uint8 inputs ('A', and 'E' with instance maps), as
     the reference's test script makes them.
 
     Without `model.eval_mode` (the reference's default) each image is normalised with its own
     batch statistics and keeps dropout (drawn from its row of `keys`), exactly like the
-    reference testing at batch size 1; with it, running statistics and no dropout.
+    reference testing at batch size 1; with it, running statistics and no dropout. `keys`
+    None: a generator without dropout (exports whose format has no random numbers).
     """
     x = encode_input(recipe, inputs)
     if recipe.eval_mode:
@@ -223,6 +224,8 @@ def generate(recipe: Recipe, params: PyTree, batch_stats: PyTree,
         out, _ = apply_network(recipe.generator, params, batch_stats, image[None], True, key)
         return out[0]
 
+    if keys is None:
+        return jax.vmap(lambda image: one(image, None))(x)
     return jax.vmap(one)(x, keys)
 
 

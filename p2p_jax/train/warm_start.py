@@ -16,11 +16,10 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 from absl import logging
 from etils import epath
 
-from p2p_jax import checkpointing
+from p2p_jax import checkpointing, parallel
 from p2p_jax.errors import UserError
 from p2p_jax.train.state import TrainState
 
@@ -35,12 +34,6 @@ def _flat(tree: Any) -> dict[str, Any]:
 def _source_generator(workdir: str) -> str:
     saved = epath.Path(workdir) / "config.json"
     return json.loads(saved.read_text())["model"]["generator"] if saved.exists() else ""
-
-
-def _place(value: np.ndarray, like: jax.Array) -> jax.Array:
-    """A host array into the sharding of `like` (every process holds it whole)."""
-    return jax.make_array_from_callback(like.shape, like.sharding,
-                                        lambda index: np.asarray(value[index], like.dtype))
 
 
 def warm_start(state: TrainState, config: ml_collections.ConfigDict) -> TrainState:
@@ -65,7 +58,7 @@ def warm_start(state: TrainState, config: ml_collections.ConfigDict) -> TrainSta
                 name = name[len("global/"):]
             value = available.get(name)
             if value is not None and tuple(value.shape) == tuple(leaf.shape):
-                leaves.append(_place(value, leaf))
+                leaves.append(parallel.placed_like(value, leaf))
                 taken += 1
             else:
                 leaves.append(leaf)

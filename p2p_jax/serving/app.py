@@ -1,0 +1,254 @@
+"""`--mode=serve`: a Gradio app over a restored generator. Paint a label map (or edges) on a
+canvas, or drop a photo, and see it translated at its own size; the same server answers
+`gradio_client.Client(url).predict(handle_file(path), api_name="/translate")`.
+
+Each request is decoded and translated exactly as `--mode=predict` translates a single file
+(same decoder and pixel limit, padding and crop-back, tiles over `eval.tile_pixels`, the
+dropout of file 0), so an output equals predict's on the same file. The generator is compiled
+once before the server opens (warm-up); requests queue, `serve.concurrency` at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import tempfile
+import time
+
+import gradio as gr
+import jax
+import numpy as np
+from absl import logging
+
+from p2p_jax.data import images, pipeline
+from p2p_jax.errors import UserError
+from p2p_jax.eval.generate import Evaluator
+from p2p_jax.serving import palettes, predict
+from p2p_jax.serving.restore import Restored
+from p2p_jax.sizes import image_hw
+from p2p_jax.train import step as train_step
+
+# Outputs of small models (64x64) shown at the canvas's size, pixels kept square.
+CSS = "#output img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
+
+
+class Translator:
+    """uint8 inputs of any size -> uint8 outputs, as predict makes them for file 0."""
+
+    def __init__(self, restored: Restored):
+        self._restored = restored
+        self._config = restored.config
+        self._evaluator = Evaluator.for_setup(restored.setup)
+        self._key = train_step.host_key(self._config.seed)
+
+    def example(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """A decoded upload or canvas as the generator's input (channels or class ids)."""
+        dataset = self._config.dataset
+        if dataset.label_nc:
+            ids = image if image.ndim == 3 and image.shape[-1] == 1 else image[..., :1]
+            if ids.max(initial=0) >= dataset.label_nc:
+                raise images.BadImageError(f"class ids up to {ids.max()}, but the model knows "
+                                           f"dataset.label_nc={dataset.label_nc} classes")
+            example = {"A": ids.astype(np.uint8)}
+            if dataset.instance_maps:
+                example["E"] = np.zeros_like(example["A"])
+            return example
+        return {"A": images.to_channels(image, dataset.input_channels)}
+
+    def translate(self, example: dict[str, np.ndarray]) -> np.ndarray:
+        config, state = self._config, self._restored.setup.state
+        height, width = example["A"].shape[:2]
+        if height * width > config.eval.tile_pixels:
+            return self._evaluator.generate_tiled(
+                state, example if "E" in example else example["A"],
+                np.asarray(jax.random.fold_in(self._key, 0)), config.eval.tile_pixels,
+                config.eval.tile_overlap)
+        # One image a request: no padding up to eval.batch_size (rows never affect others).
+        return self._evaluator.generate(state, [example], self._key, [0], batch_size=1)[0][0]
+
+    def translate_file(self, path: str) -> np.ndarray:
+        return self.translate(predict.read_input(path, self._config.dataset))
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _checked_upload(path: str | None) -> str:
+    if not path:
+        raise gr.Error("no image: upload one (PNG, JPEG, BMP, TIFF or WebP)")
+    if os.path.getsize(path) == 0:
+        raise gr.Error("the upload is empty (0 bytes)")
+    return path
+
+
+def _run(translator: Translator, make_example) -> tuple[np.ndarray, str]:
+    start = time.perf_counter()
+    try:
+        output = translator.translate(make_example())
+    except (images.BadImageError, UserError) as e:
+        raise gr.Error(str(e).replace(tempfile.gettempdir(), "<upload>")) from None
+    return output, f"translated in {1000 * (time.perf_counter() - start):.0f} ms"
+
+
+def _legend(palette: palettes.Palette) -> str:
+    swatches = "".join(
+        f'<span style="display:inline-block;margin:2px 8px 2px 0"><span style="display:'
+        f'inline-block;width:14px;height:14px;vertical-align:middle;background:'
+        f'{palettes.hex_colour(colour)};border:1px solid #888"></span> {name}</span>'
+        for name, colour in palette.classes)
+    return f'<div id="palette-legend">{swatches}</div>'
+
+
+def _example_inputs(restored: Restored, count: int) -> list[np.ndarray]:
+    """The first `count` eval-split inputs (what the model was evaluated on); none if the
+    data is not there (a model imported or served away from its data)."""
+    if count <= 0:
+        return []
+    try:
+        examples = pipeline.eval_examples(restored.config, count)
+    except Exception as e:  # Missing folders, unreadable files: the demo works without.
+        logging.info("no example inputs (%s: %s)", type(e).__name__, e)
+        return []
+    shown = []
+    for example in examples:
+        a = example["A"]
+        if restored.config.dataset.label_nc:  # Class ids in the palette's colours.
+            a = palettes.sources.CITYSCAPES_PALETTE[np.minimum(a[..., 0], 33)]
+        shown.append(a if a.shape[-1] == 3 else np.repeat(a, 3, axis=-1))
+    return shown
+
+
+def build_app(restored: Restored, translator: Translator | None = None) -> gr.Blocks:
+    """The app; `translator` is a warmed-up one (`warm_up`), else one is made here (its
+    first request then compiles)."""
+    config = restored.config
+    translator = translator or Translator(restored)
+    palette = palettes.for_config(config)
+    height, width = image_hw(config.dataset.image_size)
+
+    def from_canvas(editor):
+        canvas = None if editor is None else editor.get("composite")
+        if canvas is None or not np.asarray(canvas).size:
+            raise gr.Error("the canvas is empty: paint on it first")
+        snapped = palettes.canvas_to_input(np.asarray(canvas), palette)
+        return translator.example(snapped)
+
+    def paint(editor):
+        return _run(translator, lambda: from_canvas(editor))
+
+    def upload(path):
+        path = _checked_upload(path)
+        return _run(translator, lambda: predict.read_input(path, config.dataset))
+
+    def translate_api(path):
+        return upload(path)[0]
+
+    def fill(editor, name):
+        colour = dict(palette.classes)[name]
+        background = np.empty((height, width, 3), np.uint8)
+        background[:] = colour
+        return {"background": background, "layers": [], "composite": background}
+
+    title = f"p2p_jax: {config.model.generator} at step {restored.step}"
+    with gr.Blocks(title=title) as app:
+        gr.Markdown(f"## {title}\nPaint or upload an input; the output comes back at the "
+                    "input's own size.")
+        with gr.Row():
+            with gr.Column():
+                if palette.classes:
+                    with gr.Tab("Draw"):
+                        blank = np.empty((height, width, 3), np.uint8)
+                        blank[:] = palette.background
+                        colours = [palettes.hex_colour(c) for _, c in palette.classes]
+                        canvas = gr.ImageEditor(
+                            value={"background": blank, "layers": [], "composite": blank},
+                            type="numpy", image_mode="RGB", canvas_size=(width, height),
+                            format="png", fixed_canvas=True, sources=["upload", "clipboard"],
+                            brush=gr.Brush(colors=colours, default_color=next(
+                                (c for c in colours if c != palettes.hex_colour(
+                                    palette.background)), colours[0]),
+                                           color_mode="fixed",
+                                           default_size=max(2, width // 10)),
+                            eraser=gr.Eraser(default_size=max(4, width // 16)),
+                            label="canvas", elem_id="canvas")
+                        if palette.name != "edges":
+                            gr.HTML(_legend(palette))
+                            with gr.Row():
+                                fill_class = gr.Dropdown([n for n, _ in palette.classes],
+                                                         value=palette.classes[0][0],
+                                                         label="fill the canvas with")
+                                fill_button = gr.Button("Fill", elem_id="fill")
+                            fill_button.click(fill, [canvas, fill_class], canvas, api_name=False)
+                        draw_button = gr.Button("Translate drawing", variant="primary",
+                                                elem_id="translate-drawing")
+                with gr.Tab("Upload"):
+                    # A file, not gr.Image: the upload reaches predict's decoder (its pixel
+                    # limit and messages) undecoded.
+                    picture = gr.File(type="filepath", label="input image", elem_id="upload",
+                                      file_types=["image"])
+                    upload_button = gr.Button("Translate upload", variant="primary",
+                                              elem_id="translate-upload")
+                    examples = _example_inputs(restored, config.serve.num_examples)
+                    if examples:
+                        folder = tempfile.mkdtemp(prefix="p2p_jax_examples_")
+                        paths = []
+                        for i, example in enumerate(examples):
+                            paths.append(os.path.join(folder, f"example_{i}.png"))
+                            images.write(paths[-1], example)
+                        gr.Examples(paths, inputs=picture, label="examples from the eval split")
+            with gr.Column():
+                output = gr.Image(type="numpy", format="png", label="output", elem_id="output",
+                                  interactive=False, height=400)
+                latency = gr.Markdown(elem_id="latency")
+        if palette.classes:
+            draw_button.click(paint, canvas, [output, latency], api_name="translate_drawing")
+        upload_button.click(upload, picture, [output, latency], api_name="translate_upload")
+        # The programmatic endpoint: an image file in, the translated image file out.
+        api_input = gr.File(type="filepath", visible=False)
+        api_output = gr.Image(type="numpy", format="png", visible=False)
+        api_button = gr.Button(visible=False)
+        api_button.click(translate_api, api_input, api_output, api_name="translate")
+    return app.queue(default_concurrency_limit=config.serve.concurrency)
+
+
+def warm_up(translator: Translator, height: int, width: int) -> float:
+    """Compiles the generator for the canvas size (the shape most requests have); seconds."""
+    start = time.perf_counter()
+    translator.translate(translator.example(np.zeros((height, width, 3), np.uint8)))
+    return time.perf_counter() - start
+
+
+def _check_address(host: str, port: int) -> None:
+    """A port that is taken or an address that is not this machine's: one line, before the
+    warm-up."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # As the server binds.
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise UserError(f"cannot listen on {host}:{port} ({e.strerror or e}); pass another "
+                            "--port, or --host=127.0.0.1") from None
+
+
+def serve(restored: Restored, host: str, port: int) -> None:
+    """Warms up, serves until Ctrl-C or SIGTERM, then closes the server."""
+    _check_address(host, port)
+    translator = Translator(restored)
+    seconds = warm_up(translator, *image_hw(restored.config.dataset.image_size))
+    logging.info("generator compiled and warmed up in %.1f s", seconds)
+    app = build_app(restored, translator)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
+                   show_error=True, css=CSS)
+        logging.info("serving %s at http://%s:%d (Ctrl-C stops)", restored.config.model.generator,
+                     host, app.server_port)
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        logging.info("stopping the server")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        app.close()

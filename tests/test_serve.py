@@ -1,0 +1,150 @@
+"""--mode=serve: the Gradio app over a briefly trained model answers `/translate` through
+gradio_client with predict's outputs at the input's size, answers concurrent requests,
+refuses bad uploads with a message while it keeps serving, and (in headless Chromium) takes
+strokes on its canvas and shows a translation."""
+
+import concurrent.futures
+import os
+import shutil
+import socket
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+
+from configs import tiny
+from p2p_jax.data import images
+from p2p_jax.serving import app as serve_app
+from p2p_jax.serving import palettes, predict, restore
+from p2p_jax.train import loop
+from tests.helpers import png_bomb
+
+MAX_PIXELS = 200_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    config = tiny.get_config()
+    config.batch_size = 8
+    config.num_train_steps = 2
+    config.serve.num_examples = 2
+    config.dataset.max_image_pixels = MAX_PIXELS
+    workdir = str(tmp_path_factory.mktemp("served"))
+    loop.train_and_evaluate(config, workdir)
+    restored = restore.restore(config, workdir)
+    app = serve_app.build_app(restored)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+               show_error=True, css=serve_app.CSS)
+    yield restored, f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+def test_translate_api_gives_predicts_output_at_the_inputs_size(served, tmp_path):
+    restored, url = served
+    client = Client(url, verbose=False)
+    rng = np.random.default_rng(0)
+    for height, width in [(32, 32), (45, 70), (17, 23)]:
+        path = tmp_path / f"in_{height}x{width}.png"
+        images.write(path, rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        served_path = client.predict(handle_file(str(path)), api_name="/translate")
+        got = images.read(served_path)
+        assert got.shape == (height, width, 3)
+        predict.predict(restored, str(path), str(tmp_path / "predicted"))
+        np.testing.assert_array_equal(got, images.read(str(tmp_path / "predicted" / path.name)))
+
+
+def test_concurrent_requests_are_all_answered(served, tmp_path):
+    _, url = served
+    path = tmp_path / "in.png"
+    images.write(path, np.full((40, 30, 3), 128, np.uint8))
+
+    def request(i):
+        # Each client downloads into a folder of its own: equal outputs would share a path.
+        client = Client(url, verbose=False, download_files=str(tmp_path / f"client_{i}"))
+        return images.read(client.predict(handle_file(str(path)), api_name="/translate")).shape
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(request, range(6))) == [(40, 30, 3)] * 6
+
+
+def test_bad_uploads_get_a_message_and_the_server_keeps_answering(served, tmp_path):
+    _, url = served
+    client = Client(url, verbose=False)
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb(2000, 2000))  # 4 Mpx against a limit of 0.2 Mpx.
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    for bad, message in [(text, "not a readable image"), (bomb, "pixels"), (empty, "empty")]:
+        with pytest.raises(Exception) as raised:
+            client.predict(handle_file(str(bad)), api_name="/translate")
+        assert message in str(raised.value), str(raised.value)
+    good = tmp_path / "good.png"
+    images.write(good, np.zeros((32, 32, 3), np.uint8))
+    assert images.read(client.predict(handle_file(str(good)), api_name="/translate")).shape == (
+        32, 32, 3)
+
+
+def test_canvas_colours_snap_to_the_palette():
+    scenes = palettes.SCENES
+    sky, road = dict(scenes.classes)["sky"], dict(scenes.classes)["road"]
+    canvas = np.zeros((2, 2, 4), np.uint8)
+    canvas[0, 0] = (*road, 255)
+    canvas[0, 1] = (road[0] + 9, road[1] - 7, road[2] + 5, 255)  # An anti-aliased edge.
+    canvas[1, :] = (0, 0, 0, 0)  # Unpainted: the background (sky).
+    snapped = palettes.canvas_to_input(canvas, scenes)
+    assert [tuple(p) for p in snapped.reshape(-1, 3)] == [road, road, sky, sky]
+    ids = palettes.canvas_to_input(np.array([[[*palettes.CITYSCAPES_IDS.classes[13][1], 255]]],
+                                            np.uint8), palettes.CITYSCAPES_IDS)
+    assert ids.shape == (1, 1, 1) and ids[0, 0, 0] == 26  # car: label id 26.
+    pen = palettes.canvas_to_input(np.array([[[40, 40, 40], [230, 230, 230]]], np.uint8),
+                                   palettes.EDGES)
+    assert pen.tolist() == [[[0, 0, 0], [255, 255, 255]]]
+
+
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMEDRIVER),
+                    reason="needs chromium and chromium-driver (.ci/run installs them)")
+def test_a_browser_draws_on_the_canvas_and_gets_a_photo(served, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _, url = served
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--window-size=1280,900"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 60)
+        canvas = wait.until(expected_conditions.presence_of_element_located(
+            (By.CSS_SELECTOR, "#canvas canvas")))
+        swatches = driver.find_elements(By.CSS_SELECTOR, "#palette-legend > span")
+        assert len(swatches) == len(palettes.SCENES.classes)
+        actions = ActionChains(driver)
+        for dy in (-20, 0, 20):  # Three strokes across the canvas.
+            actions.move_to_element_with_offset(canvas, -60, dy).click_and_hold()
+            actions.move_by_offset(120, 0).release()
+        actions.perform()
+        driver.find_element(By.CSS_SELECTOR, "#translate-drawing").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#output img"))
+        wait.until(lambda d: "translated in" in d.find_element(By.ID, "latency").text)
+        driver.save_screenshot(str(tmp_path / "serve.png"))
+        assert (tmp_path / "serve.png").stat().st_size > 0
+    finally:
+        driver.quit()
