@@ -34,7 +34,11 @@ def get_config() -> ml_collections.ConfigDict:
     # cityscapes (gtFine/ + leftImg8bit/ label ids, instance ids, photos) |
     # pix2pixhd (pix2pixHD's <split>_label/, <split>_inst/, <split>_img/, or _A/ and _B/)
     config.dataset.source = "synthetic_scenes"
-    config.dataset.path = ""  # Folder (with train/, val/, test/) or ArrayRecord directory.
+    config.dataset.path = ""  # Folder (with train/, val/, test/) or ArrayRecord directory;
+    # local or gs://.
+    # ArrayRecord shards are read from local files only: for gs:// shards, a local folder
+    # each process copies its split's shards to once (atomically; kept ones are reused).
+    config.dataset.stage_to_local = ""
     config.dataset.direction = "AtoB"
     config.dataset.num_train = 2000  # synthetic_scenes only.
     config.dataset.num_eval = 64  # synthetic_scenes only.

@@ -6,14 +6,20 @@
 # Usage: launch/slurm_gpu.sh [--dry_run] CONFIG WORKDIR [FLAGS...]
 # Settings (environment): NODES (2), GPUS_PER_NODE (8), PARTITION (gpu), TIME (24:00:00),
 #   VENV (.venv: a virtualenv with requirements.txt and "jax[cuda12]==0.10.2" installed),
-#   PER_GPU=1 for one process per GPU instead.
+#   PER_GPU=1 for one process per GPU instead, REVISION (HEAD).
+# The job runs the committed code only: `git archive` of REVISION unpacked into
+# WORKDIR/code/<commit> on the shared file system, so edits made while the job waits in the
+# queue never change what it runs.
 #   e.g. NODES=4 launch/slurm_gpu.sh configs/cityscapes.py /shared/runs/cs --config.batch_size=64
 set -euo pipefail
 dry_run=0
 if [[ ${1:-} == --dry_run ]]; then dry_run=1; shift; fi
 if [[ $# -lt 2 ]]; then sed -n '2,10p' "$0" >&2; exit 2; fi
-config=$1 workdir=$2
+config=$1 workdir=$(realpath -m "$2")
 shift 2
+commit=$(git rev-parse --short "${REVISION:-HEAD}")
+code=$workdir/code/$commit
+venv=$(cd "$(dirname "${VENV:-.venv}")" && pwd)/$(basename "${VENV:-.venv}")
 nodes=${NODES:-2} gpus=${GPUS_PER_NODE:-8}
 if [[ ${PER_GPU:-0} == 1 ]]; then
   tasks_line="#SBATCH --ntasks-per-node=$gpus
@@ -31,12 +37,14 @@ $tasks_line
 #SBATCH --time=${TIME:-24:00:00}
 #SBATCH --output=$workdir/slurm-%j.out
 set -euo pipefail
-cd $(pwd)
-srun ${VENV:-.venv}/bin/python -m p2p_jax.main --config=$config --workdir=$workdir $*
+cd $code
+srun $venv/bin/python -m p2p_jax.main --config=$config --workdir=$workdir $*
 SBATCH
 )
+echo "+ git archive $commit | tar -x -C $code"
 echo "$script"
 if [[ $dry_run == 0 ]]; then
-  mkdir -p "$workdir"
+  mkdir -p "$code"
+  git archive "$commit" | tar -x -C "$code"
   echo "$script" | sbatch
 fi

@@ -137,3 +137,26 @@ def write_vgg19_weights(path, seed=0):
         channels = out
     path.write_bytes(torch_files.state_dict_bytes(state))
     return str(path)
+
+
+def register_ram_scheme(monkeypatch):
+    """Lets etils.epath (the product's file layer) open `ram://` paths through the same
+    TensorFlow gfile backend it uses for gs://: TF's in-process file system, for tests that
+    exercise the bucket code path without a bucket."""
+    from etils.epath import backend, gpath, register
+
+    monkeypatch.setattr(gpath, "_URI_PREFIXES", (*gpath._URI_PREFIXES, "ram://"))
+    monkeypatch.setattr(gpath, "_URI_SCHEMES", gpath._URI_SCHEMES | {"ram"})
+    monkeypatch.setitem(gpath._URI_MAP_ROOT, "ram://", "/ram/")
+    monkeypatch.setitem(gpath._PREFIX_TO_BACKEND, "ram", backend.tf_backend)
+    register.register_path_cls("ram://")(gpath.PosixGPath)
+
+
+def copy_tree(source, target: str) -> None:
+    """A local folder into `target` (any path the file layer speaks), file by file."""
+    from p2p_jax import fileio
+
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            fileio.write_bytes(f"{target}/{path.relative_to(source).as_posix()}",
+                               path.read_bytes())

@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from array_record.python import array_record_module
 from etils import epath
 
+from p2p_jax import fileio
 from p2p_jax.data import images, sources
 
 LAYOUTS = {
@@ -45,11 +46,13 @@ _SHARD_SIZE = flags.DEFINE_integer("examples_per_shard", 1000, "Records per shar
 
 
 def _split_exists(path: str, layout: str, split: str) -> bool:
+    if layout == "pix2pixhd":  # The flag is read only for its layout (callers in Python).
+        return fileio.is_dir(os.path.join(path, f"{split}_img" if _LABELS.value
+                                          else f"{split}_B"))
     folder = {"paired": os.path.join(path, "A", split),
               "cityscapes": os.path.join(path, "gtFine", split),
-              "pix2pixhd": os.path.join(path, f"{split}_img" if _LABELS.value else f"{split}_B"),
               }.get(layout, os.path.join(path, split))
-    return os.path.isdir(folder)
+    return fileio.is_dir(folder)
 
 
 def convert_split(records: sources.FileRecords, output: str, split: str,

@@ -119,10 +119,9 @@ def standardize(image: np.ndarray, name: str, bgr: bool = True) -> np.ndarray:
 
 def read(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise BadImageError(f"{path}: {e.strerror or e}") from e
+        data = fileio.read_bytes(path)
+    except Exception as e:  # OSError locally; TensorFlow's gfile errors for gs://.
+        raise BadImageError(f"{path}: {getattr(e, 'strerror', None) or e}") from e
     return decode(data, path, max_pixels)
 
 

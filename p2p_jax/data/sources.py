@@ -9,8 +9,8 @@ and the ArrayRecord shards packed from them read identically. A label map become
 
 from __future__ import annotations
 
-import glob
 import os
+import time
 
 import grain
 import ml_collections
@@ -18,6 +18,7 @@ import numpy as np
 from absl import logging
 from flax import serialization
 
+from p2p_jax import fileio
 from p2p_jax.choices import SOURCES
 from p2p_jax.data import images
 from p2p_jax.data.synthetic import SyntheticScenes
@@ -74,10 +75,10 @@ def _class_ids(ids: np.ndarray, name: str) -> np.ndarray:
 
 
 def _image_files(folder: str) -> list[str]:
-    if not os.path.isdir(folder):
+    if not fileio.is_dir(folder):
         raise DatasetError(f"dataset folder {folder} does not exist; check dataset.path "
                            "and the expected layout (see README: Datasets)")
-    return sorted(f for f in os.listdir(folder) if f.lower().endswith(images.IMAGE_EXTENSIONS))
+    return fileio.list_files(folder, images.IMAGE_EXTENSIONS)
 
 
 class FileRecords:
@@ -100,10 +101,9 @@ class FileRecords:
         record = {}
         for key, path in self._items[index][1].items():
             try:
-                with open(path, "rb") as f:
-                    record[key] = f.read()
-            except OSError as e:
-                raise images.BadImageError(f"{path}: {e.strerror or e}") from e
+                record[key] = fileio.read_bytes(path)
+            except Exception as e:  # OSError locally; TensorFlow's gfile errors for gs://.
+                raise images.BadImageError(f"{path}: {getattr(e, 'strerror', None) or e}") from e
         return record
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
@@ -163,13 +163,13 @@ def cityscapes_folder(path: str, split: str, instance_maps: bool,
     keys = ("L", "I", "B") if instance_maps else ("L", "B")
     found: dict[str, dict[str, str]] = {}
     for key in keys:
-        if not os.path.isdir(roots[key]):
+        if not fileio.is_dir(roots[key]):
             raise DatasetError(f"{roots[key]} does not exist: dataset.source='cityscapes' reads "
                                "gtFine/ and leftImg8bit/ under dataset.path")
         suffix = CITYSCAPES_SUFFIXES[key]
-        for city in sorted(os.listdir(roots[key])):
+        for city in fileio.list_dirs(roots[key]):
             folder = os.path.join(roots[key], city)
-            for file in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+            for file in fileio.list_files(folder, (".png",)):
                 if file.endswith(suffix):
                     found.setdefault(file[:-len(suffix)], {})[key] = os.path.join(folder, file)
     complete = {frame: parts for frame, parts in found.items() if len(parts) == len(keys)}
@@ -207,13 +207,29 @@ def serialize_record(name: str, record: Record) -> bytes:
     return serialization.msgpack_serialize({"name": name, **record})
 
 
+def stage_shards(path: str, split: str, local: str) -> str:
+    """Copies `path/<split>-*.array_record` to the local folder `local` once (atomically,
+    file by file; a shard already there with the same size is kept) and returns `local`."""
+    start, copied = time.perf_counter(), 0
+    shards = fileio.glob(os.path.join(path, f"{split}-*.array_record"))
+    for shard in shards:
+        target = os.path.join(local, os.path.basename(shard))
+        if fileio.is_file(target) and os.path.getsize(target) == fileio.size(shard):
+            continue
+        fileio.copy(shard, target)
+        copied += 1
+    logging.info("staged %d of %d %s shards from %s to %s in %.1f s", copied, len(shards),
+                 split, path, local, time.perf_counter() - start)
+    return local
+
+
 class ArrayRecordPairs:
     """Shards `path/<split>-*.array_record` written by `p2p_jax.data.convert`."""
 
     def __init__(self, path: str, split: str, direction: str,
                  max_pixels: int = images.DEFAULT_MAX_PIXELS):
         self.where = os.path.join(path, f"{split}-*.array_record")
-        files = sorted(glob.glob(self.where))
+        files = fileio.glob(self.where)
         if not files:
             raise DatasetError(
                 f"no ArrayRecord shards match {self.where}; create them with "
@@ -307,7 +323,18 @@ class TfdsPairs:
 
 
 def make_source(dataset: ml_collections.ConfigDict, split: str, seed: int):
-    """Builds the source for one split; a missing dataset fails here, before compilation."""
+    """Builds the source for one split; a missing dataset fails here, before compilation.
+    File sources list their folders here, once (the log says how long: a bucket listing is a
+    round trip per folder), never again per epoch or step."""
+    start = time.perf_counter()
+    source = _make_source(dataset, split, seed)
+    if dataset.source not in ("synthetic_scenes", "tfds"):
+        logging.info("dataset %s: %d examples, listed in %.2f s", getattr(source, "where", ""),
+                     len(source), time.perf_counter() - start)
+    return source
+
+
+def _make_source(dataset: ml_collections.ConfigDict, split: str, seed: int):
     if dataset.source == "synthetic_scenes":
         num = dataset.num_train if split == "train" else dataset.num_eval
         return SyntheticScenes(num, dataset.load_size, seed, split)
@@ -327,7 +354,14 @@ def make_source(dataset: ml_collections.ConfigDict, split: str, seed: int):
     if dataset.source == "images":
         return image_folder(dataset.path, split, limit)
     if dataset.source == "array_record":
-        return ArrayRecordPairs(dataset.path, split, dataset.direction, limit)
+        path = dataset.path
+        if fileio.is_remote(path):
+            if not dataset.stage_to_local:
+                raise DatasetError(
+                    f"dataset.path={path}: ArrayRecord shards are read from local files only; "
+                    "set dataset.stage_to_local=DIR (a local folder) to copy them there once")
+            path = stage_shards(path, split, dataset.stage_to_local)
+        return ArrayRecordPairs(path, split, dataset.direction, limit)
     if dataset.source == "cityscapes":
         return cityscapes_folder(dataset.path, split, dataset.instance_maps, limit)
     if dataset.source == "pix2pixhd":

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from p2p_jax import fileio
 from p2p_jax.errors import UserError
 
 # torch storage class -> NumPy dtype of its elements (bfloat16 is read as its bits).
@@ -259,15 +260,21 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     missing, truncated, garbage, code-carrying pickles, out-of-bounds tensors.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not fileio.is_file(path):
         raise WeightsFileError(f"{path}: no such weights file")
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
+        # A bucket's file is read whole first; a local one is read where it lies.
+        source = io.BytesIO(fileio.read_bytes(path)) if fileio.is_remote(path) else path
+        if zipfile.is_zipfile(source):
+            with zipfile.ZipFile(source) as archive:
                 refs, storages = _read_zip(archive)
         else:
-            with open(path, "rb") as f:
-                refs, storages = _read_legacy(f.read())
+            if isinstance(source, io.BytesIO):
+                data = source.getvalue()
+            else:
+                with open(source, "rb") as f:
+                    data = f.read()
+            refs, storages = _read_legacy(data)
         return {name: _materialize(name, ref, storages) for name, ref in refs.items()}
     except WeightsFileError:
         raise

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 
 import jax
 import numpy as np
 import tqdm
 from absl import logging
 
+from p2p_jax import fileio
 from p2p_jax.data import images
 from p2p_jax.errors import MissingFileError, UserError
 from p2p_jax.eval.generate import Evaluator
@@ -17,17 +19,19 @@ from p2p_jax.train import step as train_step
 
 
 def _input_files(path: str) -> tuple[str, list[str]]:
-    """(root, paths relative to it) of the images at `path`, a file or a folder (recursive)."""
-    if os.path.isfile(path):
+    """(root, paths relative to it) of the images at `path`, a file or a folder (recursive),
+    local or gs://, listed once."""
+    if fileio.is_file(path):
         return os.path.dirname(path), [os.path.basename(path)]
-    if not os.path.isdir(path):
+    if not fileio.is_dir(path):
         raise MissingFileError(f"--input={path} is neither an image file nor a folder")
-    found = sorted(os.path.relpath(os.path.join(d, f), path)
-                   for d, _, files in os.walk(path) for f in files
-                   if f.lower().endswith(images.IMAGE_EXTENSIONS))
+    start = time.perf_counter()
+    found = fileio.walk_files(path, images.IMAGE_EXTENSIONS)
     if not found:
         raise UserError(f"--input={path}: no images in it (looked for "
                         f"{', '.join(images.IMAGE_EXTENSIONS)})")
+    logging.info("--input=%s: %d images, listed in %.2f s", path, len(found),
+                 time.perf_counter() - start)
     return path, found
 
 
@@ -39,10 +43,9 @@ def read_input(path: str, dataset) -> dict[str, np.ndarray]:
         image = images.read(path, dataset.max_image_pixels)
         return {"A": images.to_channels(image, dataset.input_channels)}
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise images.BadImageError(f"{path}: {e.strerror or e}") from None
+        data = fileio.read_bytes(path)
+    except Exception as e:  # OSError locally; TensorFlow's gfile errors for gs://.
+        raise images.BadImageError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
     ids = images.decode_map(data, path, dataset.max_image_pixels)
     if ids.max(initial=0) >= dataset.label_nc:
         raise images.BadImageError(f"{path}: class ids up to {ids.max()}, but the model knows "
