@@ -56,7 +56,9 @@ def test_weights_files_read_from_the_bucket(bucket):
 def test_array_record_shards_are_staged_to_local_disk_once(tmp_path, bucket, caplog):
     write_aligned(tmp_path / "aligned" / "train", 5)
     convert.convert(str(tmp_path / "aligned"), str(tmp_path / "shards"), "aligned", 2)
-    copy_tree(tmp_path / "shards", f"{bucket}/shards")
+    convert.convert(str(tmp_path / "aligned"), f"{bucket}/shards", "aligned", 2)  # Written there.
+    for shard in (tmp_path / "shards").iterdir():
+        assert fileio.read_bytes(f"{bucket}/shards/{shard.name}") == shard.read_bytes()
     config = tiny.get_config()
     config.dataset.source, config.dataset.path = "array_record", f"{bucket}/shards"
     with pytest.raises(sources.DatasetError, match="set dataset.stage_to_local=DIR"):

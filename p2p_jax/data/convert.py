@@ -13,6 +13,7 @@ complete.
 from __future__ import annotations
 
 import os
+import tempfile
 
 from absl import app, flags, logging
 from array_record.python import array_record_module
@@ -34,7 +35,7 @@ LAYOUTS = {
 SPLITS = ("train", "val", "test")
 
 _INPUT = flags.DEFINE_string("input", None, "Dataset folder with train/ (val/, test/) inside.")
-_OUTPUT = flags.DEFINE_string("output", None, "Output directory (local; copy to GCS after).")
+_OUTPUT = flags.DEFINE_string("output", None, "Output directory, local or gs://.")
 _LAYOUT = flags.DEFINE_enum("layout", "aligned", list(LAYOUTS),
                             "aligned: A|B files; paired: A/<split> and B/<split>; images: photos; "
                             "cityscapes: gtFine/ + leftImg8bit/; pix2pixhd: <split>_label/, "
@@ -70,12 +71,18 @@ def convert_split(records: sources.FileRecords, output: str, split: str,
     num_shards = max(-(-len(good) // examples_per_shard), 1)
     for shard in range(num_shards):
         final = epath.Path(output) / f"{split}-{shard:05d}-of-{num_shards:05d}.array_record"
-        tmp = final.with_name(final.name + ".tmp")
+        remote = fileio.is_remote(output)  # ArrayRecord writes local files only.
+        tmp = (epath.Path(tempfile.mkdtemp(prefix="p2p_jax_shard_")) / final.name if remote
+               else final.with_name(final.name + ".tmp"))
         writer = array_record_module.ArrayRecordWriter(os.fspath(tmp), "group_size:1")
         for serialized in good[shard::num_shards]:
             writer.write(serialized)
         writer.close()
-        tmp.replace(final)
+        if remote:  # Then into the bucket, atomically.
+            fileio.copy(tmp, final)
+            tmp.unlink()
+        else:
+            tmp.replace(final)
     return len(good), len(records) - len(good)
 
 
