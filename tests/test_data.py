@@ -42,11 +42,11 @@ def test_crop_and_flip_are_identical_for_a_and_b():
     a = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
     b = 255 - a
     out = transforms.preprocess({"A": a, "B": b}, ScriptedRng([1, 3], 0.2), mode="crop",
-                                     load_size=8, crop_size=4, flip=True)
+                                     load_size=8, image_size=4, flip=True)
     np.testing.assert_array_equal(out["A"], a[1:5, 3:7][:, ::-1])
     np.testing.assert_array_equal(out["B"], b[1:5, 3:7][:, ::-1])
     kept = transforms.preprocess({"A": a, "B": b}, ScriptedRng([0, 0], 0.7), mode="crop",
-                                      load_size=8, crop_size=4, flip=True)
+                                      load_size=8, image_size=4, flip=True)
     np.testing.assert_array_equal(kept["A"], a[:4, :4])
 
 
