@@ -50,11 +50,9 @@ def header_size(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS
     return height, width
 
 
-def decode(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Encoded bytes (PNG, JPEG, TIFF, BMP, WebP; 8 or 16 bit; 1, 3 or 4 channels) -> uint8.
-
-    The size is checked from the header first, so an image of over `max_pixels` (a
-    decompression bomb) costs no memory; it is a BadImageError like any unreadable file."""
+def _decode_checked(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """OpenCV's decoding as stored (IMREAD_UNCHANGED), after the header's size check; every
+    failure a BadImageError."""
     if not data:
         raise BadImageError(f"{name}: empty file")
     height, width = header_size(data, name, max_pixels)
@@ -67,6 +65,15 @@ def decode(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
         raise BadImageError(f"{name}: not decodable ({str(e).strip().splitlines()[-1]})") from None
     if image is None or image.size == 0:
         raise BadImageError(f"{name}: not a readable image (truncated or not an image format)")
+    return image
+
+
+def decode(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Encoded bytes (PNG, JPEG, TIFF, BMP, WebP; 8 or 16 bit; 1, 3 or 4 channels) -> uint8.
+
+    The size is checked from the header first, so an image of over `max_pixels` (a
+    decompression bomb) costs no memory; it is a BadImageError like any unreadable file."""
+    image = _decode_checked(data, name, max_pixels)
     if image.shape[0] * image.shape[1] > max_pixels:  # A header that lied about the size.
         raise BadImageError(f"{name}: decodes to {image.shape[1]}x{image.shape[0]}, over "
                             f"dataset.max_image_pixels={max_pixels}")
@@ -76,18 +83,7 @@ def decode(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
 def decode_map(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A label or instance map (PNG of class or instance ids, 8 or 16 bit, one channel) ->
     (H, W) integers as stored: never scaled or converted like a photo."""
-    if not data:
-        raise BadImageError(f"{name}: empty file")
-    height, width = header_size(data, name, max_pixels)
-    if height * width > max_pixels:
-        raise BadImageError(f"{name}: {width}x{height} is {height * width} pixels, over "
-                            f"dataset.max_image_pixels={max_pixels}")
-    try:
-        ids = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as e:
-        raise BadImageError(f"{name}: not decodable ({str(e).strip().splitlines()[-1]})") from None
-    if ids is None or ids.size == 0:
-        raise BadImageError(f"{name}: not a readable image (truncated or not an image format)")
+    ids = _decode_checked(data, name, max_pixels)
     if ids.ndim == 3 and ids.shape[2] == 1:
         ids = ids[:, :, 0]
     if ids.ndim != 2 or ids.dtype not in (np.uint8, np.uint16, np.int32):

@@ -181,28 +181,22 @@ def check_config(inferred: dict[str, Any], config: ml_collections.ConfigDict, pa
                             f"--config.{key}={inferred[key]}")
 
 
+# Our kernel (kh, kw, in, out) is the torch weight with its axes in this order: Conv2d's is
+# (out, in, kh, kw), ConvTranspose2d's (in, out, kh, kw).
+_TORCH_AXES = {CONV: (2, 3, 1, 0), CONV_TRANSPOSE: (2, 3, 0, 1)}
+
+
 def _torch_shape(kind: str, ours: tuple[int, ...]) -> tuple[int, ...]:
-    if kind == CONV:  # (kh, kw, in, out) -> (out, in, kh, kw)
-        return (ours[3], ours[2], ours[0], ours[1])
-    if kind == CONV_TRANSPOSE:  # (kh, kw, in, out) -> (in, out, kh, kw)
-        return (ours[2], ours[3], ours[0], ours[1])
-    return ours
+    axes = _TORCH_AXES.get(kind)
+    return ours if axes is None else tuple(ours[axes.index(i)] for i in range(len(ours)))
 
 
 def _from_torch(kind: str, weight: np.ndarray) -> np.ndarray:
-    if kind == CONV:
-        return weight.transpose(2, 3, 1, 0)
-    if kind == CONV_TRANSPOSE:
-        return weight.transpose(2, 3, 0, 1)
-    return weight
+    return weight.transpose(_TORCH_AXES[kind]) if kind in _TORCH_AXES else weight
 
 
 def _to_torch(kind: str, kernel: np.ndarray) -> np.ndarray:
-    if kind == CONV:
-        return kernel.transpose(3, 2, 0, 1)
-    if kind == CONV_TRANSPOSE:
-        return kernel.transpose(2, 3, 0, 1)
-    return kernel
+    return kernel.transpose(np.argsort(_TORCH_AXES[kind])) if kind in _TORCH_AXES else kernel
 
 
 def _pairs(layer: Layer, params: dict, stats: dict) -> list[tuple[str, str, tuple]]:
