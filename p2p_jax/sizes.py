@@ -15,15 +15,16 @@ def image_hw(image_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def unet_levels(model: ml_collections.ConfigDict) -> int:
+    """A U-Net's number of downsamplings: fixed by unet_128 / unet_256, else model.num_downs."""
+    return {"unet_128": 7, "unet_256": 8}.get(model.generator, model.num_downs)
+
+
 def downsampling_factor(model: ml_collections.ConfigDict) -> int:
     """The factor that a generator's input sides must be divisible by."""
     name = model.generator
-    if name == "unet_128":
-        return 2**7
-    if name == "unet_256":
-        return 2**8
-    if name == "unet":
-        return 2**model.num_downs
+    if name.startswith("unet"):
+        return 2**unet_levels(model)
     if name == "global":
         return 2**model.n_downsample_global
     if name == "local":  # The global branch runs on the input pooled once per enhancer.

@@ -162,16 +162,18 @@ def cityscapes_folder(path: str, split: str, instance_maps: bool,
              "B": os.path.join(path, "leftImg8bit", split)}
     keys = ("L", "I", "B") if instance_maps else ("L", "B")
     found: dict[str, dict[str, str]] = {}
-    for key in keys:
-        if not fileio.is_dir(roots[key]):
-            raise DatasetError(f"{roots[key]} does not exist: dataset.source='cityscapes' reads "
+    for root in dict.fromkeys(roots[key] for key in keys):  # gtFine is listed once for L and I.
+        if not fileio.is_dir(root):
+            raise DatasetError(f"{root} does not exist: dataset.source='cityscapes' reads "
                                "gtFine/ and leftImg8bit/ under dataset.path")
-        suffix = CITYSCAPES_SUFFIXES[key]
-        for city in fileio.list_dirs(roots[key]):
-            folder = os.path.join(roots[key], city)
+        for city in fileio.list_dirs(root):
+            folder = os.path.join(root, city)
             for file in fileio.list_files(folder, (".png",)):
-                if file.endswith(suffix):
-                    found.setdefault(file[:-len(suffix)], {})[key] = os.path.join(folder, file)
+                for key in keys:
+                    suffix = CITYSCAPES_SUFFIXES[key]
+                    if roots[key] == root and file.endswith(suffix):
+                        found.setdefault(file[:-len(suffix)], {})[key] = os.path.join(folder,
+                                                                                      file)
     complete = {frame: parts for frame, parts in found.items() if len(parts) == len(keys)}
     if len(complete) < len(found):
         missing = sorted(set(found) - set(complete))

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import ml_collections
 
 from p2p_jax.errors import UserError
+from p2p_jax.sizes import unet_levels
 
 CONV, CONV_TRANSPOSE, BATCH_NORM = "conv", "conv_transpose", "batch_norm"
 
@@ -168,7 +169,7 @@ def generator_layout(config: ml_collections.ConfigDict) -> list[Layer]:
                           "PyTorch definitions; use model.upsample=conv_transpose")
     name = model.generator
     if name.startswith("unet"):
-        return unet({"unet_128": 7, "unet_256": 8}.get(name, model.num_downs), model.norm)
+        return unet(unet_levels(model), model.norm)
     if name in ("resnet_6blocks", "resnet_9blocks"):
         return resnet(int(name.split("_")[1][0]), model.norm, model.dropout > 0)
     if name == "global":

@@ -18,6 +18,7 @@ from flax import traverse_util
 from p2p_jax.errors import UserError
 from p2p_jax.interop import torch_files
 from p2p_jax.interop.reference_layout import BATCH_NORM, CONV, CONV_TRANSPOSE, Layer
+from p2p_jax.sizes import unet_levels
 
 
 class ModelFileError(UserError):
@@ -112,8 +113,7 @@ def _global_parts(tensors, path: str) -> dict[str, Any]:
 def _config_values(config: ml_collections.ConfigDict) -> dict[str, Any]:
     model = config.model
     return {"model.generator": model.generator, "model.ngf": model.ngf, "model.norm": model.norm,
-            "model.num_downs": {"unet_128": 7, "unet_256": 8}.get(model.generator,
-                                                                 model.num_downs),
+            "model.num_downs": unet_levels(model),
             "model.n_downsample_global": model.n_downsample_global,
             "model.n_blocks_global": model.n_blocks_global,
             "model.n_local_enhancers": model.n_local_enhancers,

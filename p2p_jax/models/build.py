@@ -11,6 +11,7 @@ from p2p_jax.models.discriminators import NLayerDiscriminator, PixelDiscriminato
 from p2p_jax.models.pix2pixhd import GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator
 from p2p_jax.models.resnet import ResnetGenerator
 from p2p_jax.models.unet import UNetGenerator
+from p2p_jax.sizes import unet_levels
 
 
 def compute_dtype(config: ml_collections.ConfigDict):
@@ -26,7 +27,7 @@ def build_generator(config: ml_collections.ConfigDict, output_channels: int,
                   dtype=compute_dtype(config))
     name = model.generator
     if name.startswith("unet"):
-        num_downs = {"unet_128": 7, "unet_256": 8}.get(name, model.num_downs)
+        num_downs = unet_levels(model)
         return UNetGenerator(num_downs=num_downs, **common)
     if name in ("resnet_6blocks", "resnet_9blocks"):
         return ResnetGenerator(num_blocks=int(name.split("_")[1][0]), **common)

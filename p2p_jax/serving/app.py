@@ -17,11 +17,10 @@ import tempfile
 import time
 
 import gradio as gr
-import jax
 import numpy as np
 from absl import logging
 
-from p2p_jax.data import images, pipeline
+from p2p_jax.data import images, pipeline, sources
 from p2p_jax.errors import UserError
 from p2p_jax.eval.generate import Evaluator
 from p2p_jax.serving import palettes, predict
@@ -46,26 +45,13 @@ class Translator:
         """A decoded upload or canvas as the generator's input (channels or class ids)."""
         dataset = self._config.dataset
         if dataset.label_nc:
-            ids = image if image.ndim == 3 and image.shape[-1] == 1 else image[..., :1]
-            if ids.max(initial=0) >= dataset.label_nc:
-                raise images.BadImageError(f"class ids up to {ids.max()}, but the model knows "
-                                           f"dataset.label_nc={dataset.label_nc} classes")
-            example = {"A": ids.astype(np.uint8)}
-            if dataset.instance_maps:
-                example["E"] = np.zeros_like(example["A"])
-            return example
+            return predict.label_example(image[..., 0] if image.ndim == 3 else image,
+                                         "the drawing", dataset)
         return {"A": images.to_channels(image, dataset.input_channels)}
 
     def translate(self, example: dict[str, np.ndarray]) -> np.ndarray:
-        config, state = self._config, self._restored.setup.state
-        height, width = example["A"].shape[:2]
-        if height * width > config.eval.tile_pixels:
-            return self._evaluator.generate_tiled(
-                state, example if "E" in example else example["A"],
-                np.asarray(jax.random.fold_in(self._key, 0)), config.eval.tile_pixels,
-                config.eval.tile_overlap)
-        # One image a request: no padding up to eval.batch_size (rows never affect others).
-        return self._evaluator.generate(state, [example], self._key, [0], batch_size=1)[0][0]
+        return predict.translate_example(self._evaluator, self._restored.setup.state, example,
+                                         self._key, 0, self._config)
 
     def translate_file(self, path: str) -> np.ndarray:
         return self.translate(predict.read_input(path, self._config.dataset))
@@ -115,7 +101,7 @@ def _example_inputs(restored: Restored, count: int) -> list[np.ndarray]:
     for example in examples:
         a = example["A"]
         if restored.config.dataset.label_nc:  # Class ids in the palette's colours.
-            a = palettes.sources.CITYSCAPES_PALETTE[np.minimum(a[..., 0], 33)]
+            a = sources.CITYSCAPES_PALETTE[np.minimum(a[..., 0], 33)]
         shown.append(a if a.shape[-1] == 3 else np.repeat(a, 3, axis=-1))
     return shown
 

@@ -127,9 +127,7 @@ def export_onnx(restored: Restored, output: epath.Path) -> None:
 
     # A batch-normalised generator without eval_mode normalises each image by its own
     # statistics: one image per run there (jax2onnx's batch norm has no batching rule).
-    per_image = (not recipe.eval_mode and any(
-        "mean" in jax.tree_util.keystr(path)
-        for path, _ in jax.tree_util.tree_flatten_with_path(variables["batch_stats"])[0]))
+    per_image = not recipe.eval_mode and bool(jax.tree.leaves(variables["batch_stats"]))
 
     def translate(images):
         inputs = ({"A": images[..., :1], "E": images[..., 1:]} if recipe.instance_maps

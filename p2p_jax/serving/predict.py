@@ -46,14 +46,33 @@ def read_input(path: str, dataset) -> dict[str, np.ndarray]:
         data = fileio.read_bytes(path)
     except Exception as e:  # OSError locally; TensorFlow's gfile errors for gs://.
         raise images.BadImageError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
-    ids = images.decode_map(data, path, dataset.max_image_pixels)
+    return label_example(images.decode_map(data, path, dataset.max_image_pixels), path, dataset)
+
+
+def label_example(ids: np.ndarray, name: str, dataset) -> dict[str, np.ndarray]:
+    """Class ids (H, W) or (H, W, 1) as a label-map model reads them, with a zero boundary
+    map if it takes one."""
+    ids = ids.reshape(ids.shape[:2])
     if ids.max(initial=0) >= dataset.label_nc:
-        raise images.BadImageError(f"{path}: class ids up to {ids.max()}, but the model knows "
+        raise images.BadImageError(f"{name}: class ids up to {ids.max()}, but the model knows "
                                    f"dataset.label_nc={dataset.label_nc} classes")
     example = {"A": ids.astype(np.uint8)[:, :, None]}
     if dataset.instance_maps:
         example["E"] = np.zeros_like(example["A"])
     return example
+
+
+def translate_example(evaluator: Evaluator, state, example: dict[str, np.ndarray],
+                      key: np.ndarray, index: int, config) -> np.ndarray:
+    """One input translated as file `index` of a predict run: whole, or in tiles when it has
+    more than eval.tile_pixels (tile t draws from fold_in(fold_in(key, index), t))."""
+    height, width = example["A"].shape[:2]
+    if height * width > config.eval.tile_pixels:
+        return evaluator.generate_tiled(
+            state, example if "E" in example else example["A"],
+            np.asarray(jax.random.fold_in(key, index)), config.eval.tile_pixels,
+            config.eval.tile_overlap)
+    return evaluator.generate(state, [example], key, [index], batch_size=1)[0][0]
 
 
 def predict(restored: Restored, input_path: str, output_dir: str,
@@ -91,10 +110,8 @@ def predict(restored: Restored, input_path: str, output_dir: str,
                 height, width = example["A"].shape[:2]
                 logging.info("%s: %dx%d, over eval.tile_pixels=%d: translated in tiles", name,
                              width, height, config.eval.tile_pixels)
-                results.append((name, evaluator.generate_tiled(
-                    restored.setup.state, example if "E" in example else example["A"],
-                    np.asarray(jax.random.fold_in(key, index)), config.eval.tile_pixels,
-                    config.eval.tile_overlap)))
+                results.append((name, translate_example(evaluator, restored.setup.state,
+                                                        example, key, index, config)))
             if jax.process_index() == 0:
                 for name, output in results:
                     images.write(os.path.join(output_dir, name), output)
