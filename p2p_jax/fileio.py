@@ -9,6 +9,7 @@ predict run starts (a bucket listing is a network round trip per folder).
 from __future__ import annotations
 
 import os
+import uuid
 
 from etils import epath
 
@@ -64,10 +65,11 @@ def glob(pattern: str) -> list[str]:
 
 
 def write_bytes(path: str | epath.Path, data: bytes) -> None:
-    """Writes `data` to `path` atomically, creating its folder."""
+    """Writes `data` to `path` atomically, creating its folder; concurrent writers of one path
+    each stage under a name of their own, and the last rename wins whole."""
     path = epath.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
 

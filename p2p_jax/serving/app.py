@@ -10,6 +10,7 @@ once before the server opens (warm-up); requests queue, `serve.concurrency` at a
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import gradio as gr
 import numpy as np
 from absl import logging
 
+from p2p_jax import fileio
 from p2p_jax.data import images, pipeline, sources
 from p2p_jax.errors import UserError
 from p2p_jax.eval.generate import Evaluator
@@ -69,13 +71,25 @@ def _checked_upload(path: str | None) -> str:
     return path
 
 
-def _run(translator: Translator, make_example) -> tuple[np.ndarray, str]:
+def _saved_output(image: np.ndarray, folder: str) -> str:
+    """The output as a PNG named by its content, written atomically. Gradio then copies it
+    into its cache atomically; an array handed to Gradio is written in place instead, so
+    concurrent requests with equal outputs could be served each other's half-written file."""
+    data = images.encode(image)
+    path = os.path.join(folder, hashlib.sha256(data).hexdigest()[:20] + ".png")
+    if not os.path.exists(path):
+        fileio.write_bytes(path, data)
+    return path
+
+
+def _run(translator: Translator, make_example, folder: str) -> tuple[str, str]:
     start = time.perf_counter()
     try:
         output = translator.translate(make_example())
     except (images.BadImageError, UserError) as e:
         raise gr.Error(str(e).replace(tempfile.gettempdir(), "<upload>")) from None
-    return output, f"translated in {1000 * (time.perf_counter() - start):.0f} ms"
+    latency = f"translated in {1000 * (time.perf_counter() - start):.0f} ms"
+    return _saved_output(output, folder), latency
 
 
 def _legend(palette: palettes.Palette) -> str:
@@ -106,9 +120,10 @@ def _example_inputs(restored: Restored, count: int) -> list[np.ndarray]:
     return shown
 
 
-def build_app(restored: Restored, translator: Translator | None = None) -> gr.Blocks:
-    """The app; `translator` is a warmed-up one (`warm_up`), else one is made here (its
-    first request then compiles)."""
+def build_app(restored: Restored, scratch_dir: str,
+              translator: Translator | None = None) -> gr.Blocks:
+    """The app; it keeps its example inputs and outputs in `scratch_dir`. `translator` is a
+    warmed-up one (`warm_up`), else one is made here (its first request then compiles)."""
     config = restored.config
     translator = translator or Translator(restored)
     palette = palettes.for_config(config)
@@ -122,11 +137,11 @@ def build_app(restored: Restored, translator: Translator | None = None) -> gr.Bl
         return translator.example(snapped)
 
     def paint(editor):
-        return _run(translator, lambda: from_canvas(editor))
+        return _run(translator, lambda: from_canvas(editor), scratch_dir)
 
     def upload(path):
         path = _checked_upload(path)
-        return _run(translator, lambda: predict.read_input(path, config.dataset))
+        return _run(translator, lambda: predict.read_input(path, config.dataset), scratch_dir)
 
     def translate_api(path):
         return upload(path)[0]
@@ -178,14 +193,13 @@ def build_app(restored: Restored, translator: Translator | None = None) -> gr.Bl
                                               elem_id="translate-upload")
                     examples = _example_inputs(restored, config.serve.num_examples)
                     if examples:
-                        folder = tempfile.mkdtemp(prefix="p2p_jax_examples_")
                         paths = []
                         for i, example in enumerate(examples):
-                            paths.append(os.path.join(folder, f"example_{i}.png"))
+                            paths.append(os.path.join(scratch_dir, f"example_{i}.png"))
                             images.write(paths[-1], example)
                         gr.Examples(paths, inputs=picture, label="examples from the eval split")
             with gr.Column():
-                output = gr.Image(type="numpy", format="png", label="output", elem_id="output",
+                output = gr.Image(type="filepath", label="output", elem_id="output",
                                   interactive=False, height=400)
                 latency = gr.Markdown(elem_id="latency")
         if palette.classes:
@@ -193,7 +207,7 @@ def build_app(restored: Restored, translator: Translator | None = None) -> gr.Bl
         upload_button.click(upload, picture, [output, latency], api_name="translate_upload")
         # The programmatic endpoint: an image file in, the translated image file out.
         api_input = gr.File(type="filepath", visible=False)
-        api_output = gr.Image(type="numpy", format="png", visible=False)
+        api_output = gr.Image(type="filepath", visible=False)
         api_button = gr.Button(visible=False)
         api_button.click(translate_api, api_input, api_output, api_name="translate")
     return app.queue(default_concurrency_limit=config.serve.concurrency)
@@ -224,7 +238,8 @@ def serve(restored: Restored, host: str, port: int) -> None:
     translator = Translator(restored)
     seconds = warm_up(translator, *image_hw(restored.config.dataset.image_size))
     logging.info("generator compiled and warmed up in %.1f s", seconds)
-    app = build_app(restored, translator)
+    scratch = tempfile.TemporaryDirectory(prefix="p2p_jax_serve_")
+    app = build_app(restored, scratch.name, translator)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
@@ -238,3 +253,4 @@ def serve(restored: Restored, host: str, port: int) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         app.close()
+        scratch.cleanup()
