@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from p2p_jax import ops
-from p2p_jax.ops import cpu, stride2, xla
+from p2p_jax.ops import cpu, stride2, winograd, xla
 
 
 def conv_transpose_loops(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
@@ -159,6 +159,42 @@ def test_a_convolution_padded_past_its_kernel_equals_xla_convolution():
                     jax.grad(lambda x, w: jnp.sum(jnp.sin(reference(x, w))), (0, 1))(x, w),
                     strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("x_shape,pads", [
+    ((2, 8, 10, 3), ((1, 1), (1, 1))),  # Even output: whole tiles.
+    ((1, 7, 9, 3), ((0, 0), (0, 0))),  # Odd output: the last tile row and column cropped.
+    ((1, 6, 5, 3), ((2, 0), (1, 2))),  # Uneven and wider padding.
+])
+def test_winograd_convolution_equals_xla_convolution(x_shape, pads):
+    """F(2x2, 3x3): same values and gradients (input and kernel) as XLA's 3x3 convolution."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=x_shape).astype(np.float32)
+    w = rng.normal(size=(3, 3, 3, 4)).astype(np.float32)
+    np.testing.assert_allclose(winograd.conv3x3(x, w, pads), xla.conv2d(x, w, 1, pads),
+                               rtol=1e-4, atol=1e-4)
+    for a, b in zip(
+            jax.grad(lambda x, w: jnp.sum(jnp.sin(winograd.conv3x3(x, w, pads))), (0, 1))(x, w),
+            jax.grad(lambda x, w: jnp.sum(jnp.sin(xla.conv2d(x, w, 1, pads))), (0, 1))(x, w),
+            strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_wide_3x3_convolutions_take_the_winograd_form_on_cpu():
+    """pix2pixHD's 1024-channel residual convs (and VGG's 512-channel ones) go through
+    Winograd's form; narrower or strided ones do not. The choice gives XLA's values."""
+    assert cpu.use_winograd((3, 3, 1024, 1024), 1) and cpu.use_winograd((3, 3, 512, 512), 1)
+    assert not cpu.use_winograd((3, 3, 256, 512), 1)
+    assert not cpu.use_winograd((3, 3, 1024, 1024), 2)
+    assert not cpu.use_winograd((4, 4, 512, 512), 1)
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(1, 17, 17, 512)).astype(np.float32)  # Past the patch-matmul size.
+    w = (rng.normal(size=(3, 3, 512, 512)) / np.sqrt(9 * 512)).astype(np.float32)
+    pads = ((1, 1), (1, 1))
+    program = str(jax.make_jaxpr(lambda x, w: cpu.conv2d(x, w, 1, pads))(x, w))
+    assert "conv_general_dilated" not in program and "dot_general" in program
+    np.testing.assert_allclose(cpu.conv2d(x, w, 1, pads), xla.conv2d(x, w, 1, pads),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_transposed_conv_form_choice_and_the_impl_resolved_once():
