@@ -6,7 +6,12 @@ strokes on its canvas and shows a translation."""
 import concurrent.futures
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -29,7 +34,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def trained(tmp_path_factory):
     config = tiny.get_config()
     config.batch_size = 8
     config.num_train_steps = 2
@@ -37,6 +42,12 @@ def served(tmp_path_factory):
     config.dataset.max_image_pixels = MAX_PIXELS
     workdir = str(tmp_path_factory.mktemp("served"))
     loop.train_and_evaluate(config, workdir)
+    return config, workdir
+
+
+@pytest.fixture(scope="module")
+def served(trained, tmp_path_factory):
+    config, workdir = trained
     restored = restore.restore(config, workdir)
     app = serve_app.build_app(restored, str(tmp_path_factory.mktemp("scratch")))
     port = free_port()
@@ -92,6 +103,49 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_answering(served, tmp_pa
     images.write(good, np.zeros((32, 32, 3), np.uint8))
     assert images.read(client.predict(handle_file(str(good)), api_name="/translate")).shape == (
         32, 32, 3)
+
+
+def test_the_serve_command_answers_and_stops_cleanly_on_sigterm(trained, tmp_path):
+    """As a user starts it: the URL answers after the warm-up, a bad upload is one line in the
+    log (no traceback), and SIGTERM (twice, as `timeout` and a shell both send it) closes the
+    server with exit status 0."""
+    _, workdir = trained
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as stderr:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "p2p_jax.main", f"--workdir={workdir}", "--mode=serve",
+             f"--port={port}"], stdout=stderr, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 600  # Start-up and compilation on a loaded machine.
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                urllib.request.urlopen(url, timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(1)
+        client = Client(url, verbose=False)
+        text = tmp_path / "notes.png"
+        text.write_text("not an image")
+        with pytest.raises(Exception, match="not a readable image"):
+            client.predict(handle_file(str(text)), api_name="/translate")
+        good = tmp_path / "good.png"
+        images.write(good, np.zeros((20, 36, 3), np.uint8))
+        assert images.read(client.predict(handle_file(str(good)), api_name="/translate")).shape \
+            == (20, 36, 3)
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=120) == 0, log.read_text()
+    finally:
+        if server.poll() is None:
+            server.kill()
+    printed = log.read_text()
+    assert "request refused:" in printed and "stopping the server" in printed
+    assert "Traceback" not in printed, printed
 
 
 def test_canvas_colours_snap_to_the_palette():

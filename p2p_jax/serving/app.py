@@ -60,14 +60,21 @@ class Translator:
 
 
 def _interrupt(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # A repeated SIGTERM must not cut the close.
     raise KeyboardInterrupt
+
+
+def _refuse(message: str) -> gr.Error:
+    """The message shown in the page; one line in the server's log, not a traceback."""
+    logging.info("request refused: %s", message)
+    return gr.Error(message, print_exception=False)
 
 
 def _checked_upload(path: str | None) -> str:
     if not path:
-        raise gr.Error("no image: upload one (PNG, JPEG, BMP, TIFF or WebP)")
+        raise _refuse("no image: upload one (PNG, JPEG, BMP, TIFF or WebP)")
     if os.path.getsize(path) == 0:
-        raise gr.Error("the upload is empty (0 bytes)")
+        raise _refuse("the upload is empty (0 bytes)")
     return path
 
 
@@ -87,7 +94,7 @@ def _run(translator: Translator, make_example, folder: str) -> tuple[str, str]:
     try:
         output = translator.translate(make_example())
     except (images.BadImageError, UserError) as e:
-        raise gr.Error(str(e).replace(tempfile.gettempdir(), "<upload>")) from None
+        raise _refuse(str(e).replace(tempfile.gettempdir(), "<upload>")) from None
     latency = f"translated in {1000 * (time.perf_counter() - start):.0f} ms"
     return _saved_output(output, folder), latency
 
@@ -132,7 +139,7 @@ def build_app(restored: Restored, scratch_dir: str,
     def from_canvas(editor):
         canvas = None if editor is None else editor.get("composite")
         if canvas is None or not np.asarray(canvas).size:
-            raise gr.Error("the canvas is empty: paint on it first")
+            raise _refuse("the canvas is empty: paint on it first")
         snapped = palettes.canvas_to_input(np.asarray(canvas), palette)
         return translator.example(snapped)
 
@@ -251,6 +258,6 @@ def serve(restored: Restored, host: str, port: int) -> None:
     except KeyboardInterrupt:
         logging.info("stopping the server")
     finally:
-        signal.signal(signal.SIGTERM, previous)
         app.close()
         scratch.cleanup()
+        signal.signal(signal.SIGTERM, previous)
