@@ -115,6 +115,18 @@ def test_written_files_load_back_bit_for_bit(tmp_path):
         np.testing.assert_array_equal(loaded[name], value)
 
 
+def test_written_files_do_not_depend_on_the_clock():
+    """Equal weights give byte-identical files (exports compared or cached by content): every
+    zip member carries one fixed timestamp, stored uncompressed as PyTorch writes them."""
+    data = torch_files.state_dict_bytes({"w": np.ones((2, 2), np.float32)})
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = archive.infolist()
+    assert [m.filename for m in members] == ["archive/data.pkl", "archive/byteorder",
+                                             "archive/data/0", "archive/version"]
+    assert {m.date_time for m in members} == {(1980, 1, 1, 0, 0, 0)}
+    assert {m.compress_type for m in members} == {zipfile.ZIP_STORED}
+
+
 @pytest.mark.parametrize("position", range(5))
 def test_legacy_pickles_never_run_code(tmp_path, position):
     """Magic, protocol, system info, state and storage list: each is a pickle, each refused."""

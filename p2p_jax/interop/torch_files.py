@@ -326,8 +326,12 @@ def _tensor_pickle(key: str, array: np.ndarray) -> bytes:
             + b"R")
 
 
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # The earliest a zip entry can carry.
+
+
 def state_dict_bytes(tensors: dict[str, np.ndarray], archive: str = "archive") -> bytes:
-    """The bytes `torch.save(state_dict, f)` would write for these arrays (zip format)."""
+    """The bytes `torch.save(state_dict, f)` would write for these arrays (zip format). Every
+    member carries one fixed timestamp, so equal weights give byte-identical files."""
     arrays = {}
     for name, value in tensors.items():
         array = np.asarray(value, order="C")
@@ -337,11 +341,11 @@ def state_dict_bytes(tensors: dict[str, np.ndarray], archive: str = "archive") -
     body = b"".join(_text(name) + _tensor_pickle(str(i), array)
                     for i, (name, array) in enumerate(arrays.items()))
     data_pkl = b"\x80\x02" + _EMPTY_ORDERED_DICT + b"(" + body + b"u."
+    members = [("data.pkl", data_pkl), ("byteorder", b"little"),
+               *((f"data/{i}", array.tobytes()) for i, array in enumerate(arrays.values())),
+               ("version", b"3\n")]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
-        zf.writestr(f"{archive}/data.pkl", data_pkl)
-        zf.writestr(f"{archive}/byteorder", "little")
-        for i, array in enumerate(arrays.values()):
-            zf.writestr(f"{archive}/data/{i}", array.tobytes())
-        zf.writestr(f"{archive}/version", "3\n")
+        for name, data in members:
+            zf.writestr(zipfile.ZipInfo(f"{archive}/{name}", date_time=_ZIP_TIME), data)
     return buffer.getvalue()
