@@ -260,4 +260,5 @@ def serve(restored: Restored, host: str, port: int) -> None:
     finally:
         app.close()
         scratch.cleanup()
-        signal.signal(signal.SIGTERM, previous)
+        if signal.getsignal(signal.SIGTERM) is _interrupt:  # After a SIGTERM, repeats stay
+            signal.signal(signal.SIGTERM, previous)  # ignored while the process exits.
