@@ -64,12 +64,18 @@ def glob(pattern: str) -> list[str]:
     return sorted(os.fspath(p) for p in path.glob(name)) if path.is_dir() else []
 
 
-def write_bytes(path: str | epath.Path, data: bytes) -> None:
-    """Writes `data` to `path` atomically, creating its folder; concurrent writers of one path
-    each stage under a name of their own, and the last rename wins whole."""
-    path = epath.Path(path)
+def _staging_path(path: epath.Path) -> epath.Path:
+    """A temp name beside `path`, its folder created: concurrent writers of one path (serve's
+    requests, processes staging the same shard) each stage under their own, and the last
+    rename wins whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    return path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def write_bytes(path: str | epath.Path, data: bytes) -> None:
+    """Writes `data` to `path` atomically, creating its folder."""
+    path = epath.Path(path)
+    tmp = _staging_path(path)
     tmp.write_bytes(data)
     tmp.replace(path)
 
@@ -80,7 +86,6 @@ def write_text(path: str | epath.Path, text: str) -> None:
 
 def copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
     """An atomic copy (bucket to local disk, e.g. staged ArrayRecord shards)."""
-    epath.Path(target).parent.mkdir(parents=True, exist_ok=True)
-    tmp = epath.Path(os.fspath(target) + ".tmp")
+    tmp = _staging_path(epath.Path(target))
     epath.Path(source).copy(tmp, overwrite=True)
     tmp.replace(target)

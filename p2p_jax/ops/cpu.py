@@ -10,10 +10,10 @@ Measured on the 2-core development CPU (benchmarks/README.md):
   ordinary ones: as per-tap matmuls on small maps, over space-to-depth where the kernel allows,
   else as four stride-1 sub-pixel convolutions.
 - 3x3 stride-1 convolutions between wide layers (pix2pixHD's 1024-channel residual blocks,
-  VGG's 512-channel stages) by Winograd's F(2x2, 3x3), 2.25x fewer multiplies: fwd+bwd of
-  a 16x32 1024 -> 1024 residual conv 265 -> 153 ms; on wide maps with few channels its
-  transforms cost more than they save (64 channels at 256x512: 2.3x slower), so it is used
-  from 512 channels in and out.
+  VGG's 512-channel stages) by Winograd's F(2x2, 3x3), 2.25x fewer multiplies: forward +
+  VJP of a 16x32 1024 -> 1024 residual conv 258 -> 105 ms (benchmarks/conv_forms.py); with
+  fewer channels its transforms cost what they save (256 channels at 64x128: fwd + input
+  gradient 227 -> 280 ms), so it is used from 512 channels in and out.
 - Convolutions padded so that their output is larger than their input (pix2pixHD's 4x4
   stride-1 discriminator layers, padding 2): XLA:CPU's weight gradient of such a convolution
   took 8.1 s against 49 ms for its forward at 33x65x256 -> 512; padded explicitly first, the

@@ -55,9 +55,6 @@ class Translator:
         return predict.translate_example(self._evaluator, self._restored.setup.state, example,
                                          self._key, 0, self._config)
 
-    def translate_file(self, path: str) -> np.ndarray:
-        return self.translate(predict.read_input(path, self._config.dataset))
-
 
 def _interrupt(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # A repeated SIGTERM must not cut the close.
