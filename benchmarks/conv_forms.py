@@ -3,7 +3,7 @@
 cotangent, so nothing folds away). One JSON line per layer; the process runs under the same
 huge-page malloc as training.
 
-    .venv/bin/python -m benchmarks.conv_forms [--reps 3]
+    .venv/bin/python -m benchmarks.conv_forms [--reps 3] [--only "G tail"]
 """
 import argparse
 import json
@@ -24,6 +24,9 @@ LAYERS = [
     ("G residual conv", 1, 18, 34, 1024, 1024, 3, 1, 0, True),
     ("G head 7x7 (labels)", 1, 262, 518, 36, 64, 7, 1, 0, False),
     ("G down_0", 1, 256, 512, 64, 128, 3, 2, 1, True),
+    ("G tail 7x7 (to RGB)", 1, 262, 518, 64, 3, 7, 1, 0, True),
+    ("D layer_0 (labels + image)", 1, 256, 512, 39, 64, 4, 2, 2, True),
+    ("D layer_1", 1, 129, 257, 64, 128, 4, 2, 2, True),
     ("VGG conv3 256", 1, 64, 128, 256, 256, 3, 1, 1, True),
     ("VGG conv4 512", 1, 32, 64, 512, 512, 3, 1, 1, True),
     ("VGG conv5_1 512", 1, 16, 32, 512, 512, 3, 1, 1, True),
@@ -66,10 +69,13 @@ def time_layer(layer: tuple, rng: np.random.Generator, reps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", type=int, default=3)
-    reps = parser.parse_args().reps
+    parser.add_argument("--only", default="", help="layers whose name starts with this")
+    args = parser.parse_args()
     rng = np.random.default_rng(0)
     for layer in LAYERS:
-        print(json.dumps(time_layer(layer, rng, reps)), flush=True)
+        if not layer[0].startswith(args.only):
+            continue
+        print(json.dumps(time_layer(layer, rng, args.reps)), flush=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from p2p_jax import ops
-from p2p_jax.ops import cpu, stride2, winograd, xla
+from p2p_jax.ops import cpu, stride2, taps, winograd, xla
 
 
 def conv_transpose_loops(x: np.ndarray, w: np.ndarray, stride: int, padding: int,
@@ -159,6 +159,59 @@ def test_a_convolution_padded_past_its_kernel_equals_xla_convolution():
                     jax.grad(lambda x, w: jnp.sum(jnp.sin(reference(x, w))), (0, 1))(x, w),
                     strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def assert_same_function(ours, reference, x: np.ndarray, w: np.ndarray) -> None:
+    """Equal values, input gradients and kernel gradients (through a sine, so the cotangent
+    varies per element)."""
+    np.testing.assert_allclose(ours(x, w), reference(x, w), rtol=1e-4, atol=1e-4)
+    for a, b in zip(jax.grad(lambda x, w: jnp.sum(jnp.sin(ours(x, w))), (0, 1))(x, w),
+                    jax.grad(lambda x, w: jnp.sum(jnp.sin(reference(x, w))), (0, 1))(x, w),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("x_shape,padding", [
+    ((1, 40, 34, 6), 2),  # pix2pixHD's discriminator: 4x4, stride 2, padding 2.
+    ((2, 23, 25, 5), 2),  # Odd padded sizes: one zero row and column more, then cropped.
+    ((1, 37, 36, 4), 1),
+])
+def test_even_kernel_stride2_convolutions_of_any_padding_take_the_space_to_depth_form(
+        x_shape, padding):
+    """Every 4x4 stride-2 convolution past the patch-matmul size goes through `stride2` on CPU
+    (no input-dilated convolution in its gradient), with XLA's values and gradients."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=x_shape).astype(np.float32)
+    w = rng.normal(size=(4, 4, x_shape[3], 5)).astype(np.float32)
+    pads = ((padding, padding), (padding, padding))
+    out_h, out_w = (x_shape[1] + 2 * padding - 4) // 2 + 1, (x_shape[2] + 2 * padding - 4) // 2 + 1
+    assert not cpu.use_im2col(x_shape[0] * out_h * out_w)
+    program = str(jax.make_jaxpr(jax.grad(
+        lambda x, w: jnp.sum(cpu.conv2d(x, w, 2, pads)), (0, 1)))(x, w))
+    assert "lhs_dilation=(1, 1)" in program and "lhs_dilation=(2, 2)" not in program
+    assert_same_function(lambda x, w: cpu.conv2d(x, w, 2, pads),
+                         lambda x, w: xla.conv2d(x, w, 2, pads), x, w)
+
+
+@pytest.mark.parametrize("kernel,pads", [(7, ((0, 0), (0, 0))), (3, ((1, 2), (0, 1)))])
+def test_few_output_convolutions_as_one_matmul_over_all_taps(kernel, pads):
+    """A generator's last layer (7x7, 3 outputs) runs as one matmul over all taps on CPU: XLA's
+    values, input gradient and kernel gradient; wide outputs, strided ones and products too
+    large to hold keep the other forms."""
+    assert cpu.use_tap_matmul((7, 7, 64, 3), 1, 262 * 518, 4)
+    assert not cpu.use_tap_matmul((7, 7, 64, 16), 1, 262 * 518, 4)
+    assert not cpu.use_tap_matmul((4, 4, 64, 3), 2, 262 * 518, 4)
+    assert not cpu.use_tap_matmul((7, 7, 64, 3), 1, 2054 * 1030, 4)
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(2, 19, 23, 6)).astype(np.float32)
+    w = rng.normal(size=(kernel, kernel, 6, 3)).astype(np.float32)
+    program = str(jax.make_jaxpr(lambda x, w: cpu.conv2d(x, w, 1, pads))(x, w))
+    assert "conv_general_dilated" not in program
+    assert_same_function(lambda x, w: cpu.conv2d(x, w, 1, pads),
+                         lambda x, w: xla.conv2d(x, w, 1, pads), x, w)
+    unpadded = rng.normal(size=(1, 9, 8, 6)).astype(np.float32)
+    assert_same_function(taps.conv_valid, lambda x, w: xla.conv2d(x, w, 1, ((0, 0), (0, 0))),
+                         unpadded, w)
 
 
 @pytest.mark.parametrize("x_shape,pads", [

@@ -5,7 +5,9 @@ Measured on the 2-core development CPU (benchmarks/README.md):
   16x16), above all their gradients, run far below peak; as explicit patch matmuls they are
   2-10x faster.
 - Stride-2 convolutions: their input gradient lowers to a slow input-dilated convolution; the
-  space-to-depth passes of `stride2` are ordinary convolutions.
+  space-to-depth passes of `stride2` are ordinary convolutions (for every even kernel, any
+  padding: pix2pixHD's discriminator's 4x4/2 layers with padding 2, fwd + VJP 83 -> 61 ms on
+  its 512x256 input).
 - Transposed convolutions (forward and backward) run at 6-14 GFLOP/s against ~200 for
   ordinary ones: as per-tap matmuls on small maps, over space-to-depth where the kernel allows,
   else as four stride-1 sub-pixel convolutions.
@@ -14,6 +16,9 @@ Measured on the 2-core development CPU (benchmarks/README.md):
   VJP of a 16x32 1024 -> 1024 residual conv 258 -> 105 ms (benchmarks/conv_forms.py); with
   fewer channels its transforms cost what they save (256 channels at 64x128: fwd + input
   gradient 227 -> 280 ms), so it is used from 512 channels in and out.
+- Stride-1 convolutions with few output channels (the generators' last 7x7 layer, 64 -> 3)
+  run at ~5 GFLOP/s: as one matmul over all the kernel's taps (`taps`), the 512x256 one's
+  forward 148 -> 30 ms, forward + VJP 286 -> 126 ms.
 - Convolutions padded so that their output is larger than their input (pix2pixHD's 4x4
   stride-1 discriminator layers, padding 2): XLA:CPU's weight gradient of such a convolution
   took 8.1 s against 49 ms for its forward at 33x65x256 -> 512; padded explicitly first, the
@@ -28,12 +33,16 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from p2p_jax.ops import stride2, winograd, xla
+from p2p_jax.ops import stride2, taps, winograd, xla
 
 # Outputs of at most this many (batch x spatial) positions run as patch matmuls.
 IM2COL_MAX_PIXELS = 256
 # 3x3 stride-1 convolutions with at least this many channels in and out run as Winograd's.
 WINOGRAD_MIN_CHANNELS = 512
+# Stride-1 convolutions with at most this many output channels run as one matmul over all
+# taps, unless that product (k * k * out values per input pixel) would exceed this many bytes.
+TAP_MATMUL_MAX_OUT_CHANNELS = 8
+TAP_MATMUL_MAX_BYTES = 512 * 2**20
 
 
 def use_im2col(pixels: int) -> bool:
@@ -45,37 +54,63 @@ def use_winograd(kernel_shape: tuple[int, ...], stride: int) -> bool:
     return stride == 1 and kh == kw == 3 and min(cin, cout) >= WINOGRAD_MIN_CHANNELS
 
 
+def use_tap_matmul(kernel_shape: tuple[int, ...], stride: int, input_values: int,
+                   itemsize: int) -> bool:
+    """`input_values`: batch x padded height x width, the rows of the taps' product."""
+    kh, kw, _, cout = kernel_shape
+    return (stride == 1 and kh * kw > 1 and cout <= TAP_MATMUL_MAX_OUT_CHANNELS
+            and input_values * kh * kw * cout * itemsize <= TAP_MATMUL_MAX_BYTES)
+
+
 def _static_batch(n) -> int:
     """The batch for size rules; 1 where it is symbolic (batch-polymorphic programs)."""
     return n if isinstance(n, int) else 1
 
 
+def _zero_pad(x: jax.Array, padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+    (top, bottom), (left, right) = padding
+    return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (top, bottom, 0), (left, right, 0),
+                                               (0, 0, 0)))
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, stride: int,
            padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
     """Small outputs as one matmul over gathered patches (static strided slices, so the
-    gradients stay slices and pads), larger stride-2 ones through `stride2`, wide 3x3
-    stride-1 ones by Winograd's form, the rest as XLA's."""
+    gradients stay slices and pads), larger even-kernel stride-2 ones through `stride2`, wide
+    3x3 stride-1 ones by Winograd's form, those with few outputs over all taps at once
+    (`taps`), the rest as XLA's."""
     kh, kw = kernel.shape[:2]
     (top, bottom), (left, right) = padding
     out_h = (x.shape[1] + top + bottom - kh) // stride + 1
     out_w = (x.shape[2] + left + right - kw) // stride + 1
-    if not use_im2col(_static_batch(x.shape[0]) * min(out_h * out_w, x.shape[1] * x.shape[2])):
-        if (stride == 2 and kh == kw and top == bottom == left == right
-                and stride2.supported(kh, top, x.shape[1], x.shape[2])):
-            return stride2.conv_stride2(x, kernel, top)
+    batch = _static_batch(x.shape[0])
+    if not use_im2col(batch * min(out_h * out_w, x.shape[1] * x.shape[2])):
+        if stride == 2 and kh == kw and kh % 2 == 0 and top == bottom == left == right:
+            return _conv_stride2(x, kernel, top, out_h, out_w)
         if use_winograd(kernel.shape, stride):
             return winograd.conv3x3(x, kernel, padding)
+        padded_values = batch * (x.shape[1] + top + bottom) * (x.shape[2] + left + right)
+        if use_tap_matmul(kernel.shape, stride, padded_values, x.dtype.itemsize):
+            return taps.conv_valid(_zero_pad(x, padding), kernel)
         if top + bottom > kh - 1 or left + right > kw - 1:
-            padded = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (top, bottom, 0),
-                                                         (left, right, 0), (0, 0, 0)))
-            return xla.conv2d(padded, kernel, stride, ((0, 0), (0, 0)))
+            return xla.conv2d(_zero_pad(x, padding), kernel, stride, ((0, 0), (0, 0)))
         return xla.conv2d(x, kernel, stride, padding)
-    x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (top, bottom, 0), (left, right, 0),
-                                             (0, 0, 0)))
+    x = _zero_pad(x, padding)
     patches = jnp.concatenate(
         [x[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride]
          for i in range(kh) for j in range(kw)], axis=-1)
     return jnp.einsum("nhwk,ko->nhwo", patches, kernel.reshape(-1, kernel.shape[-1]))
+
+
+def _conv_stride2(x: jax.Array, kernel: jax.Array, padding: int, out_h: int, out_w: int
+                  ) -> jax.Array:
+    """An even-kernel stride-2 convolution through `stride2`, whose space-to-depth needs even
+    padded sizes: an odd one gets a zero row (column) more at the end, read only by one extra
+    output row (column), which is dropped."""
+    odd_h, odd_w = (x.shape[1] + 2 * padding) % 2, (x.shape[2] + 2 * padding) % 2
+    if odd_h or odd_w:
+        x = _zero_pad(x, ((0, odd_h), (0, odd_w)))
+    return stride2.conv_stride2(x, kernel, padding)[:, :out_h, :out_w]
 
 
 def transpose_form(kernel_size: int, padding: int, output_padding: int, pixels: int) -> str:
