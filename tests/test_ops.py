@@ -198,10 +198,10 @@ def test_few_output_convolutions_as_one_matmul_over_all_taps(kernel, pads):
     """A generator's last layer (7x7, 3 outputs) runs as one matmul over all taps on CPU: XLA's
     values, input gradient and kernel gradient; wide outputs, strided ones and products too
     large to hold keep the other forms."""
-    assert cpu.use_tap_matmul((7, 7, 64, 3), 1, 262 * 518, 4)
-    assert not cpu.use_tap_matmul((7, 7, 64, 16), 1, 262 * 518, 4)
-    assert not cpu.use_tap_matmul((4, 4, 64, 3), 2, 262 * 518, 4)
-    assert not cpu.use_tap_matmul((7, 7, 64, 3), 1, 2054 * 1030, 4)
+    assert cpu.use_tap_matmul((7, 7, 64, 3), 1, 262 * 518)
+    assert not cpu.use_tap_matmul((7, 7, 64, 16), 1, 262 * 518)
+    assert not cpu.use_tap_matmul((4, 4, 64, 3), 2, 262 * 518)
+    assert not cpu.use_tap_matmul((7, 7, 64, 3), 1, 2054 * 1030)
     rng = np.random.default_rng(8)
     x = rng.normal(size=(2, 19, 23, 6)).astype(np.float32)
     w = rng.normal(size=(kernel, kernel, 6, 3)).astype(np.float32)
@@ -212,6 +212,19 @@ def test_few_output_convolutions_as_one_matmul_over_all_taps(kernel, pads):
     unpadded = rng.normal(size=(1, 9, 8, 6)).astype(np.float32)
     assert_same_function(taps.conv_valid, lambda x, w: xla.conv2d(x, w, 1, ((0, 0), (0, 0))),
                          unpadded, w)
+
+
+def test_the_tap_matmul_form_sums_bf16_products_in_float32():
+    """In bf16 the 49 taps' products are summed in float32 and rounded once: the error is a
+    bf16 rounding of the output (as XLA's bf16 convolution), not 49 of them."""
+    rng = np.random.default_rng(9)
+    x = jnp.asarray(rng.normal(size=(1, 20, 24, 16)), jnp.bfloat16)
+    w = jnp.asarray(rng.normal(size=(7, 7, 16, 3)) / 28, jnp.bfloat16)
+    exact = xla.conv2d(x.astype(jnp.float32), w.astype(jnp.float32), 1, ((0, 0), (0, 0)))
+    ours = taps.conv_valid(x, w)
+    assert ours.dtype == jnp.bfloat16
+    error = jnp.max(jnp.abs(ours.astype(jnp.float32) - exact))
+    assert error <= 2.0**-8 * jnp.max(jnp.abs(exact))
 
 
 @pytest.mark.parametrize("x_shape,pads", [

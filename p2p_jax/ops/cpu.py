@@ -40,7 +40,8 @@ IM2COL_MAX_PIXELS = 256
 # 3x3 stride-1 convolutions with at least this many channels in and out run as Winograd's.
 WINOGRAD_MIN_CHANNELS = 512
 # Stride-1 convolutions with at most this many output channels run as one matmul over all
-# taps, unless that product (k * k * out values per input pixel) would exceed this many bytes.
+# taps, unless that product (k * k * out float32 values per input pixel) would exceed this
+# many bytes.
 TAP_MATMUL_MAX_OUT_CHANNELS = 8
 TAP_MATMUL_MAX_BYTES = 512 * 2**20
 
@@ -54,12 +55,11 @@ def use_winograd(kernel_shape: tuple[int, ...], stride: int) -> bool:
     return stride == 1 and kh == kw == 3 and min(cin, cout) >= WINOGRAD_MIN_CHANNELS
 
 
-def use_tap_matmul(kernel_shape: tuple[int, ...], stride: int, input_values: int,
-                   itemsize: int) -> bool:
-    """`input_values`: batch x padded height x width, the rows of the taps' product."""
+def use_tap_matmul(kernel_shape: tuple[int, ...], stride: int, input_pixels: int) -> bool:
+    """`input_pixels`: batch x padded height x width, the rows of the taps' product."""
     kh, kw, _, cout = kernel_shape
     return (stride == 1 and kh * kw > 1 and cout <= TAP_MATMUL_MAX_OUT_CHANNELS
-            and input_values * kh * kw * cout * itemsize <= TAP_MATMUL_MAX_BYTES)
+            and input_pixels * kh * kw * cout * 4 <= TAP_MATMUL_MAX_BYTES)
 
 
 def _static_batch(n) -> int:
@@ -89,8 +89,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int,
             return _conv_stride2(x, kernel, top, out_h, out_w)
         if use_winograd(kernel.shape, stride):
             return winograd.conv3x3(x, kernel, padding)
-        padded_values = batch * (x.shape[1] + top + bottom) * (x.shape[2] + left + right)
-        if use_tap_matmul(kernel.shape, stride, padded_values, x.dtype.itemsize):
+        padded_pixels = batch * (x.shape[1] + top + bottom) * (x.shape[2] + left + right)
+        if use_tap_matmul(kernel.shape, stride, padded_pixels):
             return taps.conv_valid(_zero_pad(x, padding), kernel)
         if top + bottom > kh - 1 or left + right > kw - 1:
             return xla.conv2d(_zero_pad(x, padding), kernel, stride, ((0, 0), (0, 0)))

@@ -21,8 +21,10 @@ def _all_taps(kernel: jax.Array) -> jax.Array:
 
 
 def _pixelwise(x: jax.Array, matrix: jax.Array) -> jax.Array:
-    """Every pixel's channel vector times `matrix`."""
-    return (x.reshape(-1, x.shape[-1]) @ matrix).reshape(*x.shape[:-1], matrix.shape[-1])
+    """Every pixel's channel vector times `matrix`, in float32 (bf16 inputs too: the output
+    sums k * k of these products, which rounding each to bf16 first would spoil)."""
+    flat = jnp.dot(x.reshape(-1, x.shape[-1]), matrix, preferred_element_type=jnp.float32)
+    return flat.reshape(*x.shape[:-1], matrix.shape[-1])
 
 
 @jax.custom_vjp
@@ -37,7 +39,7 @@ def conv_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
             tap = (i * kw + j) * cout
             part = products[:, i:i + out_h, j:j + out_w, tap:tap + cout]
             y = part if y is None else y + part
-    return y
+    return y.astype(x.dtype)
 
 
 def _forward(x, kernel):
@@ -53,9 +55,10 @@ def _backward(residuals, dy):
     d_products = jnp.concatenate([dy[:, kh - 1 - i:kh - 1 - i + height,
                                      kw - 1 - j:kw - 1 - j + width]
                                   for i in range(kh) for j in range(kw)], axis=-1)
-    dx = _pixelwise(d_products, _all_taps(kernel).T)
+    dx = _pixelwise(d_products, _all_taps(kernel).T).astype(x.dtype)
     # As a 2-D matmul of the flattened maps: XLA:CPU's einsum over (n, h, w) took twice as long.
-    d_taps = x.reshape(-1, cin).T @ d_products.reshape(-1, d_products.shape[-1])
+    d_taps = jnp.dot(x.reshape(-1, cin).T, d_products.reshape(-1, d_products.shape[-1]),
+                     preferred_element_type=jnp.float32).astype(kernel.dtype)
     return dx, d_taps.reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3)
 
 
