@@ -25,7 +25,9 @@ _DIMS = ("NHWC", "HWIO", "NHWC")
 
 
 def supported(kernel_size: int, padding: int, *spatial: int) -> bool:
-    """The forms need an even kernel, output = input / 2 and even input sizes (`spatial`)."""
+    """Whether the transposed form applies: an even kernel with output = 2 x input (and even
+    `spatial` sizes). The convolution itself needs only an even kernel and even padded sizes,
+    which `cpu.conv2d` arranges."""
     return (kernel_size % 2 == 0 and kernel_size == 2 * padding + 2
             and all(size % 2 == 0 for size in spatial))
 
