@@ -65,16 +65,28 @@ def test_ab_override_parses_literals_and_rejects_unknown_keys(tiny_config):
         benchmark.override(tiny_config, "model.ngf")
 
 
+def test_ab_xla_option_parses_booleans_and_rejects_non_xla_names():
+    assert benchmark.compiler_option("xla_cpu_use_xnnpack=TRUE") == ("xla_cpu_use_xnnpack", True)
+    assert benchmark.compiler_option(
+        "xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT") == (
+        "xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT")
+    for bad in ("xla_cpu_use_xnnpack", "model.ngf=16"):
+        with pytest.raises(app.UsageError, match="XLA_OPTION=VALUE"):
+            benchmark.compiler_option(bad)
+
+
 @pytest.mark.slow
 def test_ab_benchmark_alternates_two_variants_in_one_process():
     result = subprocess.run(
         [sys.executable, "-m", "p2p_jax.benchmark", "ab", "--config=configs/tiny.py",
          "--config.batch_size=8", "--b=batch_size=16",
-         "--b=model.conv_impl=xla", "--steps=3", "--warmup=1"],
+         "--b=model.conv_impl=xla", "--b_xla=xla_cpu_enable_fast_math=false", "--steps=3",
+         "--warmup=1"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["b_overrides"] == ["batch_size=16", "model.conv_impl=xla"]
+    assert record["b_xla"] == {"xla_cpu_enable_fast_math": False}
     assert (record["a_batch_size"], record["b_batch_size"]) == (8, 16)
     assert len(record["a_times_s"]) == len(record["b_times_s"]) == 3
     assert record["b_speedup"] == pytest.approx(

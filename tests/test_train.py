@@ -98,6 +98,16 @@ def relative_difference(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-30))
 
 
+def test_compile_options_reach_xla(tiny_config, devices):
+    """The benchmarks' per-program XLA options are passed to the compiler: one it does not
+    know fails, naming it."""
+    mesh, recipe, state = setup(tiny_config, devices)
+    batch = parallel.global_batch(batches(tiny_config, 1)[0], mesh)
+    with pytest.raises(Exception, match="xla_no_such_option"):
+        train_step.compile_train_step(recipe, state, batch, mesh,
+                                      compiler_options={"xla_no_such_option": True})
+
+
 def test_sharded_step_equals_single_device(tiny_config, devices):
     """Batch norm statistics are global, so 8 devices compute what 1 device computes, up to the
     order of float sums: XLA picks kernels per CPU and the all-reduce adds in another order.

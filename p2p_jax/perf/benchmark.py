@@ -45,6 +45,9 @@ _TOPOLOGY = flags.DEFINE_string(
     "topology", None, "memory: compile for this TPU topology instead of this machine's devices "
     "(compile-only, no TPU needed; libtpu installed), e.g. v5e:2x2.")
 _DEVICES = flags.DEFINE_integer("devices", 0, "memory: the first N devices (0: all).")
+_B_XLA = flags.DEFINE_multi_string(
+    "b_xla", [], "ab: an XLA option for variant B's compilation only, NAME=VALUE (e.g. "
+    "xla_cpu_use_xnnpack=true): process-wide XLA_FLAGS cannot differ within one process.")
 _B_PATCH = flags.DEFINE_string(
     "b_patch", None, "ab: MODULE:FUNCTION called before variant B is built (e.g. one that "
     "swaps a custom VJP), to compare code changes within one process.")
@@ -294,8 +297,18 @@ def override(config, assignment: str) -> None:
         raise app.UsageError(f"--b={assignment}: {str(error).splitlines()[0]}") from None
 
 
+def compiler_option(text: str) -> tuple[str, str | bool]:
+    """`--b_xla=NAME=VALUE` as an XLA compile option (true/false as booleans, else the text,
+    which XLA parses for the option's type and rejects by name when it does not exist)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("xla_"):
+        raise app.UsageError(f"--b_xla={text}: expected XLA_OPTION=VALUE, e.g. "
+                             "xla_cpu_use_xnnpack=true")
+    return name, {"true": True, "false": False}.get(value.lower(), value)
+
+
 def bench_ab(config) -> dict:
-    """Variant A (the config) and B (with the --b overrides and --b_patch) of the train step,
+    """Variant A (the config) and B (with the --b overrides, --b_patch and --b_xla) of the step,
     compiled in one process, their calls alternated (ABBA...). On a shared machine separate runs
     drift by 5-10%, which hides the 2-3% that one change is usually worth. Run the control (no
     --b) too: on the 2-core CPU it has given B a 0.7-1.4% lead, whichever is compiled first."""
@@ -303,6 +316,7 @@ def bench_ab(config) -> dict:
     for assignment in _B.value:
         override(variant_b, assignment)
     config_checks.validate_config(variant_b)
+    b_xla = dict(compiler_option(text) for text in _B_XLA.value)
     runs = {}
     for name, variant in (("a", config), ("b", variant_b)):
         if name == "b" and _B_PATCH.value:
@@ -310,7 +324,7 @@ def bench_ab(config) -> dict:
             getattr(importlib.import_module(module), function)()
         setup, batch = _setup(variant)
         compiled = train_step.compile_train_step(setup.recipe, setup.state, batch, setup.mesh,
-                                                 setup.frozen)
+                                                 setup.frozen, b_xla if name == "b" else None)
         runs[name] = {"step": compiled, "state": setup.state, "batch": batch, "times": [],
                       "batch_size": setup.config.batch_size}
     for i in range(_WARMUP.value + _STEPS.value):
@@ -321,7 +335,8 @@ def bench_ab(config) -> dict:
             jax.block_until_ready(metrics)
             if i >= _WARMUP.value:
                 run["times"].append(time.perf_counter() - start)
-    record = {"benchmark": "ab", "b_overrides": list(_B.value), "b_patch": _B_PATCH.value}
+    record = {"benchmark": "ab", "b_overrides": list(_B.value), "b_patch": _B_PATCH.value,
+              "b_xla": b_xla}
     for name, run in runs.items():
         step_s = statistics.median(run["times"])
         record |= {f"{name}_batch_size": run["batch_size"], f"{name}_step_time_s": step_s,

@@ -247,9 +247,12 @@ def trace_train_step(recipe: Recipe, state: TrainState, batch_spec: dict[str, An
 
 
 def compile_train_step(recipe: Recipe, state: TrainState, batch_spec: dict[str, Any],
-                       mesh: Mesh, frozen: dict | None = None
+                       mesh: Mesh, frozen: dict | None = None,
+                       compiler_options: dict[str, Any] | None = None
                        ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
-    """Compiles the step once (see trace_train_step); returns `step(state, batch)`."""
-    compiled = trace_train_step(recipe, state, batch_spec, mesh, frozen).lower().compile()
+    """Compiles the step once (see trace_train_step); returns `step(state, batch)`.
+    `compiler_options`: XLA options for this program only (the benchmarks' A/B of flags)."""
+    compiled = trace_train_step(recipe, state, batch_spec, mesh, frozen).lower().compile(
+        compiler_options=compiler_options)
     frozen = frozen or {}
     return lambda state, batch: compiled(state, batch, frozen)
