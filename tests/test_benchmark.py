@@ -91,3 +91,14 @@ def test_ab_benchmark_alternates_two_variants_in_one_process():
     assert len(record["a_times_s"]) == len(record["b_times_s"]) == 3
     assert record["b_speedup"] == pytest.approx(
         record["b_images_per_sec"] / record["a_images_per_sec"])
+
+
+@pytest.mark.slow
+def test_ab_benchmark_names_an_xla_option_that_xla_refuses_in_one_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "p2p_jax.benchmark", "ab", "--config=configs/tiny.py",
+         "--config.batch_size=8", "--b_xla=xla_no_such_option=1", "--steps=1", "--warmup=0"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--b_xla: INVALID_ARGUMENT: No such compile option: 'xla_no_such_option'" in (
+        result.stderr.strip().splitlines()[-1])

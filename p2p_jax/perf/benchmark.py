@@ -323,8 +323,14 @@ def bench_ab(config) -> dict:
             module, _, function = _B_PATCH.value.partition(":")
             getattr(importlib.import_module(module), function)()
         setup, batch = _setup(variant)
-        compiled = train_step.compile_train_step(setup.recipe, setup.state, batch, setup.mesh,
-                                                 setup.frozen, b_xla if name == "b" else None)
+        try:
+            compiled = train_step.compile_train_step(
+                setup.recipe, setup.state, batch, setup.mesh, setup.frozen,
+                b_xla if name == "b" else None)
+        except jax.errors.JaxRuntimeError as error:
+            if name == "b" and b_xla and "option" in str(error):  # XLA names the option.
+                raise app.UsageError(f"--b_xla: {str(error).splitlines()[0]}") from None
+            raise
         runs[name] = {"step": compiled, "state": setup.state, "batch": batch, "times": [],
                       "batch_size": setup.config.batch_size}
     for i in range(_WARMUP.value + _STEPS.value):
