@@ -289,3 +289,51 @@ def test_both_implementations_give_one_function(shape):
                  for impl in ("cpu", "xla")]
         for a, b in zip(*grads, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("edges", [False, True])
+@pytest.mark.parametrize("kernel,stride,padding,reflect", [(7, 1, 0, 3), (4, 2, 1, 0),
+                                                            (3, 1, ((0, 2), (1, 0)), 1)])
+def test_one_hot_map_convolution_as_lookups_equals_the_dense_convolution(
+        edges, kernel, stride, padding, reflect):
+    """pix2pixHD's head (7x7 on a reflect-padded label map), the U-Net's first layer (4x4/2,
+    zero padding) and an uneven padding: the lookups give XLA's convolution of the dense
+    one-hot tensor, values and kernel gradients, ids out of range included (zero rows)."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 6, size=(2, 9, 10))  # 6 > num_classes: some ids have no class.
+    boundary = rng.integers(0, 2, size=(2, 9, 10)) if edges else None
+    labels = ops.OneHotMap.encode(jnp.asarray(ids, jnp.uint8), 5, boundary)
+    if reflect:
+        labels = labels.reflect_pad(reflect)
+    dense = labels.dense()
+    expected_dense = np.concatenate(
+        [np.eye(6, 5)[ids]] + ([boundary[..., None]] if edges else []), -1)
+    np.testing.assert_array_equal(
+        dense, np.pad(expected_dense, ((0, 0), (reflect,) * 2, (reflect,) * 2, (0, 0)),
+                      mode="reflect"))
+    w = rng.normal(size=(kernel, kernel, dense.shape[-1], 4)).astype(np.float32)
+    pairs = padding if isinstance(padding, tuple) else ((padding,) * 2,) * 2
+    np.testing.assert_allclose(ops.conv2d(labels, w, stride, padding, "cpu"),
+                               xla.conv2d(dense, w, stride, pairs), atol=1e-5)
+    np.testing.assert_array_equal(ops.conv2d(labels, w, stride, padding, "xla"),
+                                  xla.conv2d(dense, w, stride, pairs))
+    cotangent = rng.normal(size=xla.conv2d(dense, w, stride, pairs).shape).astype(np.float32)
+    grad_lookups = jax.vjp(lambda w: ops.conv2d(labels, w, stride, padding, "cpu"), w)[1]
+    grad_dense = jax.vjp(lambda w: xla.conv2d(dense, w, stride, pairs), w)[1]
+    np.testing.assert_allclose(grad_lookups(cotangent)[0], grad_dense(cotangent)[0],
+                               atol=1e-4)
+
+
+def test_one_hot_map_convolution_in_bfloat16_rounds_once():
+    """bf16: the kernel's bf16 rows summed in float32 and rounded once, as XLA's bf16
+    convolution accumulates; within one bf16 rounding of the float32 result."""
+    rng = np.random.default_rng(1)
+    labels = ops.OneHotMap.encode(jnp.asarray(rng.integers(0, 35, size=(1, 12, 16))), 35,
+                                  jnp.asarray(rng.integers(0, 2, size=(1, 12, 16))))
+    w = jnp.asarray(rng.normal(size=(7, 7, 36, 8)), jnp.bfloat16)
+    ours = ops.conv2d(labels.reflect_pad(3), w, 1, 0, "cpu")
+    assert ours.dtype == jnp.bfloat16
+    exact = xla.conv2d(labels.reflect_pad(3).dense(), w.astype(jnp.float32), 1,
+                       ((0, 0), (0, 0)))
+    np.testing.assert_allclose(np.asarray(ours, np.float32), exact,
+                               rtol=2**-8, atol=1e-6)

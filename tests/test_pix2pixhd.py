@@ -3,6 +3,7 @@ NumPy, label and instance maps, its folder layouts, the joint update against a p
 iteration, the frozen coarse branch, init_from, and a tiny end-to-end run that resumes exactly
 and evaluates."""
 
+import dataclasses
 import functools
 
 import flax.linen as nn
@@ -23,6 +24,7 @@ from p2p_jax.models.pix2pixhd import (
     MultiscaleDiscriminator,
     downsample,
 )
+from p2p_jax.ops.one_hot import OneHotMap, as_array
 from p2p_jax.serving import restore
 from p2p_jax.train import loop, losses
 from p2p_jax.train import state as train_state
@@ -122,9 +124,43 @@ def test_one_hot_and_instance_boundaries():
     edges = np.array([[[[1], [0]], [[0], [1]]]], np.uint8)
     encoded = train_step.encode_input(recipe, {"A": ids, "E": edges})
     assert encoded.shape == (1, 2, 2, 5) and encoded.dtype == jnp.bfloat16  # 0/1 are exact.
+    as_ids = train_step.encode_input(dataclasses.replace(recipe, label_lookups=True),
+                                     {"A": ids, "E": edges})
+    assert isinstance(as_ids, OneHotMap)
+    np.testing.assert_array_equal(as_ids.dense(jnp.bfloat16), encoded)
     encoded = np.asarray(encoded, np.float32)
     np.testing.assert_array_equal(encoded[0, 0, 1], [0, 0, 0, 1, 0])
     np.testing.assert_array_equal(encoded[0, 1, 1], [0, 1, 0, 0, 1])
+
+
+def test_a_label_map_kept_as_ids_gives_the_dense_one_hot_result():
+    """The generator on a OneHotMap (its head as lookups on CPU, its pooled scale dense) gives
+    what it gives on the dense one-hot tensor through XLA's convolutions: values and gradients,
+    and per-image generation (each image a batch of one)."""
+    rng = np.random.default_rng(0)
+    ids = jnp.asarray(rng.integers(0, 6, size=(2, 16, 24)), jnp.uint8)
+    edges = jnp.asarray(rng.integers(0, 2, size=(2, 16, 24)), jnp.uint8)
+    labels = OneHotMap.encode(ids, 5, edges)
+    small = dict(ngf=4, n_downsample_global=2, n_blocks_global=1, n_local_enhancers=1,
+                 n_blocks_local=1)
+    on_ids, on_dense = LocalEnhancer(conv_impl="cpu", **small), LocalEnhancer(**small)
+    params = on_dense.init({"params": jax.random.key(0)}, labels.dense(), train=False)["params"]
+
+    def loss(module, params, x):
+        return jnp.sum(jnp.sin(3 * module.apply({"params": params}, x, train=True)))
+
+    np.testing.assert_allclose(loss(on_ids, params, labels), loss(on_dense, params,
+                                                                  labels.dense()), rtol=1e-4)
+    grads_ids = jax.grad(functools.partial(loss, on_ids))(params, labels)
+    grads_dense = jax.grad(functools.partial(loss, on_dense))(params, labels.dense())
+    assert relative_difference(grads_ids, grads_dense) < 1e-4
+    recipe = train_state.Recipe(on_ids, None, None, None, None, "lsgan", 0.0, False,
+                                label_nc=5, instance_maps=True, label_lookups=True)
+    generated = train_step.generate(recipe, params, {}, {"A": ids[..., None],
+                                                         "E": edges[..., None]}, None)
+    for i in range(2):
+        alone = on_dense.apply({"params": params}, labels.dense()[i:i + 1], train=True)
+        np.testing.assert_allclose(generated[i], alone[0], atol=1e-5)
 
 
 def test_label_maps_resize_by_nearest_neighbour():
@@ -260,7 +296,7 @@ def naive_joint_step(setup, state, batch):
 
     def d_apply(params, image):
         return train_step.apply_network(recipe.discriminator, params, {},
-                                        jnp.concatenate([cond, image], -1), True)[0]
+                                        jnp.concatenate([as_array(cond), image], -1), True)[0]
 
     def fake_of(g_params):
         return train_step.apply_network(recipe.generator, g_params, {}, cond, True, rng)[0]
@@ -296,6 +332,7 @@ def test_joint_update_matches_the_plain_pix2pixhd_iteration(hd_data, devices):
     config = tiny_hd_config(*hd_data)
     config.model.remat = "none"
     setup = train_state.build(config, devices=devices[:1])
+    assert setup.recipe.label_lookups  # One CPU device: the label map convolves as lookups.
     batch = parallel.global_batch(next(pipeline.create_train_iterator(setup.config, 0, 1)),
                                   setup.mesh)
     d_loss, g_loss, d_grads, g_grads = jax.jit(functools.partial(naive_joint_step, setup))(
@@ -310,6 +347,18 @@ def test_joint_update_matches_the_plain_pix2pixhd_iteration(hd_data, devices):
                            (new_state.g_opt_state[0].mu, g_grads)):
         ours = jax.tree.map(lambda m: np.asarray(m) / 0.5, moments)
         assert relative_difference(grads, ours) < 1e-4
+
+
+def test_label_lookups_only_in_the_cpu_form_with_one_device_per_process(hd_data, devices):
+    config = tiny_hd_config(*hd_data)
+    one, eight = parallel.create_mesh(config.mesh, devices[:1]), parallel.create_mesh(
+        config.mesh, devices)
+    assert train_state.uses_label_lookups("cpu", one)
+    assert not train_state.uses_label_lookups("xla", one)
+    assert not train_state.uses_label_lookups("cpu", eight)
+    config.dataset.label_nc = 0
+    config.dataset.instance_maps = False
+    assert not train_state.Recipe.from_config(config, 3, "cpu", True).label_lookups
 
 
 def test_global_run_trains_resumes_exactly_and_evaluates(hd_data, tmp_path):

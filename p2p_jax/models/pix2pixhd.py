@@ -27,6 +27,7 @@ import numpy as np
 from p2p_jax.models.layers import Conv, Dtype, Upsample2x, reflect_pad
 from p2p_jax.models.norms import make_norm
 from p2p_jax.models.resnet import ResnetBlock
+from p2p_jax.ops.one_hot import as_array
 
 
 def _window_counts(size: int) -> np.ndarray:
@@ -143,9 +144,9 @@ class LocalEnhancer(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        pyramid = [x]
+        pyramid = [x]  # The pooled scales of a one-hot map are no longer one-hot: dense.
         for _ in range(self.n_local_enhancers):
-            pyramid.append(downsample(pyramid[-1]))
+            pyramid.append(downsample(as_array(pyramid[-1], self.dtype)))
         common = dict(norm=self.norm, remat=self.remat, upsample=self.upsample,
                       conv_impl=self.conv_impl, dtype=self.dtype)
         out = GlobalGenerator(self.output_channels, self.ngf * 2**self.n_local_enhancers,

@@ -67,11 +67,13 @@ class Recipe:
     perceptual: nn.Module | None = None  # VGG19 features; its weights come in `frozen`.
     update_order: str = "d_then_g"
     fix_global_steps: int = 0  # `local`: the coarse branch waits this many steps.
+    label_lookups: bool = False  # Label maps stay ids, convolved as lookups (ops.one_hot).
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, output_channels: int,
-                    conv_impl: str = "xla") -> Recipe:
-        """`conv_impl`: the resolved implementation of the convolutions (see p2p_jax.ops)."""
+                    conv_impl: str = "xla", label_lookups: bool = False) -> Recipe:
+        """`conv_impl`: the resolved implementation of the convolutions (see p2p_jax.ops);
+        `label_lookups`: see `uses_label_lookups`."""
         opt, loss, model = config.optimizer, config.loss, config.model
         frozen = None
         if opt.fix_global_steps and model.generator == "local":
@@ -99,7 +101,18 @@ class Recipe:
             perceptual=perceptual,
             update_order=opt.update_order,
             fix_global_steps=opt.fix_global_steps if frozen else 0,
+            label_lookups=label_lookups and bool(config.dataset.label_nc),
         )
+
+
+def uses_label_lookups(conv_impl: str, mesh: Mesh) -> bool:
+    """Label maps convolve as lookups (`ops.one_hot`) in the CPU form with one device per
+    process. With several devices in one process (fake CPU devices), XLA:CPU's concurrent
+    execution deadlocked in the collectives of a step holding the lookups' loop (the
+    8-device local-enhancer test, 40 s rendezvous timeout); those meshes keep the dense
+    one-hot tensor."""
+    local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    return conv_impl == "cpu" and local == 1
 
 
 def model_input_channels(dataset: ml_collections.ConfigDict) -> int:
@@ -219,7 +232,8 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None,
     parallel.check_batch_size(config.batch_size, mesh)
     impl = ops.resolve_impl(conv_impl or config.model.conv_impl,
                             mesh.devices.flat[0].platform)
-    recipe = Recipe.from_config(config, config.dataset.output_channels, impl)
+    recipe = Recipe.from_config(config, config.dataset.output_channels, impl,
+                                uses_label_lookups(impl, mesh))
     frozen = {}
     if recipe.perceptual is not None:
         frozen["vgg"] = (_abstract_vgg(recipe.perceptual, mesh) if abstract else

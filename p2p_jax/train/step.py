@@ -19,6 +19,7 @@ import optax
 from jax.sharding import Mesh
 
 from p2p_jax import parallel
+from p2p_jax.ops.one_hot import OneHotMap, as_array
 from p2p_jax.train import losses, optim
 from p2p_jax.train.state import Recipe, TrainState
 
@@ -57,12 +58,16 @@ def global_norm(tree: PyTree) -> jax.Array:
     return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree)))
 
 
-def encode_input(recipe: Recipe, batch: dict[str, jax.Array]) -> jax.Array:
+def encode_input(recipe: Recipe, batch: dict[str, jax.Array]) -> jax.Array | OneHotMap:
     """The generator's (and the discriminator's conditioning) input: an image A in [-1, 1],
     or a label map's class ids one-hot (0/1, pix2pixHD's encoding, in the compute dtype) with
-    the instance-boundary map E as one more 0/1 channel."""
+    the instance-boundary map E as one more 0/1 channel; with `recipe.label_lookups` kept as
+    ids (`OneHotMap`, whose convolutions are lookups)."""
     if not recipe.label_nc:
         return to_float(batch["A"])
+    if recipe.label_lookups:
+        boundary = batch["E"][..., 0] if recipe.instance_maps else None
+        return OneHotMap.encode(batch["A"][..., 0], recipe.label_nc, boundary)
     dtype = recipe.generator.dtype  # 0/1 are exact in bfloat16: half the bytes at 2048x1024.
     x = jax.nn.one_hot(batch["A"][..., 0], recipe.label_nc, dtype=dtype)
     if recipe.instance_maps:
@@ -113,7 +118,7 @@ def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
 
     def discriminate(d_params, stats, image):
         # In D's compute dtype, where its first layer would cast it anyway.
-        pair = jnp.concatenate([condition.astype(D.dtype), image.astype(D.dtype)], -1)
+        pair = jnp.concatenate([as_array(condition, D.dtype), image.astype(D.dtype)], -1)
         return apply_network(D, d_params, stats, pair, True)
 
     if recipe.update_order == "joint":
@@ -221,7 +226,8 @@ def generate(recipe: Recipe, params: PyTree, batch_stats: PyTree,
         return apply_network(recipe.generator, params, batch_stats, x, False)[0]
 
     def one(image, key):
-        out, _ = apply_network(recipe.generator, params, batch_stats, image[None], True, key)
+        batch_of_one = jax.tree.map(lambda a: a[None], image)  # An array or a OneHotMap.
+        out, _ = apply_network(recipe.generator, params, batch_stats, batch_of_one, True, key)
         return out[0]
 
     if keys is None:
