@@ -10,6 +10,7 @@ from p2p_jax.models import layers
 from p2p_jax.models.discriminators import NLayerDiscriminator, PixelDiscriminator
 from p2p_jax.models.resnet import ResnetGenerator
 from p2p_jax.models.unet import UNetGenerator
+from p2p_jax.ops.one_hot import OneHotMap
 
 
 def param_count(module: nn.Module, shape) -> int:
@@ -116,3 +117,18 @@ def test_a_checkpoint_of_one_implementation_runs_on_the_other():
         jnp.shape, xla_net.init({"params": jax.random.key(1)}, x, train=False))
     np.testing.assert_allclose(cpu_net.apply(variables, x, train=False),
                                xla_net.apply(variables, x, train=False), atol=1e-5)
+
+
+@pytest.mark.parametrize("generator", [
+    UNetGenerator(num_downs=5, ngf=4, norm="instance", dropout_rate=0.0),
+    ResnetGenerator(num_blocks=1, ngf=4, norm="instance", dropout_rate=0.0),
+], ids=["unet", "resnet"])
+def test_pix2pix_generators_take_a_label_map_kept_as_ids(generator):
+    """Label maps also feed the pix2pix generators (dataset.label_nc): their first layer as
+    lookups on the ids gives what XLA's convolution of the dense one-hot tensor gives."""
+    rng = np.random.default_rng(0)
+    labels = OneHotMap.encode(jnp.asarray(rng.integers(0, 8, size=(2, 32, 32))), 7)
+    on_ids = generator.clone(conv_impl="cpu")
+    params = generator.init({"params": jax.random.key(0)}, labels.dense(), train=False)
+    np.testing.assert_allclose(on_ids.apply(params, labels, train=True),
+                               generator.apply(params, labels.dense(), train=True), atol=1e-5)

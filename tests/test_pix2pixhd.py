@@ -353,9 +353,10 @@ def test_label_lookups_only_in_the_cpu_form_with_one_device_per_process(hd_data,
     config = tiny_hd_config(*hd_data)
     one, eight = parallel.create_mesh(config.mesh, devices[:1]), parallel.create_mesh(
         config.mesh, devices)
-    assert train_state.uses_label_lookups("cpu", one)
-    assert not train_state.uses_label_lookups("xla", one)
-    assert not train_state.uses_label_lookups("cpu", eight)
+    assert train_state.uses_label_lookups("cpu", one, jnp.float32)
+    assert not train_state.uses_label_lookups("xla", one, jnp.float32)
+    assert not train_state.uses_label_lookups("cpu", eight, jnp.float32)
+    assert not train_state.uses_label_lookups("cpu", one, jnp.bfloat16)
     config.dataset.label_nc = 0
     config.dataset.instance_maps = False
     assert not train_state.Recipe.from_config(config, 3, "cpu", True).label_lookups

@@ -105,14 +105,15 @@ class Recipe:
         )
 
 
-def uses_label_lookups(conv_impl: str, mesh: Mesh) -> bool:
-    """Label maps convolve as lookups (`ops.one_hot`) in the CPU form with one device per
-    process. With several devices in one process (fake CPU devices), XLA:CPU's concurrent
-    execution deadlocked in the collectives of a step holding the lookups' loop (the
-    8-device local-enhancer test, 40 s rendezvous timeout); those meshes keep the dense
-    one-hot tensor."""
+def uses_label_lookups(conv_impl: str, mesh: Mesh, dtype) -> bool:
+    """Label maps convolve as lookups (`ops.one_hot`) in the CPU form, in float32, with one
+    device per process; elsewhere they stay the dense one-hot tensor. With several devices in
+    one process (fake CPU devices) XLA:CPU's concurrent execution deadlocked in the
+    collectives of a step holding the lookups' loop (the 8-device local-enhancer test, 40 s
+    rendezvous timeout). In bfloat16 (the accelerators' recipe) the lookups' float32 sum
+    costs memory: the 2048x1024 local step's figure went 11.91 -> 12.17 GB."""
     local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
-    return conv_impl == "cpu" and local == 1
+    return conv_impl == "cpu" and local == 1 and jnp.dtype(dtype) == jnp.float32
 
 
 def model_input_channels(dataset: ml_collections.ConfigDict) -> int:
@@ -233,7 +234,7 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None,
     impl = ops.resolve_impl(conv_impl or config.model.conv_impl,
                             mesh.devices.flat[0].platform)
     recipe = Recipe.from_config(config, config.dataset.output_channels, impl,
-                                uses_label_lookups(impl, mesh))
+                                uses_label_lookups(impl, mesh, networks.compute_dtype(config)))
     frozen = {}
     if recipe.perceptual is not None:
         frozen["vgg"] = (_abstract_vgg(recipe.perceptual, mesh) if abstract else
