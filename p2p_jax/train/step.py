@@ -118,7 +118,8 @@ def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
 
     def discriminate(d_params, stats, image):
         # In D's compute dtype, where its first layer would cast it anyway.
-        pair = jnp.concatenate([as_array(condition, D.dtype), image.astype(D.dtype)], -1)
+        pair = jnp.concatenate([as_array(condition, D.dtype).astype(D.dtype),
+                                image.astype(D.dtype)], -1)
         return apply_network(D, d_params, stats, pair, True)
 
     if recipe.update_order == "joint":
