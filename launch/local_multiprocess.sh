@@ -30,9 +30,11 @@ python=${PYTHON:-python3}
 [[ -x .venv/bin/python && -z ${PYTHON:-} ]] && python=.venv/bin/python
 port=${PORT:-$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 
+# The caller's XLA flags are kept; the device count comes last, so it is the one XLA takes.
+xla_flags=$(printf '%q' "${XLA_FLAGS:+$XLA_FLAGS }--xla_force_host_platform_device_count=$devices")
 commands=()
 for ((i = 0; i < num; i++)); do
-  commands+=("JAX_PLATFORMS=cpu XLA_FLAGS=--xla_force_host_platform_device_count=$devices P2P_JAX_HUGEPAGE_MALLOC=${P2P_JAX_HUGEPAGE_MALLOC:-1} $python -m p2p_jax.main --config=$config --workdir=$workdir --coordinator_address=127.0.0.1:$port --num_processes=$num --process_id=$i$flags")
+  commands+=("JAX_PLATFORMS=cpu XLA_FLAGS=$xla_flags P2P_JAX_HUGEPAGE_MALLOC=${P2P_JAX_HUGEPAGE_MALLOC:-1} $python -m p2p_jax.main --config=$config --workdir=$workdir --coordinator_address=127.0.0.1:$port --num_processes=$num --process_id=$i$flags")
 done
 for ((i = 0; i < num; i++)); do echo "[process $i] ${commands[$i]}"; done
 [[ $dry_run == 1 ]] && exit 0

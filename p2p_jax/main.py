@@ -157,6 +157,10 @@ def _check_mode_flags(mode: str) -> None:
 
 def run(config, workdir: str, mode: str) -> None:
     """The chosen mode; imports the heavy modules only now (after `host.prepare_process`)."""
+    if config is not None:  # A mistake in the config is one line before JAX or TF is loaded.
+        from p2p_jax import config_checks
+
+        config_checks.validate_config(config)
     from p2p_jax import parallel
 
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

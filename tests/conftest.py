@@ -1,16 +1,26 @@
 """Test set-up: eight fake CPU devices, so every sharded code path runs on one CPU.
 
 XLA reads the flag when jax first initialises its backend, so it is set before any test
-imports jax. Single-device behaviour is tested on a mesh of one of these devices. A persistent
-compilation cache shared with the subprocesses that tests start saves recompiling the same
-tiny programs in every end-to-end run.
+does. Single-device behaviour is tested on a mesh of one of these devices. Programs compile at
+XLA's backend optimisation level 0 (`tests/helpers.py: xla_flags`; an XLA_FLAGS that names a
+level keeps it). A persistent compilation cache shared with the subprocesses that tests start,
+and with the other pytest-xdist worker (the controller sets it before the workers start), saves
+recompiling the same tiny programs in every end-to-end run.
+
+The suite runs on both cores (README: `-n 2 --dist loadgroup`). Tests that start several
+training processes at once share the xdist group `processes`, so two of them never overlap, and
+the longest work is handed out first so that no long test starts last.
 """
 
+import fcntl
 import os
 import tempfile
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                           + " --xla_force_host_platform_device_count=8").strip()
+from tests.helpers import trained_tiny_config, xla_flags  # Sets no XLA flag itself.
+
+# Once per flag: xdist workers inherit the controller's, and run this module again.
+os.environ["XLA_FLAGS"] = " ".join(dict.fromkeys(
+    f"{os.environ.get('XLA_FLAGS', '')} {xla_flags(8)}".split()))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="p2p_jax_cache_"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
@@ -19,6 +29,21 @@ import jax
 import pytest
 
 from configs import tiny
+
+# Where the queue starts: the multi-process group (one unit of several minutes), then every
+# test that runs the product as subprocesses or trains end to end, then the rest in file order.
+_FIRST_FILES = ("test_multiprocess.py", "test_pix2pixhd.py", "test_faults.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        if item.get_closest_marker("xdist_group"):
+            return 0
+        if item.get_closest_marker("slow") or item.path.name in _FIRST_FILES:
+            return 1
+        return 2
+
+    items.sort(key=rank)  # Stable: file order within each rank.
 
 
 @pytest.fixture
@@ -33,3 +58,24 @@ def tiny_config():
 def devices():
     assert jax.device_count() == 8, "tests expect 8 fake CPU devices (see conftest.py)"
     return jax.devices()
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory, worker_id):
+    """(config, workdir) of `trained_tiny_config()` trained once per test run and shared by
+    every test that only reads a trained run (predict, export, serve, the CLI's mistakes).
+
+    Under xdist the workers share the run's temporary folder; the first to arrive trains while
+    the other waits on the lock, then finds the finished run. A test that writes into a run
+    copies it first."""
+    base = tmp_path_factory.getbasetemp()
+    root = base if worker_id == "master" else base.parent  # One folder per test run.
+    workdir, done = root / "trained_tiny", root / "trained_tiny.done"
+    with open(root / "trained_tiny.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            from p2p_jax.train import loop
+
+            loop.train_and_evaluate(trained_tiny_config(), str(workdir))
+            done.touch()
+    return trained_tiny_config(), str(workdir)

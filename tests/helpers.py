@@ -1,11 +1,26 @@
 """Helpers shared by the tests: state comparison, hostile files."""
 
+import os
 import struct
 import zlib
 
 import cv2
 import jax
 import numpy as np
+
+# Tests compile hundreds of tiny programs and run each a few times: XLA's backend optimisation
+# (LLVM's passes over the generated loops) costs more than it saves there, about 5x in compile
+# time. Every test process compiles alike, so equal-bits comparisons stay like for like.
+FAST_COMPILE_XLA_FLAG = "--xla_backend_optimization_level=0"
+
+
+def xla_flags(devices: int) -> str:
+    """XLA_FLAGS for a test process: `devices` fake CPU devices, compiled as every test is
+    (the optimisation level the caller's XLA_FLAGS names, if any, else the fast one)."""
+    inherited = os.environ.get("XLA_FLAGS", "")
+    level = next((flag for flag in inherited.split()
+                  if flag.startswith("--xla_backend_optimization_level=")), FAST_COMPILE_XLA_FLAG)
+    return f"{level} --xla_force_host_platform_device_count={devices}"
 
 
 def assert_states_match(a, b, tight: float = 2e-5, loose: float = 5e-4) -> None:
@@ -160,3 +175,18 @@ def copy_tree(source, target: str) -> None:
         if path.is_file():
             fileio.write_bytes(f"{target}/{path.relative_to(source).as_posix()}",
                                path.read_bytes())
+
+
+def trained_tiny_config():
+    """The run the shared `trained_tiny` fixture trains: 4 steps of the tiny config with
+    deterministic generation (running statistics, no dropout), so every path to an output
+    agrees exactly; two serve examples and a pixel limit that refuses a 2000x2000 upload."""
+    from configs import tiny
+
+    config = tiny.get_config()
+    config.batch_size = 8
+    config.num_train_steps = 4
+    config.model.eval_mode = True
+    config.serve.num_examples = 2
+    config.dataset.max_image_pixels = 200_000
+    return config

@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from configs import tiny
-from p2p_jax.train import loop as trainer
+from tests.helpers import xla_flags
 
 pytestmark = pytest.mark.slow  # Subprocesses: the product run as users run it.
 
@@ -17,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run_main(*args, cwd=REPO):
     env = {**os.environ, "PYTHONPATH": REPO, "P2P_JAX_HUGEPAGE_MALLOC": "0",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}  # tiny.py's batch of 4.
+           "XLA_FLAGS": xla_flags(4)}  # tiny.py's batch of 4.
     return subprocess.run([sys.executable, "-m", "p2p_jax.main", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -31,14 +30,9 @@ def assert_one_line_error(result, expected):
     assert expected in errors[0], errors[0]
 
 
-@pytest.fixture(scope="module")
-def trained_workdir(tmp_path_factory):
-    config = tiny.get_config()
-    config.batch_size = 8
-    config.num_train_steps = 1
-    workdir = str(tmp_path_factory.mktemp("trained"))
-    trainer.train_and_evaluate(config, workdir)
-    return workdir
+@pytest.fixture
+def trained_workdir(trained_tiny):
+    return trained_tiny[1]
 
 
 TINY = "--config=configs/tiny.py"

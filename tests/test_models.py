@@ -1,5 +1,7 @@
 """Model shapes, parameter counts against the reference, and the upsampling equivalence."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -82,13 +84,13 @@ def test_dropout_only_in_training_mode():
     # num_downs - 5 = 1 block with dropout, as in the reference.
     gen = UNetGenerator(num_downs=6, ngf=4, norm="instance")
     x = jax.random.normal(jax.random.key(0), (1, 64, 64, 3))
-    variables = gen.init({"params": jax.random.key(0)}, x, train=False)
-    a = gen.apply(variables, x, train=True, rngs={"dropout": jax.random.key(1)})
-    b = gen.apply(variables, x, train=True, rngs={"dropout": jax.random.key(2)})
+    variables = jax.jit(functools.partial(gen.init, train=False))({"params": jax.random.key(0)}, x)
+    train_apply = jax.jit(lambda key: gen.apply(variables, x, train=True, rngs={"dropout": key}))
+    a, b = train_apply(jax.random.key(1)), train_apply(jax.random.key(2))
     assert not np.allclose(a, b)
     no_dropout = UNetGenerator(num_downs=6, ngf=4, norm="instance", dropout_rate=0.0)
-    c = no_dropout.apply(variables, x, train=True)
-    d = gen.apply(variables, x, train=False)
+    c = jax.jit(functools.partial(no_dropout.apply, train=True))(variables, x)
+    d = jax.jit(functools.partial(gen.apply, train=False))(variables, x)
     np.testing.assert_allclose(c, d, atol=1e-6)
 
 
@@ -112,11 +114,14 @@ def test_a_checkpoint_of_one_implementation_runs_on_the_other():
     x = jax.random.normal(jax.random.key(0), (1, 32, 32, 3))
     cpu_net, xla_net = (UNetGenerator(num_downs=5, ngf=8, conv_impl=impl)
                         for impl in ("cpu", "xla"))
-    variables = cpu_net.init({"params": jax.random.key(1)}, x, train=False)
+    variables = jax.jit(functools.partial(cpu_net.init, train=False))(
+        {"params": jax.random.key(1)}, x)
     assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
-        jnp.shape, xla_net.init({"params": jax.random.key(1)}, x, train=False))
-    np.testing.assert_allclose(cpu_net.apply(variables, x, train=False),
-                               xla_net.apply(variables, x, train=False), atol=1e-5)
+        jnp.shape, jax.eval_shape(functools.partial(xla_net.init, train=False),
+                                  {"params": jax.random.key(1)}, x))
+    outputs = [jax.jit(functools.partial(net.apply, train=False))(variables, x)
+               for net in (cpu_net, xla_net)]
+    np.testing.assert_allclose(*outputs, atol=1e-5)
 
 
 @pytest.mark.parametrize("generator", [
@@ -129,6 +134,9 @@ def test_pix2pix_generators_take_a_label_map_kept_as_ids(generator):
     rng = np.random.default_rng(0)
     labels = OneHotMap.encode(jnp.asarray(rng.integers(0, 8, size=(2, 32, 32))), 7)
     on_ids = generator.clone(conv_impl="cpu")
-    params = generator.init({"params": jax.random.key(0)}, labels.dense(), train=False)
-    np.testing.assert_allclose(on_ids.apply(params, labels, train=True),
-                               generator.apply(params, labels.dense(), train=True), atol=1e-5)
+    params = jax.jit(functools.partial(generator.init, train=False))(
+        {"params": jax.random.key(0)}, labels.dense())
+    np.testing.assert_allclose(
+        jax.jit(functools.partial(on_ids.apply, train=True))(params, labels),
+        jax.jit(functools.partial(generator.apply, train=True))(params, labels.dense()),
+        atol=1e-5)

@@ -2,6 +2,7 @@
 
 import html.parser
 import json
+import shutil
 
 import cv2
 import jax
@@ -10,25 +11,17 @@ import onnxruntime
 import pytest
 import tensorflow as tf
 
-from configs import tiny
 from p2p_jax.data import images
 from p2p_jax.eval import report
 from p2p_jax.serving import export, predict, restore
-from p2p_jax.train import loop
 from tests.helpers import png_bomb
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A 4-step run of the tiny config with deterministic generation (running statistics, no
-    dropout), so every path to an output must agree exactly."""
-    config = tiny.get_config()
-    config.batch_size = 8
-    config.num_train_steps = 4
-    config.model.eval_mode = True
-    workdir = str(tmp_path_factory.mktemp("trained"))
-    loop.train_and_evaluate(config, workdir)
-    return config, workdir
+@pytest.fixture
+def trained(trained_tiny):
+    """The shared 4-step tiny run (deterministic generation: every path to an output must agree
+    exactly); read only."""
+    return trained_tiny
 
 
 class _Links(html.parser.HTMLParser):
@@ -44,8 +37,10 @@ class _Links(html.parser.HTMLParser):
             self.rows.append(float(attrs["data-l1"]))
 
 
-def test_eval_mode_writes_a_consistent_report(trained):
-    config, workdir = trained
+def test_eval_mode_writes_a_consistent_report(trained, tmp_path):
+    config, shared = trained
+    workdir = str(tmp_path / "run")  # The report is written into the run: a copy of its own.
+    shutil.copytree(shared, workdir)
     restored = restore.restore(config, workdir)
     folder = report.evaluate_checkpoint(restored.setup, restored.step, workdir)
     assert folder.name == "val_00000004"

@@ -18,9 +18,11 @@ import pytest
 from p2p_jax import checkpointing
 from p2p_jax.data import images
 from p2p_jax.eval import report
-from tests.helpers import assert_states_match, write_segmenter
+from tests.helpers import assert_states_match, write_segmenter, xla_flags
 
-pytestmark = pytest.mark.slow  # Subprocesses: the product run as users run it.
+# Subprocesses: the product run as users run it; several processes at once, so these tests
+# share one xdist group and never overlap each other.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("processes")]
 
 FLAGS = ["--config.batch_size=8", "--config.num_train_steps=4",
          "--config.optimizer.constant_steps=3", "--config.optimizer.decay_steps=3",
@@ -32,7 +34,7 @@ FLAGS = ["--config.batch_size=8", "--config.num_train_steps=4",
 
 def env_with_devices(count):
     return {**os.environ, "JAX_PLATFORMS": "cpu",
-            "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
+            "XLA_FLAGS": xla_flags(count)}
 
 
 def run_single(workdir, devices, *extra, config="configs/default.py"):

@@ -144,22 +144,26 @@ def test_a_label_map_kept_as_ids_gives_the_dense_one_hot_result():
     small = dict(ngf=4, n_downsample_global=2, n_blocks_global=1, n_local_enhancers=1,
                  n_blocks_local=1)
     on_ids, on_dense = LocalEnhancer(conv_impl="cpu", **small), LocalEnhancer(**small)
-    params = on_dense.init({"params": jax.random.key(0)}, labels.dense(), train=False)["params"]
+    params = jax.jit(functools.partial(on_dense.init, train=False))(
+        {"params": jax.random.key(0)}, labels.dense())["params"]
 
     def loss(module, params, x):
         return jnp.sum(jnp.sin(3 * module.apply({"params": params}, x, train=True)))
 
-    np.testing.assert_allclose(loss(on_ids, params, labels), loss(on_dense, params,
-                                                                  labels.dense()), rtol=1e-4)
-    grads_ids = jax.grad(functools.partial(loss, on_ids))(params, labels)
-    grads_dense = jax.grad(functools.partial(loss, on_dense))(params, labels.dense())
+    # Jitted as the trainer runs them (op by op, the two networks take a minute on a CPU).
+    loss_ids, loss_dense = (jax.jit(jax.value_and_grad(functools.partial(loss, module)))
+                            for module in (on_ids, on_dense))
+    (value_ids, grads_ids), (value_dense, grads_dense) = (loss_ids(params, labels),
+                                                          loss_dense(params, labels.dense()))
+    np.testing.assert_allclose(value_ids, value_dense, rtol=1e-4)
     assert relative_difference(grads_ids, grads_dense) < 1e-4
     recipe = train_state.Recipe(on_ids, None, None, None, None, "lsgan", 0.0, False,
                                 label_nc=5, instance_maps=True, label_lookups=True)
     generated = train_step.generate(recipe, params, {}, {"A": ids[..., None],
                                                          "E": edges[..., None]}, None)
+    apply_dense = jax.jit(functools.partial(on_dense.apply, train=True))
     for i in range(2):
-        alone = on_dense.apply({"params": params}, labels.dense()[i:i + 1], train=True)
+        alone = apply_dense({"params": params}, labels.dense()[i:i + 1])
         np.testing.assert_allclose(generated[i], alone[0], atol=1e-5)
 
 

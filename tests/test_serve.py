@@ -17,11 +17,9 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
-from configs import tiny
 from p2p_jax.data import images
 from p2p_jax.serving import app as serve_app
 from p2p_jax.serving import palettes, predict, restore
-from p2p_jax.train import loop
 from tests.helpers import png_bomb
 
 MAX_PIXELS = 200_000
@@ -34,14 +32,10 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    config = tiny.get_config()
-    config.batch_size = 8
-    config.num_train_steps = 2
-    config.serve.num_examples = 2
-    config.dataset.max_image_pixels = MAX_PIXELS
-    workdir = str(tmp_path_factory.mktemp("served"))
-    loop.train_and_evaluate(config, workdir)
+def trained(trained_tiny):
+    """The shared tiny run: two serve examples, uploads over 0.2 Mpx refused."""
+    config, workdir = trained_tiny
+    assert config.dataset.max_image_pixels == MAX_PIXELS
     return config, workdir
 
 
