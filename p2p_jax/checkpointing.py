@@ -1,7 +1,10 @@
 """Orbax checkpoints of the train state together with the Grain iterator state.
 
-Each checkpoint `WORKDIR/checkpoints/<step>/` holds `state/` and `data/`; Orbax writes to a
-temporary folder and renames it on commit, so an interrupted save is never restored.
+Each checkpoint `WORKDIR/checkpoints/<step>/` holds `state/`, `data/` and `layout/` (who wrote
+it, and a checksum of every array); Orbax writes to a temporary folder and renames it on
+commit, so an interrupted save is never restored, and every restore checks the arrays it read
+against their checksums, so altered files are a damaged checkpoint, never weights used
+silently.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from typing import Any
 
 import grain
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -42,6 +46,57 @@ def create_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.Check
                                  item_handlers=_item_handlers())
 
 
+def _as_words(x: jax.Array) -> jax.Array:
+    """The array's bits as uint32 words (2-byte and 1-byte types widened, 8-byte ones split)."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    size = x.dtype.itemsize
+    if size == 1:
+        return x.astype(jnp.uint32)
+    if size == 2:
+        return jax.lax.bitcast_convert_type(x, jnp.uint16).astype(jnp.uint32)
+    return jax.lax.bitcast_convert_type(x, jnp.uint32)
+
+
+@jax.jit
+def _checksums(state: Any) -> Any:
+    """Per array: the sum of its words times odd position weights, mod 2**32. Any change of a
+    single word changes it (odd numbers are invertible mod 2**32), and integer sums give the
+    same value on any mesh, sharding or process count."""
+    def one(x):
+        words = _as_words(x).ravel()
+        weights = jnp.arange(words.size, dtype=jnp.uint32) * jnp.uint32(2) + jnp.uint32(1)
+        return jnp.sum(words * weights, dtype=jnp.uint32)
+
+    return jax.tree.map(one, state)
+
+
+def checksums(state: Any) -> dict[str, int]:
+    """{array name: checksum} of a state, computed where the arrays are (a few small copies)."""
+    sums = _checksums(state)
+    with jax.transfer_guard_device_to_host("allow"):  # Saves run inside the loop's guard.
+        flat = jax.tree_util.tree_flatten_with_path(jax.device_get(sums))[0]
+    return {leaf_name(path): int(value) for path, value in flat}
+
+
+def verify(state: Any, layout: dict, step: int) -> None:
+    """Raises CheckpointError naming the first array whose restored bits differ from the
+    checksum saved with it. Checkpoints written before checksums existed pass."""
+    saved = layout.get("checksums")
+    if saved is None:
+        return
+    for name, value in checksums(state).items():
+        if saved.get(name) != value:
+            raise CheckpointError(f"checkpoint at step {step}: {name} does not match the "
+                                  "checksum saved with it (its files were altered or damaged "
+                                  "after the save)")
+
+
+def _layout(state: Any, **fields) -> ocp.args.JsonSave:
+    return ocp.args.JsonSave({"process_count": jax.process_count(),
+                              "checksums": checksums(state), **fields})
+
+
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
          data_iterator: grain.DatasetIterator) -> None:
     """Starts an (async) save; `wait` makes it durable. Errors of an earlier async save (disk
@@ -50,7 +105,7 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any,
         manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data=grain.checkpoint.CheckpointSave(data_iterator),
-            layout=ocp.args.JsonSave({"process_count": jax.process_count()})), force=True)
+            layout=_layout(state)), force=True)
     except Exception as e:
         raise _save_error(manager, step, e) from e
 
@@ -60,9 +115,7 @@ def save_without_data(manager: ocp.CheckpointManager, step: int, state: Any) -> 
     data stream at its step, as a resume by another process count does."""
     try:
         manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            layout=ocp.args.JsonSave({"process_count": jax.process_count(), "data": False})),
-            force=True)
+            state=ocp.args.StandardSave(state), layout=_layout(state, data=False)), force=True)
         manager.wait_until_finished()
     except Exception as e:
         raise _save_error(manager, step, e) from e
@@ -130,18 +183,27 @@ def restore(manager: ocp.CheckpointManager, step: int, target_state: Any,
     """
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
     layout = manager.restore(step, args=ocp.args.Composite(layout=ocp.args.JsonRestore())).layout
-    same_layout = layout["process_count"] == jax.process_count() and layout.get("data", True)
-    items = {"state": ocp.args.StandardRestore(abstract)}
-    if same_layout:
-        items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-    elif not layout.get("data", True):
+    state = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract))).state
+    verify(state, layout, step)
+    if not layout.get("data", True):
         logging.info("checkpoint at step %d has no data position (imported weights): the data "
                      "stream starts at that step", step)
-    else:
+        return state, False
+    if layout["process_count"] != jax.process_count():
         logging.warning("checkpoint at step %d was written by %d processes, this run has %d: the "
                         "data position is recomputed from the step", step,
                         layout["process_count"], jax.process_count())
-    return manager.restore(step, args=ocp.args.Composite(**items)).state, same_layout
+        return state, False
+    try:  # Apart from the weights: damage to the data position alone spares them.
+        manager.restore(step, args=ocp.args.Composite(
+            data=grain.checkpoint.CheckpointRestore(data_iterator)))
+    except Exception as e:  # Grain and Orbax raise many types for damaged files.
+        logging.warning("checkpoint at step %d: its data position is unreadable (%s: %s); the "
+                        "weights are intact and the data stream is repositioned from the step",
+                        step, type(e).__name__, " ".join(str(e).split())[:200])
+        return state, False
+    return state, True
 
 
 def restore_latest(manager: ocp.CheckpointManager, target_state: Any,
@@ -179,8 +241,15 @@ def restore_latest(manager: ocp.CheckpointManager, target_state: Any,
 
 
 def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
+    """Moves the step to checkpoints_unreadable/<step> (<step>.2, .3... when an earlier damaged
+    copy of that step is already there: a run that re-saved the step and was damaged again)."""
     source = epath.Path(manager.directory) / str(step)
-    target = epath.Path(manager.directory).parent / "checkpoints_unreadable" / str(step)
+    aside = epath.Path(manager.directory).parent / "checkpoints_unreadable"
+    target = aside / str(step)
+    copy = 1
+    while target.exists():
+        copy += 1
+        target = aside / f"{step}.{copy}"
     if jax.process_index() == 0 and source.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         source.rename(target)
@@ -214,9 +283,26 @@ def restore_state(workdir: str, target_state: Any, step: int | None = None) -> t
         step = _chosen_step(manager, step)
         check_compatible(manager, step, target_state)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
+        state = _restore_checked(manager, step, abstract)
+    return state, step
+
+
+def _restore_checked(manager: ocp.CheckpointManager, step: int, abstract: Any) -> Any:
+    """The state at `step`, verified; a damaged checkpoint is one CheckpointError naming it
+    and the other steps to pick with --step."""
+    try:
         restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract)))
-    return restored.state, step
+            state=ocp.args.StandardRestore(abstract), layout=ocp.args.JsonRestore()))
+        verify(restored.state, restored.layout, step)
+    except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
+        others = sorted(set(manager.all_steps()) - {step})
+        reason = e if isinstance(e, CheckpointError) else (
+            f"checkpoint at step {step} is unreadable ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:200]})")
+        raise CheckpointError(f"{reason}; in {manager.directory}"
+                              + (f": pick another with --step (available: {others})"
+                                 if others else "")) from None
+    return restored.state
 
 
 def load_train_state(workdir: str, step: int | None = None) -> dict[str, Any]:
@@ -229,6 +315,5 @@ def load_train_state(workdir: str, step: int | None = None) -> dict[str, Any]:
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                                 manager.item_metadata(step)["state"])
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract)))
-    return jax.tree.map(np.asarray, restored.state)
+        state = _restore_checked(manager, step, abstract)
+    return jax.tree.map(np.asarray, state)

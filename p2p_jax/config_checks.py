@@ -125,6 +125,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if not 0 < config.dataset.max_image_pixels <= choices.MAX_IMAGE_PIXELS:
         raise ConfigError(f"dataset.max_image_pixels={config.dataset.max_image_pixels} must be "
                           f"in 1..{choices.MAX_IMAGE_PIXELS}")
+    if not -(2**63) <= config.seed < 2**63:
+        raise ConfigError(f"seed={config.seed} must fit in 64 bits (|seed| < 2**63)")
     if config.eval.tile_overlap < 0:
         raise ConfigError(f"eval.tile_overlap={config.eval.tile_overlap} must be >= 0")
     if not 0.0 <= config.model.dropout < 1.0:

@@ -8,10 +8,20 @@ predict run starts (a bucket listing is a network round trip per folder).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import socket
+import time
 import uuid
+from collections.abc import Iterator
 
+from absl import logging
 from etils import epath
+
+from p2p_jax.errors import UserError
+
+LOCK_FILE = ".lock"
 
 
 def is_remote(path: str | os.PathLike) -> bool:
@@ -24,7 +34,21 @@ def is_dir(path: str | os.PathLike) -> bool:
 
 
 def is_file(path: str | os.PathLike) -> bool:
-    return epath.Path(path).is_file()
+    """A regular file (after symlinks): a device (`/dev/zero`), FIFO or socket is not one, so
+    it is never read as an image, whatever its name."""
+    return epath.Path(path).is_file() if is_remote(path) else os.path.isfile(path)
+
+
+def _regular(folder: str | os.PathLike, names: list[str]) -> list[str]:
+    """`names` in `folder` that are regular files; the others are named in one warning."""
+    if is_remote(folder):
+        return names
+    kept = [n for n in names if os.path.isfile(os.path.join(folder, n))]
+    if len(kept) < len(names):
+        others = sorted(set(names) - set(kept))
+        logging.warning("%s: skipped %d entries that are not regular files (devices, FIFOs, "
+                        "sockets, broken links): %s", folder, len(others), ", ".join(others[:5]))
+    return kept
 
 
 def size(path: str | os.PathLike) -> int:
@@ -38,8 +62,8 @@ def read_bytes(path: str | os.PathLike) -> bytes:
 def list_files(folder: str | os.PathLike, extensions: tuple[str, ...]) -> list[str]:
     """Sorted names (not paths) of the files in `folder` whose names end in `extensions`
     (any case)."""
-    return sorted(p.name for p in epath.Path(folder).iterdir()
-                  if p.name.lower().endswith(extensions))
+    return _regular(folder, sorted(p.name for p in epath.Path(folder).iterdir()
+                                   if p.name.lower().endswith(extensions)))
 
 
 def list_dirs(folder: str | os.PathLike) -> list[str]:
@@ -54,7 +78,7 @@ def walk_files(root: str | os.PathLike, extensions: tuple[str, ...]) -> list[str
         relative = os.path.relpath(os.fspath(folder), os.fspath(root_path))
         found += [os.path.normpath(os.path.join(relative, f)) for f in files
                   if f.lower().endswith(extensions)]
-    return sorted(found)
+    return _regular(root, sorted(found))
 
 
 def glob(pattern: str) -> list[str]:
@@ -89,3 +113,32 @@ def copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
     tmp = _staging_path(epath.Path(target))
     epath.Path(source).copy(tmp, overwrite=True)
     tmp.replace(target)
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: str) -> Iterator[None]:
+    """One writing run per local workdir: an advisory lock on WORKDIR/.lock, held while the
+    block runs. The OS drops it when the process ends, however it ends, so a crashed run never
+    leaves it stuck. A second run is one line naming the holder. A gs:// workdir has no such
+    lock (object stores have no advisory locks): keeping one run on it is the user's part."""
+    if is_remote(workdir):
+        yield
+        return
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, LOCK_FILE), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise UserError(f"--workdir={workdir} is in use by another run ({holder}); wait "
+                            "for it to end, or choose another --workdir") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()} on {socket.gethostname()}, since "
+                   f"{time.strftime('%Y-%m-%d %H:%M:%S')}")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -197,8 +197,9 @@ def run(config, workdir: str, mode: str) -> None:
     elif mode == "predict":
         from p2p_jax.serving import predict
 
+        inputs = predict.list_inputs(_INPUT.value, _OUTPUT.value)  # Before loading the model.
         restored = restore.restore(config, workdir, _STEP.value)
-        count = predict.predict(restored, _INPUT.value, _OUTPUT.value)
+        count = predict.predict(restored, inputs)
         logging.info("%d images translated into %s", count, _OUTPUT.value)
     elif mode == "serve":
         from p2p_jax.serving import app

@@ -1,9 +1,11 @@
-"""Preemption notices (SIGTERM from TPU VM maintenance, spot reclaim, SLURM, `kill`).
+"""Preemption notices (SIGTERM from TPU VM maintenance, spot reclaim, SLURM, `kill`) and
+Ctrl-C.
 
-One process: a SIGTERM handler sets a flag that the loop polls each step, which finishes the
-step in flight, saves and exits. Several processes: JAX's preemption sync service (started by
-`jax.distributed.initialize`) catches the signal and every process agrees on the same step to
-save at, through Orbax's `reached_preemption`.
+One process: a SIGTERM or SIGINT handler sets a flag that the loop polls each step, which
+finishes the step in flight, saves and exits 0; a second Ctrl-C stops at once, without saving.
+Several processes: JAX's preemption sync service (started by `jax.distributed.initialize`)
+catches SIGTERM and every process agrees on the same step to save at, through Orbax's
+`reached_preemption`; Ctrl-C there interrupts (one process cannot save alone).
 """
 
 from __future__ import annotations
@@ -22,12 +24,17 @@ class PreemptionWatcher:
         self._manager = manager
         self._signalled = threading.Event()
         self._signalled_at: float | None = None
-        self._previous = None
+        self._previous = {}
         if jax.process_count() == 1:
-            self._previous = signal.signal(signal.SIGTERM, self._on_signal)
+            self._previous = {signum: signal.signal(signum, self._on_signal)
+                              for signum in (signal.SIGTERM, signal.SIGINT)}
 
     def _on_signal(self, signum, frame) -> None:
-        logging.warning("SIGTERM received: saving a checkpoint after the current step")
+        if signum == signal.SIGINT and self._signalled.is_set():
+            raise KeyboardInterrupt  # Ctrl-C twice: the user wants out now.
+        logging.warning("%s received: saving a checkpoint after the current step%s",
+                        signal.Signals(signum).name,
+                        " (Ctrl-C again: stop without saving)" if signum == signal.SIGINT else "")
         self._signalled_at = time.monotonic()
         self._signalled.set()
 
@@ -46,9 +53,9 @@ class PreemptionWatcher:
             logging.error("preemption save took %.1f s, over checkpoint.preemption_timeout_s="
                           "%.1f; the machine may be gone before it commits", elapsed, timeout_s)
         else:
-            logging.info("preemption save committed %.1f s after SIGTERM", elapsed)
+            logging.info("preemption save committed %.1f s after the signal", elapsed)
 
     def close(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}

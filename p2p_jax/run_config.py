@@ -12,6 +12,7 @@ import ml_collections
 from absl import logging
 from etils import epath
 
+from p2p_jax import config_checks
 from p2p_jax.errors import UserError
 
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent.parent / "configs" / "default.py"
@@ -35,25 +36,45 @@ def _update(config: ml_collections.ConfigDict, values: dict, prefix: str) -> Non
         if key not in config:
             logging.warning("config.json: %s%s is no longer a config key; ignored", prefix, key)
             continue
-        if isinstance(config[key], ml_collections.ConfigDict) and isinstance(value, dict):
+        if isinstance(config[key], ml_collections.ConfigDict):
+            if not isinstance(value, dict):
+                raise TypeError(f"{prefix}{key} must be an object, not {value!r:.80}")
             _update(config[key], value, f"{prefix}{key}.")
+        elif value is None and config[key] is not None:
+            raise TypeError(f"{prefix}{key} is null; it takes a {type(config[key]).__name__}")
         else:
             config[key] = _tuples(value)
 
 
-def saved_config(workdir: str) -> ml_collections.ConfigDict:
-    """The locked config of the run in `workdir`; a UserError if there is none."""
+def saved_values(workdir: str) -> dict | None:
+    """WORKDIR/config.json as parsed JSON; None if there is none, a UserError naming the file
+    if it is not a JSON object (truncated, hand-edited, or nested past Python's recursion)."""
     path = epath.Path(workdir) / "config.json"
     if not path.exists():
-        raise UserError(f"{path} does not exist (no run was trained or imported in "
-                        f"{workdir}); give --config=FILE, or check --workdir")
+        return None
     try:
         values = json.loads(path.read_text())
-    except (ValueError, OSError) as e:
-        raise UserError(f"{path} is unreadable ({e}); give --config=FILE") from None
+    except (ValueError, OSError, RecursionError) as e:
+        raise UserError(f"{path} is unreadable ({type(e).__name__}: {str(e)[:200]}); give "
+                        "--config=FILE") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path} holds a JSON {type(values).__name__}, not the object of a "
+                        "run's config; give --config=FILE")
+    return values
+
+
+def saved_config(workdir: str) -> ml_collections.ConfigDict:
+    """The locked config of the run in `workdir`, checked as a config file is; a UserError
+    naming the file if there is none or it does not make a valid config."""
+    path = epath.Path(workdir) / "config.json"
+    values = saved_values(workdir)
+    if values is None:
+        raise UserError(f"{path} does not exist (no run was trained or imported in "
+                        f"{workdir}); give --config=FILE, or check --workdir")
     config = _template()
     try:
         _update(config, values, "")
-    except (TypeError, ValueError) as e:
+        config_checks.validate_config(config)
+    except (TypeError, ValueError, OverflowError) as e:
         raise UserError(f"{path}: {e}; give --config=FILE") from None
     return config

@@ -95,7 +95,8 @@ def test_workdir_mistakes_are_one_line(trained_workdir, tmp_path):
     (tmp_path / "notes" / "a.txt").write_text("not an image")
     (tmp_path / "fake.png").write_text("not an image either")
     assert_one_line_error(run_main(TINY, "--mode=predict", f"--workdir={trained_workdir}",
-                                   f"--input={tmp_path / 'fake.png'}", f"--output={tmp_path}"),
+                                   f"--input={tmp_path / 'fake.png'}",
+                                   f"--output={tmp_path / 'out'}"),
                           "none of its 1 image files could be read")
     assert_one_line_error(run_main(TINY, "--mode=export", f"--workdir={trained_workdir}",
                                    f"--output={tmp_path / 'fake.png'}"),
@@ -103,6 +104,14 @@ def test_workdir_mistakes_are_one_line(trained_workdir, tmp_path):
     assert_one_line_error(run_main(TINY, "--mode=predict", f"--workdir={trained_workdir}",
                                    f"--input={tmp_path / 'notes'}", f"--output={tmp_path}"),
                           "no images in it")
+    photo = tmp_path / "photos" / "x.png"
+    photo.parent.mkdir()
+    photo.write_bytes(b"kept as it is")  # Not decoded: refused before any model loads.
+    for output in (photo.parent, photo.parent / "translated"):
+        assert_one_line_error(run_main("--mode=predict", f"--workdir={trained_workdir}",
+                                       f"--input={photo.parent}", f"--output={output}"),
+                              f"--output={output} is")
+    assert photo.read_bytes() == b"kept as it is" and not (photo.parent / "translated").exists()
 
 
 def test_workdir_defaults_to_workdirs_and_the_config_name(tmp_path):

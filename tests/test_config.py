@@ -2,13 +2,14 @@
 
 import importlib
 import pathlib
+import re
 import subprocess
 import sys
 
 import pytest
 
-from p2p_jax import config_checks, parallel
-from p2p_jax.errors import ConfigError
+from p2p_jax import config_checks, parallel, run_config
+from p2p_jax.errors import ConfigError, UserError
 
 CONFIG_NAMES = sorted(p.stem for p in pathlib.Path("configs").glob("*.py") if p.stem != "__init__")
 
@@ -35,6 +36,7 @@ def test_step_counts_follow_num_train_steps(tiny_config):
     ("dataset.load_size", 16, "dataset.load_size=16 is smaller than dataset.image_size=32"),
     ("batch_size", 0, "batch_size=0 must be positive"),
     ("model.dropout", 1.0, "model.dropout=1.0 must be in"),
+    ("seed", 2**64, "seed=18446744073709551616 must fit in 64 bits"),
 ])
 def test_bad_values_fail_with_the_key_named(tiny_config, key, value, message):
     section, _, field = key.rpartition(".")
@@ -57,3 +59,30 @@ def test_command_line_typo_fails_before_training(tmp_path):
     assert result.returncode != 0
     assert "generatr" in result.stderr
     assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[1, 2]", "holds a JSON list, not the object of a run's config"),
+    ('{"model": {"ngf": 8', "is unreadable (JSONDecodeError"),
+    ("[" * 100_000 + "]" * 100_000, "is unreadable (RecursionError"),
+    ('{"seed": null}', "seed is null; it takes a int"),
+    ('{"model": 3}', "model must be an object"),
+    ('{"seed": 18446744073709551616}', "must fit in 64 bits"),
+    ('{"model": {"norm": "group"}}', "model.norm='group' is not one of"),
+    ('{"batch_size": "eight"}', "batch_size"),
+])
+def test_a_damaged_saved_config_is_one_line_naming_it(tmp_path, text, message):
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(UserError, match=re.escape(message)) as error:
+        run_config.saved_config(str(tmp_path))
+    assert str(tmp_path / "config.json") in str(error.value) and "\n" not in str(error.value)
+
+
+def test_with_a_config_given_a_damaged_saved_config_leaves_channels_to_the_data(tmp_path,
+                                                                                tiny_config):
+    from p2p_jax.train import state as train_state
+
+    for text in ("[1, 2]", '{"dataset": {"input_channels": null}}', "{"):
+        (tmp_path / "config.json").write_text(text)
+        resolved = train_state.resolve_channels(tiny_config, str(tmp_path))
+        assert (resolved.dataset.input_channels, resolved.dataset.output_channels) == (3, 3)

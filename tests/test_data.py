@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from p2p_jax.data import pipeline, synthetic, transforms
+from p2p_jax.data import pipeline, sources, synthetic, transforms
 
 
 class ScriptedRng:
@@ -86,6 +86,7 @@ def digest(image: np.ndarray) -> str:
 
 def test_process_shards_are_disjoint_and_cover_the_epoch(tiny_config):
     tiny_config.dataset.preprocess = "none"
+    tiny_config.dataset.load_size = 32  # The scenes are drawn at the training size.
     tiny_config.dataset.flip = False
     tiny_config.batch_size = 4  # 2 per process; the epoch is 16 examples, 8 per process.
     seen = []
@@ -133,3 +134,13 @@ def test_worker_processes_give_the_same_batches(tiny_config):
     resumed = pipeline.create_train_iterator(tiny_config, 0, 1)
     resumed.set_state(workers.get_state())
     np.testing.assert_array_equal(next(resumed)["B"], next(in_process)["B"])
+
+
+@pytest.mark.parametrize("mode", ["none", "scale_width"])
+def test_sizes_that_cannot_batch_are_refused_at_start_up(tiny_config, mode):
+    """Files kept at their own size (36x36 here) cannot fill a batch of 32x32 crops: one line
+    when the iterator is made, before any compilation, not a batching traceback later."""
+    tiny_config.dataset.preprocess = mode
+    with pytest.raises(sources.DatasetError,
+                       match=f"dataset.preprocess='{mode}' gives 36x36 training images"):
+        pipeline.create_train_iterator(tiny_config, 0, 1)

@@ -40,18 +40,18 @@ def test_scores_from_a_hand_built_case(tmp_path):
         fcn_score.FCNScore("nowhere")
 
 
-def test_training_reports_the_configured_evaluators(tiny_config, tmp_path):
+def test_training_reports_the_configured_evaluators(tiny_config, tmp_path, devices):
     from p2p_jax.eval import report
     from p2p_jax.train import loop as trainer
 
     tiny_config.num_train_steps = 3
     tiny_config.eval.evaluators = ("fcn",)
     tiny_config.eval.fcn_model = write_segmenter(tmp_path / "segmenter.jax")
-    trainer.train_and_evaluate(tiny_config, str(tmp_path / "run"))
+    trainer.train_and_evaluate(tiny_config, str(tmp_path / "run"), devices[:1])
     series = report.read_scalars(str(tmp_path / "run"))
     assert [step for step, _ in series["eval/fcn_class_iou"]] == [3]
     assert 0 <= series["eval/fcn_pixel_acc"][0][1] <= 1
     tiny_config.eval.evaluators = ("inception",)  # No weights file: stops before training.
     with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05-6726825d.pth"):
-        trainer.train_and_evaluate(tiny_config, str(tmp_path / "no_weights"))
+        trainer.train_and_evaluate(tiny_config, str(tmp_path / "no_weights"), devices[:1])
     assert not (tmp_path / "no_weights" / "checkpoints").exists()

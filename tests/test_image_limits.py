@@ -94,3 +94,43 @@ def test_tiles_cover_the_image_and_blend_exactly():
     assert tiles.starts(131, 32, 8) == [0, 20, 40, 59, 79, 99]
     assert tiles.starts(20, 32, 8) == [0]
     assert tiles.tile_side(5000, 32) == 64 and tiles.tile_side(100, 32) == 32
+
+
+def test_only_regular_files_are_images(tmp_path):
+    """A device, a FIFO or a link to one named like an image is never read (/dev/zero reads
+    forever, a FIFO blocks): datasets and predict's inputs list regular files only."""
+    import os
+
+    from p2p_jax.serving import predict
+
+    folder = tmp_path / "train"
+    folder.mkdir()
+    images.write(folder / "0.png", np.zeros((16, 32, 3), np.uint8))
+    os.symlink("/dev/zero", folder / "1.png")
+    os.mkfifo(folder / "2.png")
+    source = pipeline.Examples(sources.aligned_folder(str(tmp_path), "train", "AtoB"))
+    assert [source.name(i) for i in range(len(source))] == ["0.png"]
+    assert predict.list_inputs(str(folder), str(tmp_path / "out")).names == ["0.png"]
+    for path in ("/dev/zero", folder / "1.png", folder / "2.png"):
+        with pytest.raises(FileNotFoundError, match="neither an image file nor a folder"):
+            predict.list_inputs(str(path), str(tmp_path / "out"))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_photos_are_turned_upright_by_their_exif_orientation(orientation):
+    """A phone photo stores its pixels sideways and says so in EXIF: decoded as viewers (and
+    PIL's exif_transpose) show it."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    rgb = np.random.default_rng(orientation).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    stored = Image.fromarray(rgb)
+    exif = stored.getexif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    stored.save(buffer, "PNG", exif=exif)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buffer.getvalue()))))
+    decoded = images.decode(buffer.getvalue(), "phone.png")
+    np.testing.assert_array_equal(decoded, upright)
+    assert decoded.shape[:2] == ((24, 16) if orientation >= 5 else (16, 24))

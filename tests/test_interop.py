@@ -222,7 +222,7 @@ def test_import_gives_a_checkpoint_that_predict_export_and_fine_tuning_accept(tm
     photos = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     for i, photo in enumerate(photos):
         images.write(tmp_path / "in" / f"{i}.png", photo)
-    predict.predict(restored, str(tmp_path / "in"), str(tmp_path / "out"))
+    predict.predict(restored, predict.list_inputs(str(tmp_path / "in"), str(tmp_path / "out")))
     predicted = np.stack([images.read(str(tmp_path / "out" / f"{i}.png")) for i in range(2)])
     module = build_generator(saved, 3, "xla")
     params, stats = imported(module, reference_layout.generator_layout(saved),
@@ -247,8 +247,8 @@ def test_import_gives_a_checkpoint_that_predict_export_and_fine_tuning_accept(tm
     per_image = saved.copy_and_resolve_references()
     per_image.model.eval_mode, per_image.model.dropout = False, 0.0
     out = export.export(restore.restore(per_image, workdir, conv_impl="xla"), str(tmp_path / "y"))
-    predict.predict(restore.restore(per_image, workdir), str(tmp_path / "in"),
-                    str(tmp_path / "out1"))
+    predict.predict(restore.restore(per_image, workdir),
+                    predict.list_inputs(str(tmp_path / "in"), str(tmp_path / "out1")))
     session = onnxruntime.InferenceSession(str(out / "generator.onnx"))
     assert session.get_inputs()[0].shape[0] == 1
     for i, photo in enumerate(photos):

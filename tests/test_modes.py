@@ -2,6 +2,7 @@
 
 import html.parser
 import json
+import os
 import shutil
 
 import cv2
@@ -12,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from p2p_jax.data import images
+from p2p_jax.errors import UserError
 from p2p_jax.eval import report
 from p2p_jax.serving import export, predict, restore
 from tests.helpers import png_bomb
@@ -68,12 +70,33 @@ def test_predict_keeps_names_and_sizes_and_skips_bad_files(trained, tmp_path):
         images.write(tmp_path / "in" / name, rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG")
     restored = restore.restore(config, workdir)
-    assert predict.predict(restored, str(tmp_path / "in"), str(tmp_path / "out")) == 3
+    inputs = predict.list_inputs(str(tmp_path / "in"), str(tmp_path / "out"))
+    assert predict.predict(restored, inputs) == 3
     for name, size in sizes.items():
         assert images.read(str(tmp_path / "out" / name)).shape == (*size, 3)
     assert not (tmp_path / "out" / "broken.png").exists()
     with pytest.raises(FileNotFoundError, match="neither an image file nor a folder"):
-        predict.predict(restored, str(tmp_path / "missing"), str(tmp_path / "out"))
+        predict.list_inputs(str(tmp_path / "missing"), str(tmp_path / "out"))
+
+
+def test_predict_never_writes_over_or_inside_its_input(tmp_path):
+    """Outputs keep their inputs' names: an --output that is the input's folder would replace
+    the photos, one inside an input folder would be read back as input by the next run. Both
+    are refused before any model loads; a sibling folder, or a file input's subfolder, is
+    fine."""
+    photos = tmp_path / "photos"
+    images.write(photos / "x.png", np.zeros((8, 8, 3), np.uint8))
+    os.symlink(photos, tmp_path / "link")
+    refused = [(photos, photos, "is the folder of"), (photos, photos / "out", "is inside"),
+               (photos / "x.png", photos, "write over the input images"),
+               (photos, tmp_path / "link", "is the folder of"),  # The same folder by a link.
+               (f"{photos}/", photos, "is the folder of")]
+    for source, output, message in refused:
+        with pytest.raises(UserError, match=message):
+            predict.list_inputs(str(source), str(output))
+    assert predict.list_inputs(str(photos), str(tmp_path / "out")).names == ["x.png"]
+    assert predict.list_inputs(str(photos / "x.png"), str(photos / "out")).root == str(photos)
+    assert (photos / "x.png").exists() and not (photos / "out").exists()
 
 
 def test_predict_refuses_bombs_and_tiles_large_photos(trained, tmp_path, caplog):
@@ -93,7 +116,8 @@ def test_predict_refuses_bombs_and_tiles_large_photos(trained, tmp_path, caplog)
     config.eval.tile_overlap = 8
     restored = restore.restore(config, workdir)
     with caplog.at_level("INFO"):
-        count = predict.predict(restored, str(tmp_path / "in"), str(tmp_path / "out"))
+        count = predict.predict(restored,
+                                predict.list_inputs(str(tmp_path / "in"), str(tmp_path / "out")))
     assert count == 3
     for name, photo in photos.items():
         assert images.read(str(tmp_path / "out" / name)).shape == photo.shape
@@ -117,7 +141,8 @@ def test_exports_are_portable_and_reproduce_predict(trained, tmp_path):
     batch = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     for i, image in enumerate(batch):
         images.write(tmp_path / "in" / f"{i}.png", image)
-    predict.predict(restored, str(tmp_path / "in"), str(tmp_path / "predicted"))
+    predict.predict(restored,
+                    predict.list_inputs(str(tmp_path / "in"), str(tmp_path / "predicted")))
     predicted = np.stack([images.read(str(tmp_path / "predicted" / f"{i}.png"))
                           for i in range(3)])
     key = np.asarray(jax.random.key_data(jax.random.PRNGKey(0)), np.uint32)

@@ -386,13 +386,16 @@ def test_global_run_trains_resumes_exactly_and_evaluates(hd_data, tmp_path):
     assert shown.shape == (32, 64, 3) and shown.max() > 100  # Label ids drawn in colours.
 
 
-def test_local_run_starts_from_the_global_run_and_frees_the_coarse_branch(hd_data, tmp_path):
+def test_local_run_starts_from_the_global_run_and_frees_the_coarse_branch(hd_data, tmp_path,
+                                                                         devices):
     """init_from maps the global generator into the coarse branch; the branch stays
     bit-identical through fix_global_steps, then trains; resume inside the frozen phase is
-    exact."""
+    exact. On one device, so the label map convolves as lookups (the CPU form) end to end;
+    the global run's test trains the dense form on eight."""
+    one = devices[:1]
     global_config = tiny_hd_config(*hd_data)
     global_config.num_train_steps = 1
-    loop.train_and_evaluate(global_config, str(tmp_path / "global"))
+    loop.train_and_evaluate(global_config, str(tmp_path / "global"), one)
     source = checkpointing.load_train_state(str(tmp_path / "global"))
 
     config = tiny_hd_config(*hd_data, generator="local")
@@ -402,9 +405,9 @@ def test_local_run_starts_from_the_global_run_and_frees_the_coarse_branch(hd_dat
     config.checkpoint.max_to_keep = 5
     workdir = str(tmp_path / "local")
     config.num_train_steps = 1  # Stop inside the frozen phase; resume to the end.
-    loop.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir, one)
     config.num_train_steps = 3
-    loop.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir, one)
     states = [checkpointing.load_train_state(workdir, step) for step in (1, 2, 3)]
     coarse = {k: v for k, v in source["g_params"].items() if k != "tail"}
     for state in states[:2]:  # Frozen: exactly the global run's weights.
@@ -418,6 +421,6 @@ def test_local_run_starts_from_the_global_run_and_frees_the_coarse_branch(hd_dat
     assert any(jax.tree.leaves(enhancer))  # The enhancer trains from the first step.
 
     straight = str(tmp_path / "straight")
-    loop.train_and_evaluate(config, straight)
+    loop.train_and_evaluate(config, straight, one)
     jax.tree.map(np.testing.assert_array_equal, checkpointing.load_train_state(straight),
                  states[2])

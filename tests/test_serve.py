@@ -61,7 +61,7 @@ def test_translate_api_gives_predicts_output_at_the_inputs_size(served, tmp_path
         served_path = client.predict(handle_file(str(path)), api_name="/translate")
         got = images.read(served_path)
         assert got.shape == (height, width, 3)
-        predict.predict(restored, str(path), str(tmp_path / "predicted"))
+        predict.predict(restored, predict.list_inputs(str(path), str(tmp_path / "predicted")))
         np.testing.assert_array_equal(got, images.read(str(tmp_path / "predicted" / path.name)))
 
 

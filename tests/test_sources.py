@@ -206,7 +206,7 @@ def test_a_dataset_of_only_bad_files_stops_at_start_up(tmp_path, tiny_config):
         pipeline.create_train_iterator(tiny_config, 0, 1)
 
 
-def test_model_channels_follow_a_grayscale_to_colour_dataset(tmp_path, tiny_config):
+def test_model_channels_follow_a_grayscale_to_colour_dataset(tmp_path, tiny_config, devices):
     from p2p_jax import checkpointing
     from p2p_jax.train import loop as trainer
 
@@ -216,7 +216,7 @@ def test_model_channels_follow_a_grayscale_to_colour_dataset(tmp_path, tiny_conf
     config = tiny_config
     config.dataset.source, config.dataset.path = "images", str(tmp_path / "photos")
     config.dataset.task, config.num_train_steps = "colorization", 2
-    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    trainer.train_and_evaluate(config, str(tmp_path / "run"), devices[:1])
     params = checkpointing.load_train_state(str(tmp_path / "run"))["g_params"]
     kernels = [v for k, v in _flat(params) if k.endswith("kernel")]
     assert 1 in {k.shape[2] for k in kernels}  # The first conv reads the gray input...

@@ -98,8 +98,9 @@ def test_train_predict_and_export_from_and_to_the_bucket_equal_local_disk(tmp_pa
               np.random.default_rng(0).integers(0, 256, (21, 35, 3), dtype=np.uint8))
     copy_tree(tmp_path / "inputs", f"{bucket}/inputs")
     restored = restore.restore(config, workdir)
-    predict.predict(restored, f"{bucket}/inputs", f"{bucket}/outputs")
-    predict.predict(restored, str(tmp_path / "inputs"), str(tmp_path / "outputs"))
+    predict.predict(restored, predict.list_inputs(f"{bucket}/inputs", f"{bucket}/outputs"))
+    predict.predict(restored,
+                    predict.list_inputs(str(tmp_path / "inputs"), str(tmp_path / "outputs")))
     np.testing.assert_array_equal(images.read(f"{bucket}/outputs/sub/odd.png"),
                                   images.read(str(tmp_path / "outputs" / "sub" / "odd.png")))
     portable = restore.restore(config, workdir, conv_impl="xla")

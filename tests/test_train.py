@@ -1,6 +1,7 @@
 """The train step: reference semantics, sharding invariance, learnability."""
 
 import functools
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -157,6 +158,14 @@ def test_generated_image_does_not_depend_on_its_batch(tiny_config, devices):
     partial, _ = evaluator.generate(state, changed, rng)
     np.testing.assert_allclose(full[0], partial[0], atol=1)  # uint8, rounding
     assert not np.allclose(full[1], partial[1], atol=1)
+    # A lone image runs in a batch of one, not padded to eval.batch_size copies, and gives
+    # what it gave among four.
+    with mock.patch.object(evaluator, "_run_batch", wraps=evaluator._run_batch) as run:
+        alone, _ = evaluator.generate(state, examples[:1], rng)
+        evaluator.generate(state, examples[:3], rng)
+    np.testing.assert_allclose(alone[0], full[0], atol=1)
+    # Powers of two times the device count, at most the batch size.
+    assert [call.args[-1] for call in run.call_args_list] == [1, 4]
 
 
 def test_l1_to_target_falls_on_embedded_task(tiny_config, devices):

@@ -37,25 +37,54 @@ class BadImageError(ValueError):
 def header_size(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS
                 ) -> tuple[int, int]:
     """(height, width) from the file's header alone, without decoding the pixels."""
+    return _header(data, name, max_pixels)[:2]
+
+
+def _header(data: bytes, name: str, max_pixels: int) -> tuple[int, int, int]:
+    """(height, width, EXIF orientation 1..8; 1 when none) as stored, from the header."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Bomb and corrupt-EXIF warnings: decided below.
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
+                orientation = _orientation(image)
     except Image.DecompressionBombError:
         raise BadImageError(f"{name}: more than {MAX_PIXELS_LIMIT} pixels, over "
                             f"dataset.max_image_pixels={max_pixels}") from None
     except Exception as e:  # PIL raises many types for damaged headers.
         raise BadImageError(f"{name}: not a readable image ({type(e).__name__})") from None
-    return height, width
+    return height, width, orientation
 
 
-def _decode_checked(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """OpenCV's decoding as stored (IMREAD_UNCHANGED), after the header's size check; every
-    failure a BadImageError."""
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # A damaged EXIF block is no orientation, not a bad image.
+        return 1
+    return value if value in _ORIENTED else 1
+
+
+# EXIF orientation -> the transform that shows the stored pixels upright (as PIL's
+# ImageOps.exif_transpose and every photo viewer do): phone photos store them sideways.
+_EXIF_ORIENTATION = 0x0112
+_ORIENTED = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: np.swapaxes(a, 0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _decode_checked(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray, int]:
+    """OpenCV's decoding as stored (IMREAD_UNCHANGED), after the header's size check, and the
+    EXIF orientation; every failure a BadImageError."""
     if not data:
         raise BadImageError(f"{name}: empty file")
-    height, width = header_size(data, name, max_pixels)
+    height, width, orientation = _header(data, name, max_pixels)
     if height * width > max_pixels:
         raise BadImageError(f"{name}: {width}x{height} is {height * width} pixels, over "
                             f"dataset.max_image_pixels={max_pixels}")
@@ -65,15 +94,17 @@ def _decode_checked(data: bytes, name: str, max_pixels: int) -> np.ndarray:
         raise BadImageError(f"{name}: not decodable ({str(e).strip().splitlines()[-1]})") from None
     if image is None or image.size == 0:
         raise BadImageError(f"{name}: not a readable image (truncated or not an image format)")
-    return image
+    return image, orientation
 
 
 def decode(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Encoded bytes (PNG, JPEG, TIFF, BMP, WebP; 8 or 16 bit; 1, 3 or 4 channels) -> uint8.
 
     The size is checked from the header first, so an image of over `max_pixels` (a
-    decompression bomb) costs no memory; it is a BadImageError like any unreadable file."""
-    image = _decode_checked(data, name, max_pixels)
+    decompression bomb) costs no memory; it is a BadImageError like any unreadable file. A
+    photo is turned upright by its EXIF orientation, as viewers show it."""
+    image, orientation = _decode_checked(data, name, max_pixels)
+    image = np.ascontiguousarray(_ORIENTED[orientation](image))
     if image.shape[0] * image.shape[1] > max_pixels:  # A header that lied about the size.
         raise BadImageError(f"{name}: decodes to {image.shape[1]}x{image.shape[0]}, over "
                             f"dataset.max_image_pixels={max_pixels}")
@@ -83,7 +114,7 @@ def decode(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
 def decode_map(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A label or instance map (PNG of class or instance ids, 8 or 16 bit, one channel) ->
     (H, W) integers as stored: never scaled or converted like a photo."""
-    ids = _decode_checked(data, name, max_pixels)
+    ids, _ = _decode_checked(data, name, max_pixels)  # Maps are ids as stored.
     if ids.ndim == 3 and ids.shape[2] == 1:
         ids = ids[:, :, 0]
     if ids.ndim != 2 or ids.dtype not in (np.uint8, np.uint16, np.int32):

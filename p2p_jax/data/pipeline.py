@@ -12,6 +12,7 @@ from absl import logging
 
 from p2p_jax.data import images, labels, sources, tasks, transforms
 from p2p_jax.errors import ConfigError
+from p2p_jax.sizes import image_hw
 
 
 class Examples:
@@ -95,6 +96,13 @@ def _train_transform(example: dict[str, np.ndarray], rng: np.random.Generator,
     pictures = transforms.preprocess(_pictures(example, dataset.task), rng, dataset.preprocess,
                                      dataset.load_size, dataset.image_size, dataset.flip,
                                      nearest_keys(dataset))
+    height, width = next(iter(pictures.values())).shape[:2]
+    if (height, width) != image_hw(dataset.image_size):
+        raise sources.DatasetError(
+            f"dataset.preprocess={dataset.preprocess!r} gives {height}x{width} training images "
+            f"(from the files' own size), but a training batch is dataset.image_size="
+            f"{dataset.image_size}: use dataset.preprocess='resize_and_crop', 'crop' or "
+            "'scale_width_and_crop', or files of that size")
     return {**_derive_and_convert(pictures, rng, dataset, channels),
             "skipped": example["skipped"]}
 
@@ -133,6 +141,7 @@ def create_train_iterator(config: ml_collections.ConfigDict, process_index: int 
     source = Examples(sources.make_source(dataset, "train", config.seed))
     transform = functools.partial(_train_transform, dataset=dataset,
                                   channels=data_channels(config, source))
+    transform(source[0], np.random.default_rng(0))  # Sizes that cannot batch: said at start-up.
     per_process = local_batch_size(config.batch_size, process_count)
     ds = (grain.MapDataset.source(source)
           .shuffle(seed=config.seed)

@@ -91,7 +91,7 @@ class Evaluator:
                 chunk = positions[start:start + batch_size]
                 out, scores = self._run_batch(state, [examples[i] for i in chunk],
                                               [indices[i] for i in chunk], device_key,
-                                              batch_size)
+                                              _rows(len(chunk), devices, batch_size))
                 for row, position in enumerate(chunk):
                     outputs[position] = out[row]
                 for name, values in scores.items():
@@ -154,3 +154,11 @@ class Evaluator:
 def mean_metrics(scores: dict[str, np.ndarray]) -> dict[str, float]:
     """Means over the images each metric applies to; metrics that applied to none are left out."""
     return {k: float(np.nanmean(v)) for k, v in scores.items() if np.isfinite(v).any()}
+
+
+def _rows(count: int, devices: int, batch_size: int) -> int:
+    """The batch that `count` images run in: a power of two times the device count, at most
+    `batch_size`. One large photo is not padded to a full batch of copies (memory), and a few
+    sizes of batch cover every count (compilations)."""
+    per_device = -(-count // devices)
+    return min(batch_size, devices * (1 << (per_device - 1).bit_length()))

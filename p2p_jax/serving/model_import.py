@@ -10,6 +10,8 @@ initialised; optimizer states always are.
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import ml_collections
 from absl import logging
@@ -93,13 +95,15 @@ def import_models(config: ml_collections.ConfigDict, workdir: str, generator_fil
                      "trains it from scratch)")
     out = epath.Path(workdir)
     out.mkdir(parents=True, exist_ok=True)
-    if jax.process_index() == 0:  # First: a checkpoint is never there without its config.
-        fileio.write_text(out / "config.json", config.to_json_best_effort(indent=2))
-    manager = checkpointing.create_manager(workdir, config)
-    try:
-        checkpointing.save_without_data(manager, 0, state)
-    finally:
-        manager.close()
+    with (fileio.workdir_lock(workdir) if jax.process_index() == 0
+          else contextlib.nullcontext()):
+        if jax.process_index() == 0:  # First: a checkpoint is never there without its config.
+            fileio.write_text(out / "config.json", config.to_json_best_effort(indent=2))
+        manager = checkpointing.create_manager(workdir, config)
+        try:
+            checkpointing.save_without_data(manager, 0, state)
+        finally:
+            manager.close()
     logging.info("imported %s (%s, norm %s, ngf %d, %d -> %d channels) into %s",
                  generator_file, config.model.generator, config.model.norm, config.model.ngf,
                  config.dataset.input_channels, config.dataset.output_channels, out)

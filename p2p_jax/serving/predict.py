@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -18,21 +19,50 @@ from p2p_jax.serving.restore import Restored
 from p2p_jax.train import step as train_step
 
 
-def _input_files(path: str) -> tuple[str, list[str]]:
-    """(root, paths relative to it) of the images at `path`, a file or a folder (recursive),
-    local or gs://, listed once."""
-    if fileio.is_file(path):
-        return os.path.dirname(path), [os.path.basename(path)]
-    if not fileio.is_dir(path):
-        raise MissingFileError(f"--input={path} is neither an image file nor a folder")
-    start = time.perf_counter()
-    found = fileio.walk_files(path, images.IMAGE_EXTENSIONS)
-    if not found:
-        raise UserError(f"--input={path}: no images in it (looked for "
-                        f"{', '.join(images.IMAGE_EXTENSIONS)})")
-    logging.info("--input=%s: %d images, listed in %.2f s", path, len(found),
-                 time.perf_counter() - start)
-    return path, found
+@dataclasses.dataclass(frozen=True)
+class InputFiles:
+    """The images a predict run translates: `root`/each of `names`, and where they go."""
+    root: str
+    names: list[str]
+    output_dir: str
+
+
+def _resolved(path: str) -> str:
+    return path.rstrip("/") if fileio.is_remote(path) else os.path.realpath(path)
+
+
+def _check_output_apart(input_path: str, root: str, output_dir: str, folder: bool) -> None:
+    """Outputs keep their input's relative name, so an --output that is the input's folder
+    would write over the inputs, and one inside an --input folder would be read back as
+    input by the next run."""
+    out, source = _resolved(output_dir), _resolved(root)
+    inside = folder and out.startswith(source.rstrip("/") + "/")
+    if out == source or inside:
+        harm = ("read its outputs back as inputs next time" if inside
+                else "write over the input images")
+        raise UserError(f"--output={output_dir} {'is inside' if inside else 'is'} the folder of "
+                        f"--input={input_path}: predict would {harm}; choose an --output "
+                        "outside it")
+
+
+def list_inputs(input_path: str, output_dir: str) -> InputFiles:
+    """The images at `input_path` (a file, or a folder searched recursively; local or gs://),
+    listed once, and checked before any model is loaded: they exist, and `output_dir` is
+    apart from them."""
+    if fileio.is_file(input_path):
+        root, names = os.path.dirname(input_path) or ".", [os.path.basename(input_path)]
+    elif fileio.is_dir(input_path):
+        start = time.perf_counter()
+        root, names = input_path, fileio.walk_files(input_path, images.IMAGE_EXTENSIONS)
+        if not names:
+            raise UserError(f"--input={input_path}: no images in it (looked for "
+                            f"{', '.join(images.IMAGE_EXTENSIONS)})")
+        logging.info("--input=%s: %d images, listed in %.2f s", input_path, len(names),
+                     time.perf_counter() - start)
+    else:
+        raise MissingFileError(f"--input={input_path} is neither an image file nor a folder")
+    _check_output_apart(input_path, root, output_dir, folder=root == input_path)
+    return InputFiles(root, names, output_dir)
 
 
 def read_input(path: str, dataset) -> dict[str, np.ndarray]:
@@ -75,14 +105,14 @@ def translate_example(evaluator: Evaluator, state, example: dict[str, np.ndarray
     return evaluator.generate(state, [example], key, [index], batch_size=1)[0][0]
 
 
-def predict(restored: Restored, input_path: str, output_dir: str,
-            files_per_chunk: int = 64) -> int:
-    """Translates every image under `input_path` to `output_dir/<same relative name>`, any
-    sizes, batched by size; unreadable files (and images over `dataset.max_image_pixels`) are
-    reported and skipped, and images over `eval.tile_pixels` are translated in overlapping
-    tiles. File i (in sorted order) draws its dropout from fold_in(PRNGKey(seed), i), as image
-    i of an exported model's batch. Returns the number of images written."""
-    root, names = _input_files(input_path)
+def predict(restored: Restored, inputs: InputFiles, files_per_chunk: int = 64) -> int:
+    """Translates every image of `inputs` (see `list_inputs`) to `inputs.output_dir/<same
+    relative name>`, any sizes, batched by size; unreadable files (and images over
+    `dataset.max_image_pixels`) are reported and skipped, and images over `eval.tile_pixels`
+    are translated in overlapping tiles. File i (in sorted order) draws its dropout from
+    fold_in(PRNGKey(seed), i), as image i of an exported model's batch. Returns the number of
+    images written."""
+    root, names, output_dir = inputs.root, inputs.names, inputs.output_dir
     config = restored.config
     evaluator = Evaluator.for_setup(restored.setup)
     if config.dataset.instance_maps:
@@ -118,6 +148,6 @@ def predict(restored: Restored, input_path: str, output_dir: str,
             written += len(results)
             bar.update(min(files_per_chunk, len(names) - start))
     if not written:
-        raise UserError(f"--input={input_path}: none of its {len(names)} image files could be "
-                        "read; see the warnings above")
+        raise UserError(f"--input={inputs.root}: none of its {len(names)} image files could "
+                        "be read; see the warnings above")
     return written

@@ -3,13 +3,14 @@ evaluation, checkpoints), until the last step or a preemption notice."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from clu import metric_writers, parameter_overview, periodic_actions
+from clu import parameter_overview
 from etils import epath
 
 from p2p_jax import checkpointing, fileio, parallel, preemption
@@ -41,30 +42,32 @@ class _Samples:
             images.write(self._dir / f"step_{step:08d}.png", grid)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> train_state.TrainState:
-    """Trains to `config.num_train_steps`, resuming from the latest checkpoint in `workdir`."""
-    setup = train_state.build(config)
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       devices: list[jax.Device] | None = None) -> train_state.TrainState:
+    """Trains to `config.num_train_steps` on `devices` (default: every device of every
+    process), resuming from the latest checkpoint in `workdir`."""
+    setup = train_state.build(config, devices=devices)
     config, mesh = setup.config, setup.mesh
+    used = list(mesh.devices.flat)
     logging.info("process %d/%d: %d local of %d devices (%s)", jax.process_index(),
-                 jax.process_count(), jax.local_device_count(), jax.device_count(),
-                 jax.devices()[0].device_kind)
+                 jax.process_count(), sum(d.process_index == jax.process_index() for d in used),
+                 len(used), used[0].device_kind)
     # Everything that can fail on the user's input (evaluator weights, data) before anything
     # is written into the workdir.
     extra_evaluators = evaluators.build(config.eval, mesh)  # Loads their networks now.
     train_iter = pipeline.create_train_iterator(config)
-    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    if jax.process_index() == 0:
-        fileio.write_text(epath.Path(workdir) / "config.json", config.to_json_best_effort(indent=2))
-
-    manager = checkpointing.create_manager(workdir, config)
-    # Installed before restore and compilation, so a SIGTERM during start-up still saves.
-    watcher = preemption.PreemptionWatcher(manager)
-    try:
-        return _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evaluators)
-    finally:
-        watcher.close()
-        manager.close()
+    # One run per workdir; process 0 holds the lock for the processes of its run.
+    with (fileio.workdir_lock(workdir) if jax.process_index() == 0
+          else contextlib.nullcontext()):
+        manager = checkpointing.create_manager(workdir, config)
+        # Installed before restore and compilation, so a SIGTERM during start-up still saves.
+        watcher = preemption.PreemptionWatcher(manager)
+        try:
+            return _resume_and_train(setup, workdir, train_iter, manager, watcher,
+                                     extra_evaluators)
+        finally:
+            watcher.close()
+            manager.close()
 
 
 def _compile(setup: train_state.Setup, state, spec):
@@ -79,6 +82,10 @@ def _abstract(tree):
 
 def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evaluators):
     """Restores the latest checkpoint if any, compiles the step and runs the loop."""
+    # CLU's writer and progress report load TensorFlow (the summary writer, ~4 s): only now that
+    # the set-up has passed, so a mistake in it is reported without waiting for TensorFlow.
+    from clu import metric_writers, periodic_actions
+
     config, mesh, state = setup.config, setup.mesh, setup.state
     is_chief = jax.process_index() == 0
     restored = checkpointing.restore_latest(manager, state, train_iter)
@@ -89,6 +96,11 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
         logging.info("resumed from checkpoint at step %d", restored_step)
     elif config.model.init_from:
         state = warm_start.warm_start(state, config)
+    # Only now that the checkpoint (if any) fits this config: a refused resume leaves the
+    # workdir's config.json describing its checkpoints. Before the first save, so a checkpoint
+    # is never there without its config.
+    if is_chief:
+        fileio.write_text(epath.Path(workdir) / "config.json", config.to_json_best_effort(indent=2))
     start_step = int(jax.device_get(state.step))
 
     writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from typing import Any
 
 import flax
@@ -19,11 +18,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from etils import epath
+from absl import logging
 from jax.sharding import Mesh
 
-from p2p_jax import config_checks, ops, parallel
+from p2p_jax import config_checks, ops, parallel, run_config
 from p2p_jax.data import pipeline
+from p2p_jax.errors import UserError
 from p2p_jax.models import build as networks
 from p2p_jax.models.vgg import VGG19Features, load_params
 from p2p_jax.sizes import image_hw
@@ -190,6 +190,25 @@ class Setup:
     frozen: dict = dataclasses.field(default_factory=dict)
 
 
+def _saved_channels(workdir: str) -> dict[str, int] | None:
+    """{"A": input, "B": output} channels as the run in `workdir` resolved them; None (the
+    data decides) if it has no config.json, or one that cannot say."""
+    try:
+        values = run_config.saved_values(workdir)
+    except UserError as e:
+        logging.warning("%s; the channels come from the data", e)
+        return None
+    try:
+        channels = {"A": int(values["dataset"]["input_channels"]),
+                    "B": int(values["dataset"]["output_channels"])} if values else None
+    except (KeyError, TypeError, ValueError):
+        channels = None
+    if values and not (channels and all(channels.values())):
+        logging.warning("%s/config.json names no channels; they come from the data", workdir)
+        return None
+    return channels
+
+
 def resolve_channels(config: ml_collections.ConfigDict, workdir: str | None = None
                      ) -> ml_collections.ConfigDict:
     """A copy of `config` with `dataset.input_channels`/`output_channels` filled in where 0:
@@ -201,12 +220,8 @@ def resolve_channels(config: ml_collections.ConfigDict, workdir: str | None = No
         dataset = config.dataset
     if dataset.input_channels and dataset.output_channels:
         return config
-    saved = epath.Path(workdir) / "config.json" if workdir else None
-    if saved is not None and saved.exists():
-        trained = json.loads(saved.read_text())["dataset"]
-        channels = {"A": trained["input_channels"], "B": trained["output_channels"]}
-    else:
-        channels = pipeline.data_channels(config)
+    trained = _saved_channels(workdir) if workdir else None
+    channels = trained or pipeline.data_channels(config)
     config = config.copy_and_resolve_references()
     config.dataset.input_channels = config.dataset.input_channels or channels["A"]
     config.dataset.output_channels = config.dataset.output_channels or channels["B"]
