@@ -21,7 +21,9 @@ from p2p_jax.train import step as train_step
 
 @dataclasses.dataclass(frozen=True)
 class InputFiles:
-    """The images a predict run translates: `root`/each of `names`, and where they go."""
+    """The images a predict run translates (`root`/each of `names`, listed from `given`, the
+    --input) and where they go."""
+    given: str
     root: str
     names: list[str]
     output_dir: str
@@ -49,9 +51,10 @@ def list_inputs(input_path: str, output_dir: str) -> InputFiles:
     """The images at `input_path` (a file, or a folder searched recursively; local or gs://),
     listed once, and checked before any model is loaded: they exist, and `output_dir` is
     apart from them."""
+    folder = fileio.is_dir(input_path)
     if fileio.is_file(input_path):
         root, names = os.path.dirname(input_path) or ".", [os.path.basename(input_path)]
-    elif fileio.is_dir(input_path):
+    elif folder:
         start = time.perf_counter()
         root, names = input_path, fileio.walk_files(input_path, images.IMAGE_EXTENSIONS)
         if not names:
@@ -61,8 +64,8 @@ def list_inputs(input_path: str, output_dir: str) -> InputFiles:
                      time.perf_counter() - start)
     else:
         raise MissingFileError(f"--input={input_path} is neither an image file nor a folder")
-    _check_output_apart(input_path, root, output_dir, folder=root == input_path)
-    return InputFiles(root, names, output_dir)
+    _check_output_apart(input_path, root, output_dir, folder)
+    return InputFiles(input_path, root, names, output_dir)
 
 
 def read_input(path: str, dataset) -> dict[str, np.ndarray]:
@@ -148,6 +151,6 @@ def predict(restored: Restored, inputs: InputFiles, files_per_chunk: int = 64) -
             written += len(results)
             bar.update(min(files_per_chunk, len(names) - start))
     if not written:
-        raise UserError(f"--input={inputs.root}: none of its {len(names)} image files could "
+        raise UserError(f"--input={inputs.given}: none of its {len(names)} image files could "
                         "be read; see the warnings above")
     return written
