@@ -64,9 +64,15 @@ def _checksums(state: Any) -> Any:
     single word changes it (odd numbers are invertible mod 2**32), and integer sums give the
     same value on any mesh, sharding or process count."""
     def one(x):
-        words = _as_words(x).ravel()
-        weights = jnp.arange(words.size, dtype=jnp.uint32) * jnp.uint32(2) + jnp.uint32(1)
-        return jnp.sum(words * weights, dtype=jnp.uint32)
+        words = _as_words(x)
+        # Row-major positions from iotas of the array's own shape, not a reshape: a sharded
+        # (FSDP) array is summed where its shards are, never gathered.
+        position, stride = jnp.zeros(words.shape, jnp.uint32), 1
+        for axis in reversed(range(words.ndim)):
+            position += jax.lax.broadcasted_iota(jnp.uint32, words.shape, axis) * jnp.uint32(
+                stride % 2**32)
+            stride *= words.shape[axis]
+        return jnp.sum(words * (position * jnp.uint32(2) + jnp.uint32(1)), dtype=jnp.uint32)
 
     return jax.tree.map(one, state)
 

@@ -14,6 +14,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -202,6 +203,30 @@ def test_damaged_latest_checkpoint_falls_back_to_previous(tiny_config, tmp_path,
     trainer.train_and_evaluate(fixed_schedule(tiny_config, 10), straight, one)
     jax.tree.map(np.testing.assert_array_equal, checkpointing.load_train_state(workdir),
                  checkpointing.load_train_state(straight))
+
+
+def test_checksums_are_numpys_on_any_sharding(devices):
+    """The saved checksums: the sum of each array's words times odd position weights, mod
+    2**32 (NumPy below), the same whether the array sits on one device or is split over 8,
+    and changed by any single altered element."""
+    rng = np.random.default_rng(0)
+    tree = {"kernel": rng.normal(size=(8, 3, 5)).astype(np.float32),
+            "ids": rng.integers(-9, 9, (7,), dtype=np.int32),
+            "half": rng.normal(size=(2, 3)).astype(jnp.bfloat16), "step": np.int32(5)}
+
+    def numpy_checksum(x):
+        words = np.asarray(x).view(np.uint16 if x.dtype.itemsize == 2 else np.uint32)
+        weights = np.arange(words.size, dtype=np.uint64) * 2 + 1
+        return int(np.sum(words.ravel().astype(np.uint64) * weights % 2**32) % 2**32)
+
+    expected = {name: numpy_checksum(value) for name, value in tree.items()}
+    assert checkpointing.checksums(jax.device_put(tree, devices[0])) == expected
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("x",))
+    split = jax.device_put(tree["kernel"], jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec("x")))
+    assert checkpointing.checksums({**tree, "kernel": split}) == expected
+    tree["kernel"][3, 1, 2] = np.nextafter(tree["kernel"][3, 1, 2], np.inf)
+    assert checkpointing.checksums(tree)["kernel"] != expected["kernel"]
 
 
 def alter(checkpoint_folder):
