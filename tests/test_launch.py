@@ -3,6 +3,7 @@ working tree), installs the pinned requirements with the TPU build of jax, and r
 gs:// paths; SLURM jobs run a snapshot of the committed code on the shared file system."""
 
 import os
+import re
 import subprocess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +28,8 @@ def test_a_pod_gets_an_archive_of_the_commit_and_gs_paths():
     assert "git archive --format=tar.gz --prefix=p2p_jax/" in lines[1]
     assert lines[1].endswith(commit())
     assert "tpu-vm scp" in lines[2] and f"p2p_jax-{commit()}.tar.gz" in lines[2]
-    assert not any("--recurse" in line or REPO in line for line in lines)  # No working tree.
+    working_tree = re.compile(rf"{re.escape(REPO)}(/|\s|$)")  # Not /tmp/p2p_jax-*.tar.gz.
+    assert not any("--recurse" in line or working_tree.search(line) for line in lines)
     install = next(line for line in lines if "pip install" in line)
     assert "-r requirements.txt 'jax[tpu]==0.10.2'" in install
     assert "--no-deps -r requirements-nodeps.txt" in install
