@@ -116,12 +116,13 @@ def copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def workdir_lock(workdir: str) -> Iterator[None]:
+def workdir_lock(workdir: str, holder: bool = True) -> Iterator[None]:
     """One writing run per local workdir: an advisory lock on WORKDIR/.lock, held while the
-    block runs. The OS drops it when the process ends, however it ends, so a crashed run never
-    leaves it stuck. A second run is one line naming the holder. A gs:// workdir has no such
-    lock (object stores have no advisory locks): keeping one run on it is the user's part."""
-    if is_remote(workdir):
+    block runs by the `holder` (process 0, for all the processes of its run). The OS drops it
+    when the process ends, however it ends, so a crashed run never leaves it stuck. A second
+    run is one line naming the holder. A gs:// workdir has no such lock (object stores have no
+    advisory locks): keeping one run on it is the user's part."""
+    if is_remote(workdir) or not holder:
         yield
         return
     os.makedirs(workdir, exist_ok=True)
@@ -130,8 +131,8 @@ def workdir_lock(workdir: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
-            holder = lock.read().strip() or "another process"
-            raise UserError(f"--workdir={workdir} is in use by another run ({holder}); wait "
+            other = lock.read().strip() or "another process"
+            raise UserError(f"--workdir={workdir} is in use by another run ({other}); wait "
                             "for it to end, or choose another --workdir") from None
         lock.seek(0)
         lock.truncate()

@@ -34,14 +34,9 @@ class BadImageError(ValueError):
     """A file that cannot be used as an image; the message names it and why."""
 
 
-def header_size(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS
-                ) -> tuple[int, int]:
-    """(height, width) from the file's header alone, without decoding the pixels."""
-    return _header(data, name, max_pixels)[:2]
-
-
 def _header(data: bytes, name: str, max_pixels: int) -> tuple[int, int, int]:
-    """(height, width, EXIF orientation 1..8; 1 when none) as stored, from the header."""
+    """(height, width, EXIF orientation 1..8; 1 when none) as stored, from the file's header
+    alone, without decoding the pixels."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Bomb and corrupt-EXIF warnings: decided below.

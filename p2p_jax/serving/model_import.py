@@ -10,8 +10,6 @@ initialised; optimizer states always are.
 
 from __future__ import annotations
 
-import contextlib
-
 import jax
 import ml_collections
 from absl import logging
@@ -95,8 +93,7 @@ def import_models(config: ml_collections.ConfigDict, workdir: str, generator_fil
                      "trains it from scratch)")
     out = epath.Path(workdir)
     out.mkdir(parents=True, exist_ok=True)
-    with (fileio.workdir_lock(workdir) if jax.process_index() == 0
-          else contextlib.nullcontext()):
+    with fileio.workdir_lock(workdir, holder=jax.process_index() == 0):
         if jax.process_index() == 0:  # First: a checkpoint is never there without its config.
             fileio.write_text(out / "config.json", config.to_json_best_effort(indent=2))
         manager = checkpointing.create_manager(workdir, config)

@@ -3,7 +3,6 @@ evaluation, checkpoints), until the last step or a preemption notice."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import jax
@@ -57,8 +56,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     extra_evaluators = evaluators.build(config.eval, mesh)  # Loads their networks now.
     train_iter = pipeline.create_train_iterator(config)
     # One run per workdir; process 0 holds the lock for the processes of its run.
-    with (fileio.workdir_lock(workdir) if jax.process_index() == 0
-          else contextlib.nullcontext()):
+    with fileio.workdir_lock(workdir, holder=jax.process_index() == 0):
         manager = checkpointing.create_manager(workdir, config)
         # Installed before restore and compilation, so a SIGTERM during start-up still saves.
         watcher = preemption.PreemptionWatcher(manager)

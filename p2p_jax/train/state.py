@@ -198,12 +198,14 @@ def _saved_channels(workdir: str) -> dict[str, int] | None:
     except UserError as e:
         logging.warning("%s; the channels come from the data", e)
         return None
+    if values is None:
+        return None
     try:
         channels = {"A": int(values["dataset"]["input_channels"]),
-                    "B": int(values["dataset"]["output_channels"])} if values else None
+                    "B": int(values["dataset"]["output_channels"])}
     except (KeyError, TypeError, ValueError):
-        channels = None
-    if values and not (channels and all(channels.values())):
+        channels = {}
+    if not (channels and all(channels.values())):
         logging.warning("%s/config.json names no channels; they come from the data", workdir)
         return None
     return channels
