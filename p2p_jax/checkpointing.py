@@ -29,10 +29,12 @@ def checkpoint_dir(workdir: str) -> epath.Path:
     return (path if "://" in str(workdir) else path.absolute()) / "checkpoints"
 
 
-def _item_handlers() -> dict[str, ocp.CheckpointHandler]:
+def _item_handlers(partial: bool = False) -> dict[str, ocp.CheckpointHandler]:
     """Every item of a checkpoint, so its metadata reads without guessing (and without
-    Orbax's warnings about items it cannot restore)."""
-    return {"state": ocp.StandardCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler(),
+    Orbax's warnings about items it cannot restore). `partial`: the state through the PyTree
+    handler (the same files), which can restore a subtree of it."""
+    state = ocp.PyTreeCheckpointHandler() if partial else ocp.StandardCheckpointHandler()
+    return {"state": state, "data": grain.checkpoint.CheckpointHandler(),
             "layout": ocp.JsonCheckpointHandler()}
 
 
@@ -151,10 +153,12 @@ def leaf_name(path) -> str:
                     for k in path)
 
 
-def check_compatible(manager: ocp.CheckpointManager, step: int, target_state: Any) -> None:
+def check_compatible(manager: ocp.CheckpointManager, step: int, target_state: Any,
+                     partial: bool = False) -> None:
     """Raises CheckpointError naming the first array whose saved shape differs from this
     config's (another architecture, width or channel count), before Orbax tries to restore.
-    A checkpoint whose metadata cannot be read is left to the restore (damaged files)."""
+    A checkpoint whose metadata cannot be read is left to the restore (damaged files).
+    `partial`: the target is part of the saved state (arrays beyond it are not compared)."""
     try:
         saved = manager.item_metadata(step)["state"]
         saved = {leaf_name(p): tuple(m.shape)
@@ -175,7 +179,7 @@ def check_compatible(manager: ocp.CheckpointManager, step: int, target_state: An
             raise CheckpointError(f"{where} holds {name} of shape {saved[name]}, this config "
                                   f"one of {shape}; {help_}")
     extra = sorted(set(saved) - set(wanted))
-    if extra:
+    if extra and not partial:
         raise CheckpointError(f"{where} holds {extra[0]}, which this config lacks; {help_}")
 
 
@@ -263,10 +267,10 @@ def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> N
                     "previous one", step, type(error).__name__, target)
 
 
-def _read_only_manager(workdir: str) -> ocp.CheckpointManager:
+def _read_only_manager(workdir: str, partial: bool = False) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
     return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
-                                 item_handlers=_item_handlers())
+                                 item_handlers=_item_handlers(partial))
 
 
 def _chosen_step(manager: ocp.CheckpointManager, step: int | None) -> int:
@@ -293,12 +297,29 @@ def restore_state(workdir: str, target_state: Any, step: int | None = None) -> t
     return state, step
 
 
-def _restore_checked(manager: ocp.CheckpointManager, step: int, abstract: Any) -> Any:
-    """The state at `step`, verified; a damaged checkpoint is one CheckpointError naming it
-    and the other steps to pick with --step."""
+def restore_generator(workdir: str, target: dict[str, Any], step: int | None = None
+                      ) -> tuple[dict[str, Any], int]:
+    """The generator's part of the saved train state alone (`target`: {"g_params": ...,
+    "g_batch_stats": ...} as shapes with shardings), at `step` (default: latest); the
+    discriminator and the optimizer moments stay on disk. (variables, step)."""
+    with _read_only_manager(workdir, partial=True) as manager:
+        step = _chosen_step(manager, step)
+        for name in ("g_params", "g_batch_stats"):  # The kernels' shapes tell the most.
+            check_compatible(manager, step, {name: target[name]}, partial=True)
+        variables = _restore_checked(manager, step, target, partial=True)
+    return variables, step
+
+
+def _restore_checked(manager: ocp.CheckpointManager, step: int, abstract: Any,
+                     partial: bool = False) -> Any:
+    """The state at `step` (`partial`: the part of it `abstract` names), verified; a damaged
+    checkpoint is one CheckpointError naming it and the other steps to pick with --step."""
+    state_args = (ocp.args.PyTreeRestore(
+        item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+        partial_restore=True) if partial else ocp.args.StandardRestore(abstract))
     try:
         restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), layout=ocp.args.JsonRestore()))
+            state=state_args, layout=ocp.args.JsonRestore()))
         verify(restored.state, restored.layout, step)
     except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
         others = sorted(set(manager.all_steps()) - {step})

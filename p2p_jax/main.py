@@ -158,17 +158,17 @@ def _check_mode_flags(mode: str) -> None:
 def run(config, workdir: str, mode: str) -> None:
     """The chosen mode; imports the heavy modules only now (after `host.prepare_process`)."""
     if config is not None:  # A mistake in the config is one line before JAX or TF is loaded.
-        from p2p_jax import config_checks
+        from p2p_jax.config.checks import validate_config
 
-        config_checks.validate_config(config)
+        validate_config(config)
     from p2p_jax import parallel
 
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config_flag = flags.FLAGS["config"]
     if config is None:
-        from p2p_jax import run_config
+        from p2p_jax.config.saved import saved_config
 
-        config = run_config.saved_config(workdir)
+        config = saved_config(workdir)
         logging.info("config: the run's own, %s", os.path.join(workdir, "config.json"))
     else:
         logging.info("config %s, overrides %s (every value: WORKDIR/config.json; --verbosity=1 "
@@ -182,7 +182,7 @@ def run(config, workdir: str, mode: str) -> None:
         loop.train_and_evaluate(config, workdir)
         return
     if mode == "import":
-        from p2p_jax.serving import model_import
+        from p2p_jax.train import model_import
 
         model_import.import_models(config, workdir, _INPUT.value, _INPUT_D.value)
         return
@@ -191,15 +191,13 @@ def run(config, workdir: str, mode: str) -> None:
     if mode == "eval":
         from p2p_jax.eval import report
 
-        restored = restore.restore(config, workdir, _STEP.value)
-        logging.info("report written to %s",
-                     report.evaluate_checkpoint(restored.setup, restored.step, workdir))
+        trained = restore.restore(config, workdir, _STEP.value)
+        logging.info("report written to %s", report.evaluate_checkpoint(trained, workdir))
     elif mode == "predict":
         from p2p_jax.serving import predict
 
         inputs = predict.list_inputs(_INPUT.value, _OUTPUT.value)  # Before loading the model.
-        restored = restore.restore(config, workdir, _STEP.value)
-        count = predict.predict(restored, inputs)
+        count = predict.predict(restore.restore(config, workdir, _STEP.value), inputs)
         logging.info("%d images translated into %s", count, _OUTPUT.value)
     elif mode == "serve":
         from p2p_jax.serving import app
@@ -208,9 +206,9 @@ def run(config, workdir: str, mode: str) -> None:
     else:
         from p2p_jax.serving import export
 
-        restored = restore.restore(config, workdir, _STEP.value, export.portable_impl(config))
-        logging.info("generator at step %d exported to %s", restored.step,
-                     export.export(restored, _OUTPUT.value))
+        trained = restore.restore(config, workdir, _STEP.value, export.portable_impl(config))
+        logging.info("generator at step %d exported to %s", trained.step,
+                     export.export(trained, _OUTPUT.value))
 
 
 def main(argv: list[str]) -> None:

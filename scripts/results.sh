@@ -39,7 +39,7 @@ for task in ${tasks[@]}; do
   $py - "$task" "$report" <<'PY' >> "$work/metrics.md"
 import glob, json, sys
 import jax.numpy as jnp, numpy as np
-from p2p_jax import metrics
+from p2p_jax.eval import metrics
 from p2p_jax.data import images
 task, report = sys.argv[1], sys.argv[2]
 m = json.load(open(f"{report}/metrics.json"))

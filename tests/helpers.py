@@ -63,9 +63,9 @@ def colour_segmenter(photos):
     """A stand-in for a trained FCN: each pixel's class is its nearest class colour."""
     import jax.numpy as jnp
 
-    from p2p_jax.eval import fcn_score
+    from p2p_jax.data import cityscapes
 
-    colours = jnp.asarray(fcn_score.TRAIN_CLASS_COLOURS, jnp.float32)
+    colours = jnp.asarray(cityscapes.TRAIN_COLOURS, jnp.float32)
     x = photos.astype(jnp.float32)[..., None, :]
     return -jnp.sum((x - colours) ** 2, axis=-1)  # (N, H, W, 19) scores
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 from absl import app
 
-from p2p_jax.perf import benchmark
+from p2p_jax.perf import measure
 
 HLO = """
   %all-reduce.1 = f32[4,4,64,128]{3,2,1,0} all-reduce(f32[4,4,64,128]{3,2,1,0} %p), to_apply=%add
@@ -19,7 +19,7 @@ HLO = """
 
 def test_collective_bytes_sums_collective_outputs():
     expected = 4 * 4 * 64 * 128 * 4 + (10 * 4 + 6 * 2) + 8 * 16 * 4
-    assert benchmark.collective_bytes(HLO) == expected
+    assert measure.collective_bytes(HLO) == expected
 
 
 def test_matmul_peak_is_the_best_size(monkeypatch):
@@ -29,8 +29,8 @@ def test_matmul_peak_is_the_best_size(monkeypatch):
     def fake_median_seconds(fn, steps, warmup):
         return seconds[fn.args[0].shape[0]]
 
-    monkeypatch.setattr(benchmark, "median_seconds", fake_median_seconds)
-    assert benchmark.matmul_peak_gflops(sizes=(32, 64)) == pytest.approx(2 * 32**3 / 1e-5 / 1e9)
+    monkeypatch.setattr(measure, "median_seconds", fake_median_seconds)
+    assert measure.matmul_peak_gflops(sizes=(32, 64)) == pytest.approx(2 * 32**3 / 1e-5 / 1e9)
 
 
 @pytest.mark.slow
@@ -54,25 +54,25 @@ def test_train_benchmark_prints_one_consistent_record():
 
 
 def test_ab_override_parses_literals_and_rejects_unknown_keys(tiny_config):
-    benchmark.override(tiny_config, "model.ngf=16")
-    benchmark.override(tiny_config, "model.conv_impl=xla")
-    benchmark.override(tiny_config, "model.eval_mode=True")
+    measure.override(tiny_config, "model.ngf=16")
+    measure.override(tiny_config, "model.conv_impl=xla")
+    measure.override(tiny_config, "model.eval_mode=True")
     assert (tiny_config.model.ngf, tiny_config.model.conv_impl) == (16, "xla")
     assert tiny_config.model.eval_mode is True
     with pytest.raises(app.UsageError, match="upsampel"):
-        benchmark.override(tiny_config, "model.upsampel=subpixel")
+        measure.override(tiny_config, "model.upsampel=subpixel")
     with pytest.raises(app.UsageError, match="KEY=VALUE"):
-        benchmark.override(tiny_config, "model.ngf")
+        measure.override(tiny_config, "model.ngf")
 
 
 def test_ab_xla_option_parses_booleans_and_rejects_non_xla_names():
-    assert benchmark.compiler_option("xla_cpu_use_xnnpack=TRUE") == ("xla_cpu_use_xnnpack", True)
-    assert benchmark.compiler_option(
+    assert measure.compiler_option("xla_cpu_use_xnnpack=TRUE") == ("xla_cpu_use_xnnpack", True)
+    assert measure.compiler_option(
         "xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT") == (
         "xla_cpu_experimental_ynn_fusion_type", "LIBRARY_FUSION_TYPE_DOT")
     for bad in ("xla_cpu_use_xnnpack", "model.ngf=16"):
         with pytest.raises(app.UsageError, match="XLA_OPTION=VALUE"):
-            benchmark.compiler_option(bad)
+            measure.compiler_option(bad)
 
 
 @pytest.mark.slow

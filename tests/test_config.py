@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from p2p_jax import config_checks, parallel, run_config
+from p2p_jax import parallel
+from p2p_jax.config.checks import validate_config
+from p2p_jax.config.saved import saved_config
 from p2p_jax.errors import ConfigError, UserError
 
 CONFIG_NAMES = sorted(p.stem for p in pathlib.Path("configs").glob("*.py") if p.stem != "__init__")
@@ -17,7 +19,7 @@ CONFIG_NAMES = sorted(p.stem for p in pathlib.Path("configs").glob("*.py") if p.
 @pytest.mark.parametrize("name", CONFIG_NAMES)
 def test_every_config_loads_and_validates(name):
     config = importlib.import_module(f"configs.{name}").get_config()
-    config_checks.validate_config(config)
+    validate_config(config)
     with pytest.raises(AttributeError, match="does not exist"):
         config.modle = None
 
@@ -42,7 +44,7 @@ def test_bad_values_fail_with_the_key_named(tiny_config, key, value, message):
     section, _, field = key.rpartition(".")
     setattr(tiny_config[section] if section else tiny_config, field, value)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
-        config_checks.validate_config(tiny_config)
+        validate_config(tiny_config)
 
 
 def test_batch_must_divide_devices(devices):
@@ -74,15 +76,15 @@ def test_command_line_typo_fails_before_training(tmp_path):
 def test_a_damaged_saved_config_is_one_line_naming_it(tmp_path, text, message):
     (tmp_path / "config.json").write_text(text)
     with pytest.raises(UserError, match=re.escape(message)) as error:
-        run_config.saved_config(str(tmp_path))
+        saved_config(str(tmp_path))
     assert str(tmp_path / "config.json") in str(error.value) and "\n" not in str(error.value)
 
 
 def test_with_a_config_given_a_damaged_saved_config_leaves_channels_to_the_data(tmp_path,
                                                                                 tiny_config):
-    from p2p_jax.train import state as train_state
+    from p2p_jax.data import pipeline
 
     for text in ("[1, 2]", '{"dataset": {"input_channels": null}}', "{"):
         (tmp_path / "config.json").write_text(text)
-        resolved = train_state.resolve_channels(tiny_config, str(tmp_path))
+        resolved = pipeline.resolve_channels(tiny_config, str(tmp_path))
         assert (resolved.dataset.input_channels, resolved.dataset.output_channels) == (3, 3)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from p2p_jax.data import cityscapes
 from p2p_jax.eval import fcn_score
 from tests.helpers import write_segmenter
 
@@ -10,7 +11,7 @@ ROAD, SKY, CAR = 0, 10, 13
 
 
 def paint(ids):
-    return fcn_score.TRAIN_CLASS_COLOURS[ids].astype(np.uint8)
+    return cityscapes.TRAIN_COLOURS[ids].astype(np.uint8)
 
 
 def test_labels_from_colours_maps_and_ignores():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from p2p_jax.data import images, pipeline, sources
-from p2p_jax.eval import tiles
+from p2p_jax.models import tiles
 from tests.helpers import png_bomb
 
 

@@ -11,7 +11,6 @@ import pytest
 from configs import default
 from p2p_jax.interop import reference_layout, torch_files, torch_models
 from p2p_jax.models.build import build_discriminator, build_generator
-from p2p_jax.train import state as train_state
 
 FIXTURES = "tests/data/torch_models"
 OUTPUTS = np.load(f"{FIXTURES}/outputs.npz")
@@ -175,7 +174,8 @@ def test_the_first_differing_key_is_named_with_both_shapes():
 
 
 def test_channels_come_from_the_file_and_label_maps_must_agree():
-    from p2p_jax.serving import model_import
+    from p2p_jax.models.generation import model_input_channels
+    from p2p_jax.train import model_import
 
     config = config_for(**CASES["unet_none"])
     resolved = model_import._with_channels(config, (1, 3), "g.pth")
@@ -184,7 +184,7 @@ def test_channels_come_from_the_file_and_label_maps_must_agree():
     with pytest.raises(torch_models.ModelFileError, match="takes 6 input channels, this config "
                        "36 .dataset.label_nc=35 one-hot classes"):
         model_import._with_channels(labels, (6, 3), "g.pth")
-    assert train_state.model_input_channels(
+    assert model_input_channels(
         model_import._with_channels(config_for(**CASES["hd_global"]), (6, 3), "g").dataset) == 6
 
 
@@ -195,11 +195,12 @@ def test_import_gives_a_checkpoint_that_predict_export_and_fine_tuning_accept(tm
     import onnxruntime
 
     from configs import tiny
-    from p2p_jax import checkpointing, run_config
+    from p2p_jax import checkpointing
+    from p2p_jax.config.saved import saved_config
     from p2p_jax.data import images
     from p2p_jax.errors import UserError
-    from p2p_jax.serving import export, model_import, predict, restore
-    from p2p_jax.train import loop
+    from p2p_jax.serving import export, predict, restore
+    from p2p_jax.train import loop, model_import
 
     config = tiny.get_config()
     for key, value in {**CASES["unet_batch_dropout"], "model.eval_mode": True,
@@ -215,14 +216,14 @@ def test_import_gives_a_checkpoint_that_predict_export_and_fine_tuning_accept(tm
     with pytest.raises(UserError, match="already holds checkpoints"):
         model_import.import_models(config, workdir, fixture)
 
-    saved = run_config.saved_config(workdir)  # No --config: the run's own.
+    saved = saved_config(workdir)  # No --config: the run's own.
     assert (saved.dataset.input_channels, saved.model.generator) == (3, "unet")
-    restored = restore.restore(saved, workdir)
-    assert restored.step == 0
+    trained = restore.restore(saved, workdir)
+    assert trained.step == 0
     photos = np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     for i, photo in enumerate(photos):
         images.write(tmp_path / "in" / f"{i}.png", photo)
-    predict.predict(restored, predict.list_inputs(str(tmp_path / "in"), str(tmp_path / "out")))
+    predict.predict(trained, predict.list_inputs(str(tmp_path / "in"), str(tmp_path / "out")))
     predicted = np.stack([images.read(str(tmp_path / "out" / f"{i}.png")) for i in range(2)])
     module = build_generator(saved, 3, "xla")
     params, stats = imported(module, reference_layout.generator_layout(saved),

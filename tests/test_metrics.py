@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from p2p_jax.data import images, pipeline
 from p2p_jax.eval import metrics
-from p2p_jax.eval.generate import Evaluator
+from p2p_jax.models.translate import Translator
 from p2p_jax.train import state as train_state
 from tests.helpers import write_aligned
 
@@ -58,12 +58,14 @@ def test_full_size_evaluation_pads_and_crops_back(tiny_config, devices):
     sizes = [(40, 56), (40, 56), (33, 70)]
     examples = [{"A": rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
                  "B": rng.integers(0, 256, (h, w, 3), dtype=np.uint8)} for h, w in sizes]
-    evaluator = Evaluator(setup.recipe, mesh, 2, 2**tiny_config.model.num_downs)
-    outputs, scores = evaluator.generate(state, examples, jax.random.PRNGKey(0))
+    translator = Translator(setup.recipe.generator, mesh, 2, 2**tiny_config.model.num_downs,
+                            score=metrics.image_metrics)
+    variables = state.generator_variables()
+    outputs, scores = translator.generate(variables, examples, jax.random.PRNGKey(0))
     assert [o.shape[:2] for o in outputs] == sizes and outputs[0].dtype == np.uint8
     assert np.isfinite(scores["l1"]).all() and np.isfinite(scores["ssim"]).all()
     # The padded rows/columns never leak into the cropped output: same image, same output.
-    alone, _ = evaluator.generate(state, examples[2:], jax.random.PRNGKey(0))
+    alone, _ = translator.generate(variables, examples[2:], jax.random.PRNGKey(0))
     np.testing.assert_allclose(alone[0], outputs[2], atol=1)
     np.testing.assert_allclose(scores["l1"][0],
                                np.abs(outputs[0] / 255 - (examples[0]["B"] / 255)).mean(),

@@ -43,8 +43,7 @@ def test_eval_mode_writes_a_consistent_report(trained, tmp_path):
     config, shared = trained
     workdir = str(tmp_path / "run")  # The report is written into the run: a copy of its own.
     shutil.copytree(shared, workdir)
-    restored = restore.restore(config, workdir)
-    folder = report.evaluate_checkpoint(restored.setup, restored.step, workdir)
+    folder = report.evaluate_checkpoint(restore.restore(config, workdir), workdir)
     assert folder.name == "val_00000004"
     record = json.loads((folder / "metrics.json").read_text())
     assert record["num_examples"] == config.dataset.num_eval
@@ -69,9 +68,9 @@ def test_predict_keeps_names_and_sizes_and_skips_bad_files(trained, tmp_path):
         (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
         images.write(tmp_path / "in" / name, rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
     (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG")
-    restored = restore.restore(config, workdir)
+    model = restore.restore(config, workdir)
     inputs = predict.list_inputs(str(tmp_path / "in"), str(tmp_path / "out"))
-    assert predict.predict(restored, inputs) == 3
+    assert predict.predict(model, inputs) == 3
     for name, size in sizes.items():
         assert images.read(str(tmp_path / "out" / name)).shape == (*size, 3)
     assert not (tmp_path / "out" / "broken.png").exists()
@@ -114,9 +113,9 @@ def test_predict_refuses_bombs_and_tiles_large_photos(trained, tmp_path, caplog)
     config = config.copy_and_resolve_references()
     config.eval.tile_pixels = 3200  # 32x32 tiles: only chelsea (90x75) is over it.
     config.eval.tile_overlap = 8
-    restored = restore.restore(config, workdir)
+    model = restore.restore(config, workdir)
     with caplog.at_level("INFO"):
-        count = predict.predict(restored,
+        count = predict.predict(model,
                                 predict.list_inputs(str(tmp_path / "in"), str(tmp_path / "out")))
     assert count == 3
     for name, photo in photos.items():
@@ -130,9 +129,9 @@ def test_exports_are_portable_and_reproduce_predict(trained, tmp_path):
     """An export made on this CPU host holds XLA's own convolutions only (one per layer, no
     matmul rewrites) and gives predict's outputs, which run the CPU forms, up to rounding."""
     config, workdir = trained
-    restored = restore.restore(config, workdir)
+    model = restore.restore(config, workdir)
     portable = restore.restore(config, workdir, conv_impl=export.portable_impl(config))
-    assert restored.setup.recipe.generator.conv_impl == "cpu"
+    assert model.generator.network.conv_impl == "cpu"
     out = export.export(portable, str(tmp_path / "export"))
     module = jax.export.deserialize(bytearray((out / "generator.stablehlo").read_bytes()))
     text = module.mlir_module()
@@ -141,7 +140,7 @@ def test_exports_are_portable_and_reproduce_predict(trained, tmp_path):
     batch = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     for i, image in enumerate(batch):
         images.write(tmp_path / "in" / f"{i}.png", image)
-    predict.predict(restored,
+    predict.predict(model,
                     predict.list_inputs(str(tmp_path / "in"), str(tmp_path / "predicted")))
     predicted = np.stack([images.read(str(tmp_path / "predicted" / f"{i}.png"))
                           for i in range(3)])

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from configs import cityscapes_hd
-from p2p_jax import checkpointing, parallel
+from p2p_jax import checkpointing, ops, parallel
 from p2p_jax.data import images, labels, pipeline, sources, transforms
 from p2p_jax.eval import report
-from p2p_jax.models import vgg
+from p2p_jax.models import generation, vgg
+from p2p_jax.models.generation import Generator, GeneratorVariables
 from p2p_jax.models.norms import instance_norm
 from p2p_jax.models.pix2pixhd import (
     GlobalGenerator,
@@ -24,7 +25,7 @@ from p2p_jax.models.pix2pixhd import (
     MultiscaleDiscriminator,
     downsample,
 )
-from p2p_jax.ops.one_hot import OneHotMap, as_array
+from p2p_jax.ops import OneHotMap
 from p2p_jax.serving import restore
 from p2p_jax.train import loop, losses
 from p2p_jax.train import state as train_state
@@ -118,13 +119,12 @@ def test_one_hot_and_instance_boundaries():
                                    [1, 1, 1]])
     flat = np.array([[5, 5], [5, 5]])
     assert labels.instance_boundaries(flat).sum() == 0
-    recipe = train_state.Recipe(GlobalGenerator(dtype=jnp.bfloat16), None, None, None, None,
-                                "lsgan", 0.0, False, label_nc=4, instance_maps=True)
+    generator = Generator(GlobalGenerator(dtype=jnp.bfloat16), label_nc=4, instance_maps=True)
     ids = np.array([[[[0], [3]], [[2], [1]]]], np.uint8)
     edges = np.array([[[[1], [0]], [[0], [1]]]], np.uint8)
-    encoded = train_step.encode_input(recipe, {"A": ids, "E": edges})
+    encoded = generation.encode_input(generator, {"A": ids, "E": edges})
     assert encoded.shape == (1, 2, 2, 5) and encoded.dtype == jnp.bfloat16  # 0/1 are exact.
-    as_ids = train_step.encode_input(dataclasses.replace(recipe, label_lookups=True),
+    as_ids = generation.encode_input(dataclasses.replace(generator, label_lookups=True),
                                      {"A": ids, "E": edges})
     assert isinstance(as_ids, OneHotMap)
     np.testing.assert_array_equal(as_ids.dense(jnp.bfloat16), encoded)
@@ -157,10 +157,9 @@ def test_a_label_map_kept_as_ids_gives_the_dense_one_hot_result():
                                                           loss_dense(params, labels.dense()))
     np.testing.assert_allclose(value_ids, value_dense, rtol=1e-4)
     assert relative_difference(grads_ids, grads_dense) < 1e-4
-    recipe = train_state.Recipe(on_ids, None, None, None, None, "lsgan", 0.0, False,
-                                label_nc=5, instance_maps=True, label_lookups=True)
-    generated = train_step.generate(recipe, params, {}, {"A": ids[..., None],
-                                                         "E": edges[..., None]}, None)
+    generator = Generator(on_ids, label_nc=5, instance_maps=True, label_lookups=True)
+    generated = generation.generate(generator, GeneratorVariables(params, {}),
+                                    {"A": ids[..., None], "E": edges[..., None]}, None)
     apply_dense = jax.jit(functools.partial(on_dense.apply, train=True))
     for i in range(2):
         alone = apply_dense({"params": params}, labels.dense()[i:i + 1])
@@ -295,15 +294,17 @@ def naive_joint_step(setup, state, batch):
     """pix2pixHD's iteration written plainly: both losses, and both networks' gradients, from
     the networks before the step, each loss through its own D passes."""
     recipe, frozen = setup.recipe, setup.frozen
-    cond, real = train_step.encode_input(recipe, batch), train_step.to_float(batch["B"])
+    cond = generation.encode_input(recipe.generator, batch)
+    real = generation.to_float(batch["B"])
     rng = jax.random.fold_in(state.rng, state.step)
 
     def d_apply(params, image):
-        return train_step.apply_network(recipe.discriminator, params, {},
-                                        jnp.concatenate([as_array(cond), image], -1), True)[0]
+        return generation.apply_network(recipe.discriminator, params, {},
+                                        jnp.concatenate([ops.as_array(cond), image], -1), True)[0]
 
     def fake_of(g_params):
-        return train_step.apply_network(recipe.generator, g_params, {}, cond, True, rng)[0]
+        return generation.apply_network(recipe.generator.network, g_params, {}, cond, True,
+                                        rng)[0]
 
     def d_loss(d_params):
         fake = jax.lax.stop_gradient(fake_of(state.g_params))
@@ -336,7 +337,7 @@ def test_joint_update_matches_the_plain_pix2pixhd_iteration(hd_data, devices):
     config = tiny_hd_config(*hd_data)
     config.model.remat = "none"
     setup = train_state.build(config, devices=devices[:1])
-    assert setup.recipe.label_lookups  # One CPU device: the label map convolves as lookups.
+    assert setup.recipe.generator.label_lookups  # One CPU device: label maps as lookups.
     batch = parallel.global_batch(next(pipeline.create_train_iterator(setup.config, 0, 1)),
                                   setup.mesh)
     d_loss, g_loss, d_grads, g_grads = jax.jit(functools.partial(naive_joint_step, setup))(
@@ -357,13 +358,13 @@ def test_label_lookups_only_in_the_cpu_form_with_one_device_per_process(hd_data,
     config = tiny_hd_config(*hd_data)
     one, eight = parallel.create_mesh(config.mesh, devices[:1]), parallel.create_mesh(
         config.mesh, devices)
-    assert train_state.uses_label_lookups("cpu", one, jnp.float32)
-    assert not train_state.uses_label_lookups("xla", one, jnp.float32)
-    assert not train_state.uses_label_lookups("cpu", eight, jnp.float32)
-    assert not train_state.uses_label_lookups("cpu", one, jnp.bfloat16)
+    assert ops.uses_label_lookups("cpu", one, jnp.float32)
+    assert not ops.uses_label_lookups("xla", one, jnp.float32)
+    assert not ops.uses_label_lookups("cpu", eight, jnp.float32)
+    assert not ops.uses_label_lookups("cpu", one, jnp.bfloat16)
     config.dataset.label_nc = 0
     config.dataset.instance_maps = False
-    assert not train_state.Recipe.from_config(config, 3, "cpu", True).label_lookups
+    assert not train_state.Recipe.from_config(config, 3, "cpu", True).generator.label_lookups
 
 
 def test_global_run_trains_resumes_exactly_and_evaluates(hd_data, tmp_path):
@@ -379,8 +380,7 @@ def test_global_run_trains_resumes_exactly_and_evaluates(hd_data, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, a, b)
     series = report.read_scalars(straight)
     assert {"train/g_feat", "train/g_vgg", "eval/psnr"} <= set(series)
-    restored = restore.restore(config, straight)
-    folder = report.evaluate_checkpoint(restored.setup, restored.step, straight)
+    folder = report.evaluate_checkpoint(restore.restore(config, straight), straight)
     assert (folder / "index.html").exists()
     shown = images.read(str(next((folder / "images").glob("*_input.png"))))
     assert shown.shape == (32, 64, 3) and shown.max() > 100  # Label ids drawn in colours.

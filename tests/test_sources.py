@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from p2p_jax import choices
+from p2p_jax.config import choices
 from p2p_jax.data import convert, images, pipeline, sources, tasks
 from tests.helpers import write_aligned, write_png
 

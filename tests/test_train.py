@@ -11,7 +11,9 @@ import pytest
 
 from p2p_jax import parallel
 from p2p_jax.data import pipeline
-from p2p_jax.eval.generate import Evaluator
+from p2p_jax.eval import metrics, scoring
+from p2p_jax.models import generation
+from p2p_jax.models.translate import Translator
 from p2p_jax.train import losses
 from p2p_jax.train import state as train_state
 from p2p_jax.train import step as train_step
@@ -31,15 +33,15 @@ def naive_step(opt, recipe, state, batch):
     """The reference iteration written plainly: G forward for D, and again inside the G loss,
     with optax's own Adam."""
     adam = optax.adam(recipe.schedule, b1=opt.b1, b2=opt.b2)
-    a, b = train_step.to_float(batch["A"]), train_step.to_float(batch["B"])
+    a, b = generation.to_float(batch["A"]), generation.to_float(batch["B"])
     rng = jax.random.fold_in(state.rng, state.step)
 
     def gen(g_params):
-        return train_step.apply_network(recipe.generator, g_params, state.g_batch_stats, a,
-                                        True, rng)[0]
+        return generation.apply_network(recipe.generator.network, g_params,
+                                        state.g_batch_stats, a, True, rng)[0]
 
     def disc(d_params, x, stats):
-        return train_step.apply_network(recipe.discriminator, d_params, stats, x, True)
+        return generation.apply_network(recipe.discriminator, d_params, stats, x, True)
 
     def d_loss(d_params):
         fake_logits, stats = disc(d_params, jnp.concatenate([a, gen(state.g_params)], -1),
@@ -151,18 +153,19 @@ def test_generated_image_does_not_depend_on_its_batch(tiny_config, devices):
     """Like the reference testing at batch 1: each image has its own norm statistics."""
     mesh, recipe, state = setup(tiny_config, devices[:1])
     examples = pipeline.eval_examples(tiny_config, 4)
-    evaluator = Evaluator(recipe, mesh, 4, 2**tiny_config.model.num_downs)
+    translator = Translator(recipe.generator, mesh, 4, 2**tiny_config.model.num_downs)
     rng = jax.random.PRNGKey(0)
-    full, _ = evaluator.generate(state, examples, rng)
+    variables = state.generator_variables()
+    full, _ = translator.generate(variables, examples, rng)
     changed = [examples[0]] + [{**e, "A": 255 - e["A"]} for e in examples[1:]]
-    partial, _ = evaluator.generate(state, changed, rng)
+    partial, _ = translator.generate(variables, changed, rng)
     np.testing.assert_allclose(full[0], partial[0], atol=1)  # uint8, rounding
     assert not np.allclose(full[1], partial[1], atol=1)
     # A lone image runs in a batch of one, not padded to eval.batch_size copies, and gives
     # what it gave among four.
-    with mock.patch.object(evaluator, "_run_batch", wraps=evaluator._run_batch) as run:
-        alone, _ = evaluator.generate(state, examples[:1], rng)
-        evaluator.generate(state, examples[:3], rng)
+    with mock.patch.object(translator, "_run_batch", wraps=translator._run_batch) as run:
+        alone, _ = translator.generate(variables, examples[:1], rng)
+        translator.generate(variables, examples[:3], rng)
     np.testing.assert_allclose(alone[0], full[0], atol=1)
     # Powers of two times the device count, at most the batch size.
     assert [call.args[-1] for call in run.call_args_list] == [1, 4]
@@ -172,16 +175,17 @@ def test_l1_to_target_falls_on_embedded_task(tiny_config, devices):
     """Learnability: 120 steps on the synthetic labels->photo task cut eval L1 by over a third."""
     tiny_config.num_train_steps = 120  # The linear schedule decays to 0 at the last step.
     mesh, recipe, state = setup(tiny_config, devices[:1])
-    evaluator = Evaluator(recipe, mesh, 8, 2**tiny_config.model.num_downs)
+    translator = Translator(recipe.generator, mesh, 8, 2**tiny_config.model.num_downs,
+                            score=metrics.image_metrics)
     examples = pipeline.eval_examples(tiny_config, 8)
     rng = jax.random.PRNGKey(1)
-    before = evaluator.evaluate(state, examples, rng)
+    before = scoring.evaluate(translator, state.generator_variables(), examples, rng)[2]
     step_fn = None
     it = pipeline.create_train_iterator(tiny_config, 0, 1)
     for _ in range(120):
         batch = parallel.global_batch(next(it), mesh)
         step_fn = step_fn or train_step.compile_train_step(recipe, state, batch, mesh)
         state, _ = step_fn(state, batch)
-    after = evaluator.evaluate(state, examples, rng)
+    after = scoring.evaluate(translator, state.generator_variables(), examples, rng)[2]
     assert after["l1"] < 0.65 * before["l1"], (before, after)
     assert after["psnr"] > before["psnr"] + 2.5, (before, after)

@@ -1,2 +1,2 @@
 """Input: sources (folders, ArrayRecord, TFDS, the embedded scenes), decoding, transforms,
-derived tasks and the Grain pipeline."""
+derived tasks, the Grain pipeline, and the Cityscapes tables (`cityscapes`)."""

@@ -16,7 +16,8 @@ from absl import logging
 from etils import epath
 from PIL import Image
 
-from p2p_jax import choices, fileio
+from p2p_jax import fileio
+from p2p_jax.config import choices
 
 # Bad files are reported once each by the pipeline; OpenCV's own per-decode warnings would
 # repeat them on stderr every epoch.

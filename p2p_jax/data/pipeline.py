@@ -10,9 +10,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from p2p_jax.config.saved import saved_channels
+from p2p_jax.config.sizes import image_hw
 from p2p_jax.data import images, labels, sources, tasks, transforms
 from p2p_jax.errors import ConfigError
-from p2p_jax.sizes import image_hw
 
 
 class Examples:
@@ -119,6 +120,25 @@ def data_channels(config: ml_collections.ConfigDict,
                         dataset)
     return {"A": dataset.input_channels or first["A"].shape[2],
             "B": dataset.output_channels or first["B"].shape[2]}
+
+
+def resolve_channels(config: ml_collections.ConfigDict, workdir: str | None = None
+                     ) -> ml_collections.ConfigDict:
+    """A copy of `config` with `dataset.input_channels`/`output_channels` filled in where 0:
+    as the training run in `workdir` resolved them (its config.json), else from the data."""
+    dataset = config.dataset
+    if dataset.label_nc and not dataset.input_channels:  # A is one channel of class ids.
+        config = config.copy_and_resolve_references()
+        config.dataset.input_channels = 1
+        dataset = config.dataset
+    if dataset.input_channels and dataset.output_channels:
+        return config
+    trained = saved_channels(workdir) if workdir else None
+    channels = trained or data_channels(config)
+    config = config.copy_and_resolve_references()
+    config.dataset.input_channels = config.dataset.input_channels or channels["A"]
+    config.dataset.output_channels = config.dataset.output_channels or channels["B"]
+    return config
 
 
 def create_train_iterator(config: ml_collections.ConfigDict, process_index: int | None = None,

@@ -19,23 +19,14 @@ from absl import logging
 from flax import serialization
 
 from p2p_jax import fileio
-from p2p_jax.choices import SOURCES
-from p2p_jax.data import images
+from p2p_jax.config.choices import SOURCES
+from p2p_jax.data import cityscapes, images
 from p2p_jax.data.synthetic import SyntheticScenes
 from p2p_jax.errors import MissingFileError
 
 Record = dict[str, bytes]
 
-# Official Cityscapes colours by label id (cityscapesScripts labels.py); ids 0-4 are black.
-CITYSCAPES_PALETTE = np.array(
-    [[0, 0, 0]] * 5 + [
-        [111, 74, 0], [81, 0, 81], [128, 64, 128], [244, 35, 232], [250, 170, 160],
-        [230, 150, 140], [70, 70, 70], [102, 102, 156], [190, 153, 153], [180, 165, 180],
-        [150, 100, 100], [150, 120, 90], [153, 153, 153], [153, 153, 153], [250, 170, 30],
-        [220, 220, 0], [107, 142, 35], [152, 251, 152], [70, 130, 180], [220, 20, 60],
-        [255, 0, 0], [0, 0, 142], [0, 0, 70], [0, 60, 100], [0, 0, 90], [0, 0, 110],
-        [0, 80, 100], [0, 0, 230], [119, 11, 32]], np.uint8)
-PALETTES = {"cityscapes": CITYSCAPES_PALETTE}  # As named in p2p_jax.choices.PALETTES.
+PALETTES = {"cityscapes": cityscapes.LABEL_COLOURS}  # As named in p2p_jax.config.choices.PALETTES.
 
 
 class DatasetError(MissingFileError):

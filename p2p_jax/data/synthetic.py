@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from p2p_jax.data import cityscapes
+
 SKY, TERRAIN, ROAD, BUILDING, VEGETATION = range(5)
 # Cityscapes colours of the classes used here.
-PALETTE = np.array(
-    [[70, 130, 180], [152, 251, 152], [128, 64, 128], [70, 70, 70], [107, 142, 35]], np.uint8)
+PALETTE = cityscapes.LABEL_COLOURS[[cityscapes.SKY, cityscapes.TERRAIN, cityscapes.ROAD,
+                                    cityscapes.BUILDING, cityscapes.VEGETATION]]
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 
 

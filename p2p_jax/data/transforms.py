@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from p2p_jax.choices import PREPROCESS_MODES
+from p2p_jax.config.choices import PREPROCESS_MODES
+from p2p_jax.config.sizes import image_hw
 from p2p_jax.data import images
 from p2p_jax.errors import ConfigError
-from p2p_jax.sizes import image_hw
 
 
 def crop_window(height: int, width: int, crop: tuple[int, int],

@@ -2,7 +2,7 @@
 eval config and the mesh, and maps (examples, generated outputs) to named scores.
 
 To add one: a class with `from_config(eval_config, mesh)` and
-`__call__(examples, outputs) -> dict[str, float]`, its name in `p2p_jax.choices.EVALUATORS`
+`__call__(examples, outputs) -> dict[str, float]`, its name in `p2p_jax.config.choices.EVALUATORS`
 and in `EVALUATORS` below.
 """
 
@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from p2p_jax import choices
+from p2p_jax.config import choices
 from p2p_jax.eval import fcn_score, fid
 
 

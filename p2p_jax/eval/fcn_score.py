@@ -23,28 +23,17 @@ import jax
 import numpy as np
 from etils import epath
 
-from p2p_jax.data import images
+from p2p_jax.data import cityscapes, images
+from p2p_jax.data.cityscapes import IGNORE, LABEL_ID_TO_TRAIN_ID
+from p2p_jax.data.cityscapes import NUM_TRAIN_CLASSES as NUM_CLASSES
 from p2p_jax.errors import MissingFileError, UserError
-
-# Colours of the 19 Cityscapes training classes (train ids 0..18), in train-id order.
-TRAIN_CLASS_COLOURS = np.array(
-    [[128, 64, 128], [244, 35, 232], [70, 70, 70], [102, 102, 156], [190, 153, 153],
-     [153, 153, 153], [250, 170, 30], [220, 220, 0], [107, 142, 35], [152, 251, 152],
-     [70, 130, 180], [220, 20, 60], [255, 0, 0], [0, 0, 142], [0, 0, 70], [0, 60, 100],
-     [0, 80, 100], [0, 0, 230], [119, 11, 32]], np.int32)
-NUM_CLASSES = len(TRAIN_CLASS_COLOURS)
-IGNORE = 255
-# Cityscapes label id -> train id (cityscapesScripts labels.py); ids 34 and up are ignored.
-LABEL_ID_TO_TRAIN_ID = np.full(256, IGNORE, np.uint8)
-LABEL_ID_TO_TRAIN_ID[[7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32,
-                      33]] = np.arange(NUM_CLASSES)
 
 
 def labels_from_colours(label_map: np.ndarray, tolerance: float = 40.0) -> np.ndarray:
     """Train ids of a colour label map by nearest class colour; pixels further than
     `tolerance` from every class colour (void classes, JPEG fringes) are IGNORE."""
     pixels = label_map.reshape(-1, 3).astype(np.int32)
-    distances = ((pixels[:, None, :] - TRAIN_CLASS_COLOURS[None]) ** 2).sum(-1)
+    distances = ((pixels[:, None, :] - cityscapes.TRAIN_COLOURS[None]) ** 2).sum(-1)
     ids = distances.argmin(1)
     ids[distances.min(1) > tolerance**2] = IGNORE
     return ids.reshape(label_map.shape[:2]).astype(np.uint8)

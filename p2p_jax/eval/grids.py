@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from p2p_jax.data.sources import CITYSCAPES_PALETTE
+from p2p_jax.data.cityscapes import LABEL_COLOURS
 
 
 def label_colours(ids: np.ndarray) -> np.ndarray:
     """Class ids (H, W, 1) drawn for people: Cityscapes' official colours for its 35 label
     ids, a fixed colour per class beyond them."""
     palette = np.zeros((256, 3), np.uint8)
-    palette[:len(CITYSCAPES_PALETTE)] = CITYSCAPES_PALETTE
-    extra = np.random.default_rng(0).integers(40, 256, (256 - len(CITYSCAPES_PALETTE), 3))
-    palette[len(CITYSCAPES_PALETTE):] = extra
+    palette[:len(LABEL_COLOURS)] = LABEL_COLOURS
+    extra = np.random.default_rng(0).integers(40, 256, (256 - len(LABEL_COLOURS), 3))
+    palette[len(LABEL_COLOURS):] = extra
     return palette[ids[..., 0]]
 
 

@@ -26,10 +26,8 @@ from tensorboard.util import tensor_util
 
 from p2p_jax import fileio
 from p2p_jax.data import images, pipeline
-from p2p_jax.eval import evaluators, grids
-from p2p_jax.eval.generate import Evaluator
-from p2p_jax.train import step as train_step
-from p2p_jax.train.state import Setup
+from p2p_jax.eval import evaluators, grids, scoring
+from p2p_jax.models.generation import EVAL_SEED_OFFSET, TrainedGenerator, host_key
 
 
 def _safe_name(name: str, index: int) -> str:
@@ -192,16 +190,16 @@ def write_report(workdir: str, folder: epath.Path, title: str, examples: list[di
     return sheet
 
 
-
-def evaluate_checkpoint(setup: Setup, step: int, workdir: str) -> epath.Path:
-    """`--mode=eval`: the whole `eval.split` through a restored state (`setup.state`, trained
-    to `step`); metrics to TensorBoard (`eval_<split>/...`) and the report folder, returned."""
-    config = setup.config
+def evaluate_checkpoint(trained: TrainedGenerator, workdir: str) -> epath.Path:
+    """`--mode=eval`: the whole `eval.split` through a restored generator; metrics to
+    TensorBoard (`eval_<split>/...`) and the report folder, returned."""
+    config, step = trained.config, trained.step
     split = config.eval.split
     examples = pipeline.eval_examples(config, split=split)
-    outputs, scores, means = Evaluator.for_setup(setup).evaluate_all(
-        setup.state, examples, train_step.host_key(config.seed + train_step.EVAL_SEED_OFFSET),
-        evaluators.build(config.eval, setup.mesh))
+    outputs, scores, means = scoring.evaluate(
+        scoring.scoring_translator(trained.generator, trained.mesh, config), trained.variables,
+        examples, host_key(config.seed + EVAL_SEED_OFFSET),
+        evaluators.build(config.eval, trained.mesh))
     folder = epath.Path(workdir) / "eval" / f"{split}_{step:08d}"
     if jax.process_index() == 0:
         shown = [{**e, "A": grids.input_view(e, config.dataset.label_nc)} for e in examples]

@@ -14,8 +14,8 @@ from typing import NamedTuple
 
 import ml_collections
 
+from p2p_jax.config.sizes import unet_levels
 from p2p_jax.errors import UserError
-from p2p_jax.sizes import unet_levels
 
 CONV, CONV_TRANSPOSE, BATCH_NORM = "conv", "conv_transpose", "batch_norm"
 

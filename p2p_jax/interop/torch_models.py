@@ -15,10 +15,10 @@ import ml_collections
 import numpy as np
 from flax import traverse_util
 
+from p2p_jax.config.sizes import unet_levels
 from p2p_jax.errors import UserError
 from p2p_jax.interop import torch_files
 from p2p_jax.interop.reference_layout import BATCH_NORM, CONV, CONV_TRANSPOSE, Layer
-from p2p_jax.sizes import unet_levels
 
 
 class ModelFileError(UserError):

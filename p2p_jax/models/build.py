@@ -6,12 +6,12 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from p2p_jax.choices import DISCRIMINATORS, GENERATORS
+from p2p_jax.config.choices import DISCRIMINATORS, GENERATORS
+from p2p_jax.config.sizes import unet_levels
 from p2p_jax.models.discriminators import NLayerDiscriminator, PixelDiscriminator
 from p2p_jax.models.pix2pixhd import GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator
 from p2p_jax.models.resnet import ResnetGenerator
 from p2p_jax.models.unet import UNetGenerator
-from p2p_jax.sizes import unet_levels
 
 
 def compute_dtype(config: ml_collections.ConfigDict):

@@ -14,17 +14,10 @@ import jax
 import jax.numpy as jnp
 
 from p2p_jax import ops
-from p2p_jax.ops.one_hot import OneHotMap
 
 Dtype = Any
 
 conv_init = nn.initializers.normal(stddev=0.02)
-
-
-def reflect_pad(x: jax.Array | OneHotMap, pad: int) -> jax.Array | OneHotMap:
-    if isinstance(x, OneHotMap):
-        return x.reflect_pad(pad)
-    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
 
 
 class Conv(nn.Module):

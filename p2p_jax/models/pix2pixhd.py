@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from p2p_jax.models.layers import Conv, Dtype, Upsample2x, reflect_pad
+from p2p_jax import ops
+from p2p_jax.models.layers import Conv, Dtype, Upsample2x
 from p2p_jax.models.norms import make_norm
 from p2p_jax.models.resnet import ResnetBlock
-from p2p_jax.ops.one_hot import as_array
 
 
 def _window_counts(size: int) -> np.ndarray:
@@ -69,7 +69,7 @@ class GlobalGenerator(nn.Module):
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         norm = make_norm(self.norm, train, self.dtype)
         conv = functools.partial(Conv, use_bias=True, impl=self.conv_impl, dtype=self.dtype)
-        x = conv(self.ngf, kernel_size=7, name="head")(reflect_pad(x.astype(self.dtype), 3))
+        x = conv(self.ngf, kernel_size=7, name="head")(ops.reflect_pad(x.astype(self.dtype), 3))
         x = nn.relu(norm(name="head_norm")(x))
         for i in range(self.n_downsampling):
             x = conv(self.ngf * 2 ** (i + 1), kernel_size=3, stride=2, padding=1,
@@ -86,7 +86,7 @@ class GlobalGenerator(nn.Module):
             x = nn.relu(norm(name=f"up_{i}_norm")(x))
         if not self.final:
             return x
-        x = conv(self.output_channels, kernel_size=7, name="tail")(reflect_pad(x, 3))
+        x = conv(self.output_channels, kernel_size=7, name="tail")(ops.reflect_pad(x, 3))
         return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -108,7 +108,7 @@ class EnhancerBranch(nn.Module):
     def __call__(self, x: jax.Array, coarse: jax.Array, train: bool) -> jax.Array:
         norm = make_norm(self.norm, train, self.dtype)
         conv = functools.partial(Conv, use_bias=True, impl=self.conv_impl, dtype=self.dtype)
-        y = conv(self.ngf, kernel_size=7, name="head")(reflect_pad(x.astype(self.dtype), 3))
+        y = conv(self.ngf, kernel_size=7, name="head")(ops.reflect_pad(x.astype(self.dtype), 3))
         y = nn.relu(norm(name="head_norm")(y))
         y = conv(self.ngf * 2, kernel_size=3, stride=2, padding=1, name="down")(y)
         y = nn.relu(norm(name="down_norm")(y)) + coarse
@@ -122,7 +122,7 @@ class EnhancerBranch(nn.Module):
         y = nn.relu(norm(name="up_norm")(y))
         if not self.last:
             return y
-        y = conv(self.output_channels, kernel_size=7, name="tail")(reflect_pad(y, 3))
+        y = conv(self.output_channels, kernel_size=7, name="tail")(ops.reflect_pad(y, 3))
         return jnp.tanh(y.astype(jnp.float32))
 
 
@@ -146,7 +146,7 @@ class LocalEnhancer(nn.Module):
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         pyramid = [x]  # The pooled scales of a one-hot map are no longer one-hot: dense.
         for _ in range(self.n_local_enhancers):
-            pyramid.append(downsample(as_array(pyramid[-1], self.dtype)))
+            pyramid.append(downsample(ops.as_array(pyramid[-1], self.dtype)))
         common = dict(norm=self.norm, remat=self.remat, upsample=self.upsample,
                       conv_impl=self.conv_impl, dtype=self.dtype)
         out = GlobalGenerator(self.output_channels, self.ngf * 2**self.n_local_enhancers,

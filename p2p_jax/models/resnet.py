@@ -8,7 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from p2p_jax.models.layers import Conv, Dtype, Upsample2x, reflect_pad
+from p2p_jax import ops
+from p2p_jax.models.layers import Conv, Dtype, Upsample2x
 from p2p_jax.models.norms import make_norm, uses_bias
 
 
@@ -28,10 +29,10 @@ class ResnetBlock(nn.Module):
         bias = uses_bias(self.norm) if self.use_bias is None else self.use_bias
         conv = functools.partial(Conv, self.features, kernel_size=3, use_bias=bias,
                                  impl=self.conv_impl, dtype=self.dtype)
-        y = nn.relu(norm()(conv()(reflect_pad(x, 1))))
+        y = nn.relu(norm()(conv()(ops.reflect_pad(x, 1))))
         if self.dropout_rate > 0:
             y = nn.Dropout(self.dropout_rate, deterministic=not train)(y)
-        return x + norm()(conv()(reflect_pad(y, 1)))
+        return x + norm()(conv()(ops.reflect_pad(y, 1)))
 
 
 class ResnetGenerator(nn.Module):
@@ -51,7 +52,7 @@ class ResnetGenerator(nn.Module):
         norm = make_norm(self.norm, train, self.dtype)
         bias = uses_bias(self.norm)
         conv = functools.partial(Conv, impl=self.conv_impl, dtype=self.dtype)
-        x = conv(self.ngf, kernel_size=7, use_bias=bias)(reflect_pad(x.astype(self.dtype), 3))
+        x = conv(self.ngf, kernel_size=7, use_bias=bias)(ops.reflect_pad(x.astype(self.dtype), 3))
         x = nn.relu(norm()(x))
         for mult in (2, 4):
             x = conv(self.ngf * mult, kernel_size=3, stride=2, padding=1, use_bias=bias)(x)
@@ -64,5 +65,5 @@ class ResnetGenerator(nn.Module):
                            use_bias=bias, mode=self.upsample, impl=self.conv_impl,
                            dtype=self.dtype)(x)
             x = nn.relu(norm()(x))
-        x = conv(self.output_channels, kernel_size=7, use_bias=True)(reflect_pad(x, 3))
+        x = conv(self.output_channels, kernel_size=7, use_bias=True)(ops.reflect_pad(x, 3))
         return jnp.tanh(x.astype(jnp.float32))

@@ -8,15 +8,21 @@ that XLA:CPU runs far below its matmul peak (see `cpu`). The builder resolves th
 backend they run on.
 
 A one-hot label map (`OneHotMap`) convolves as table lookups in the `cpu` form (`one_hot`)
-and as XLA's convolution of its dense tensor in the `xla` form.
+and as XLA's convolution of its dense tensor in the `xla` form; `uses_label_lookups` decides,
+once per run, which of the two a label map takes. The models use this module's names only.
 """
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh
 
 from p2p_jax.ops import cpu, one_hot, xla
-from p2p_jax.ops.one_hot import OneHotMap
+from p2p_jax.ops.one_hot import OneHotMap, as_array
+
+__all__ = ["OneHotMap", "as_array", "conv2d", "conv_transpose2d", "reflect_pad",
+           "resolve_impl", "uses_label_lookups"]
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
 
@@ -29,6 +35,24 @@ def resolve_impl(setting: str, platform: str) -> str:
     if setting not in ("xla", "cpu"):
         raise ValueError(f"model.conv_impl={setting!r} is not one of auto, xla, cpu")
     return setting
+
+
+def uses_label_lookups(conv_impl: str, mesh: Mesh, dtype) -> bool:
+    """Label maps convolve as lookups (`one_hot`) in the CPU form, in float32, with one
+    device per process; elsewhere they stay the dense one-hot tensor. With several devices in
+    one process (fake CPU devices) XLA:CPU's concurrent execution deadlocked in the
+    collectives of a step holding the lookups' loop (the 8-device local-enhancer test, 40 s
+    rendezvous timeout). In bfloat16 (the accelerators' recipe) the lookups' float32 sum
+    costs memory: the 2048x1024 local step's figure went 11.91 -> 12.17 GB."""
+    local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+    return conv_impl == "cpu" and local == 1 and jnp.dtype(dtype) == jnp.float32
+
+
+def reflect_pad(x: jax.Array | OneHotMap, pad: int) -> jax.Array | OneHotMap:
+    """Reflection padding of `pad` pixels per side (a label map's ids are padded alike)."""
+    if isinstance(x, OneHotMap):
+        return x.reflect_pad(pad)
+    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
 
 
 def _pairs(padding: int | Padding) -> Padding:

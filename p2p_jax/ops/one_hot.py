@@ -55,11 +55,13 @@ class OneHotMap:
         return self
 
     def dense(self, dtype=jnp.float32) -> jax.Array:
-        """The (N, H, W, C) tensor this map stands for."""
-        ids = self.codes // 2 if self.edges else self.codes
+        """The (N, H, W, C) tensor this map stands for. Codes are never negative: shifts and
+        masks split them (ONNX exports cannot convert `//` and `%` over a dynamic batch)."""
+        ids = jnp.right_shift(self.codes, 1) if self.edges else self.codes
         x = jax.nn.one_hot(ids, self.num_classes, dtype=dtype)
         if self.edges:
-            x = jnp.concatenate([x, (self.codes % 2).astype(dtype)[..., None]], -1)
+            x = jnp.concatenate([x, jnp.bitwise_and(self.codes, 1).astype(dtype)[..., None]],
+                                -1)
         return x
 
     def reflect_pad(self, pad: int) -> OneHotMap:

@@ -1,1 +1,2 @@
-"""Serving a trained generator: the one restore path, `--mode=predict` and `--mode=export`."""
+"""Serving a trained generator restored alone (`restore`): `--mode=predict`, `--mode=export`
+and `--mode=serve`."""

@@ -22,26 +22,25 @@ import numpy as np
 from absl import logging
 
 from p2p_jax import fileio
-from p2p_jax.data import images, pipeline, sources
+from p2p_jax.config.sizes import image_hw
+from p2p_jax.data import cityscapes, images, pipeline
 from p2p_jax.errors import UserError
-from p2p_jax.eval.generate import Evaluator
+from p2p_jax.models.generation import TrainedGenerator, host_key
+from p2p_jax.models.translate import Translator
 from p2p_jax.serving import palettes, predict
-from p2p_jax.serving.restore import Restored
-from p2p_jax.sizes import image_hw
-from p2p_jax.train import step as train_step
 
 # Outputs of small models (64x64) shown at the canvas's size, pixels kept square.
 CSS = "#output img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }"
 
 
-class Translator:
-    """uint8 inputs of any size -> uint8 outputs, as predict makes them for file 0."""
+class Requests:
+    """A request's image of any size -> the uint8 output, as predict makes it for file 0."""
 
-    def __init__(self, restored: Restored):
-        self._restored = restored
-        self._config = restored.config
-        self._evaluator = Evaluator.for_setup(restored.setup)
-        self._key = train_step.host_key(self._config.seed)
+    def __init__(self, trained: TrainedGenerator):
+        self._trained = trained
+        self._config = trained.config
+        self._translator = Translator.for_config(trained.generator, trained.mesh, trained.config)
+        self._key = host_key(self._config.seed)
 
     def example(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """A decoded upload or canvas as the generator's input (channels or class ids)."""
@@ -52,7 +51,7 @@ class Translator:
         return {"A": images.to_channels(image, dataset.input_channels)}
 
     def translate(self, example: dict[str, np.ndarray]) -> np.ndarray:
-        return predict.translate_example(self._evaluator, self._restored.setup.state, example,
+        return predict.translate_example(self._translator, self._trained.variables, example,
                                          self._key, 0, self._config)
 
 
@@ -86,10 +85,10 @@ def _saved_output(image: np.ndarray, folder: str) -> str:
     return path
 
 
-def _run(translator: Translator, make_example, folder: str) -> tuple[str, str]:
+def _run(requests: Requests, make_example, folder: str) -> tuple[str, str]:
     start = time.perf_counter()
     try:
-        output = translator.translate(make_example())
+        output = requests.translate(make_example())
     except (images.BadImageError, UserError) as e:
         raise _refuse(str(e).replace(tempfile.gettempdir(), "<upload>")) from None
     latency = f"translated in {1000 * (time.perf_counter() - start):.0f} ms"
@@ -105,31 +104,31 @@ def _legend(palette: palettes.Palette) -> str:
     return f'<div id="palette-legend">{swatches}</div>'
 
 
-def _example_inputs(restored: Restored, count: int) -> list[np.ndarray]:
+def _example_inputs(trained: TrainedGenerator, count: int) -> list[np.ndarray]:
     """The first `count` eval-split inputs (what the model was evaluated on); none if the
     data is not there (a model imported or served away from its data)."""
     if count <= 0:
         return []
     try:
-        examples = pipeline.eval_examples(restored.config, count)
+        examples = pipeline.eval_examples(trained.config, count)
     except Exception as e:  # Missing folders, unreadable files: the demo works without.
         logging.info("no example inputs (%s: %s)", type(e).__name__, e)
         return []
     shown = []
     for example in examples:
         a = example["A"]
-        if restored.config.dataset.label_nc:  # Class ids in the palette's colours.
-            a = sources.CITYSCAPES_PALETTE[np.minimum(a[..., 0], 33)]
+        if trained.config.dataset.label_nc:  # Class ids in the palette's colours.
+            a = cityscapes.LABEL_COLOURS[np.minimum(a[..., 0], cityscapes.MAX_LABEL_ID)]
         shown.append(a if a.shape[-1] == 3 else np.repeat(a, 3, axis=-1))
     return shown
 
 
-def build_app(restored: Restored, scratch_dir: str,
-              translator: Translator | None = None) -> gr.Blocks:
-    """The app; it keeps its example inputs and outputs in `scratch_dir`. `translator` is a
+def build_app(trained: TrainedGenerator, scratch_dir: str,
+              requests: Requests | None = None) -> gr.Blocks:
+    """The app; it keeps its example inputs and outputs in `scratch_dir`. `requests` is a
     warmed-up one (`warm_up`), else one is made here (its first request then compiles)."""
-    config = restored.config
-    translator = translator or Translator(restored)
+    config = trained.config
+    requests = requests or Requests(trained)
     palette = palettes.for_config(config)
     height, width = image_hw(config.dataset.image_size)
 
@@ -138,14 +137,14 @@ def build_app(restored: Restored, scratch_dir: str,
         if canvas is None or not np.asarray(canvas).size:
             raise _refuse("the canvas is empty: paint on it first")
         snapped = palettes.canvas_to_input(np.asarray(canvas), palette)
-        return translator.example(snapped)
+        return requests.example(snapped)
 
     def paint(editor):
-        return _run(translator, lambda: from_canvas(editor), scratch_dir)
+        return _run(requests, lambda: from_canvas(editor), scratch_dir)
 
     def upload(path):
         path = _checked_upload(path)
-        return _run(translator, lambda: predict.read_input(path, config.dataset), scratch_dir)
+        return _run(requests, lambda: predict.read_input(path, config.dataset), scratch_dir)
 
     def translate_api(path):
         return upload(path)[0]
@@ -156,7 +155,7 @@ def build_app(restored: Restored, scratch_dir: str,
         background[:] = colour
         return {"background": background, "layers": [], "composite": background}
 
-    title = f"p2p_jax: {config.model.generator} at step {restored.step}"
+    title = f"p2p_jax: {config.model.generator} at step {trained.step}"
     with gr.Blocks(title=title) as app:
         gr.Markdown(f"## {title}\nPaint or upload an input; the output comes back at the "
                     "input's own size.")
@@ -195,7 +194,7 @@ def build_app(restored: Restored, scratch_dir: str,
                                       file_types=["image"])
                     upload_button = gr.Button("Translate upload", variant="primary",
                                               elem_id="translate-upload")
-                    examples = _example_inputs(restored, config.serve.num_examples)
+                    examples = _example_inputs(trained, config.serve.num_examples)
                     if examples:
                         paths = []
                         for i, example in enumerate(examples):
@@ -217,10 +216,10 @@ def build_app(restored: Restored, scratch_dir: str,
     return app.queue(default_concurrency_limit=config.serve.concurrency)
 
 
-def warm_up(translator: Translator, height: int, width: int) -> float:
+def warm_up(requests: Requests, height: int, width: int) -> float:
     """Compiles the generator for the canvas size (the shape most requests have); seconds."""
     start = time.perf_counter()
-    translator.translate(translator.example(np.zeros((height, width, 3), np.uint8)))
+    requests.translate(requests.example(np.zeros((height, width, 3), np.uint8)))
     return time.perf_counter() - start
 
 
@@ -236,19 +235,19 @@ def _check_address(host: str, port: int) -> None:
                             "--port, or --host=127.0.0.1") from None
 
 
-def serve(restored: Restored, host: str, port: int) -> None:
+def serve(trained: TrainedGenerator, host: str, port: int) -> None:
     """Warms up, serves until Ctrl-C or SIGTERM, then closes the server."""
     _check_address(host, port)
-    translator = Translator(restored)
-    seconds = warm_up(translator, *image_hw(restored.config.dataset.image_size))
+    requests = Requests(trained)
+    seconds = warm_up(requests, *image_hw(trained.config.dataset.image_size))
     logging.info("generator compiled and warmed up in %.1f s", seconds)
     scratch = tempfile.TemporaryDirectory(prefix="p2p_jax_serve_")
-    app = build_app(restored, scratch.name, translator)
+    app = build_app(trained, scratch.name, requests)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
                    show_error=True, css=CSS)
-        logging.info("serving %s at http://%s:%d (Ctrl-C stops)", restored.config.model.generator,
+        logging.info("serving %s at http://%s:%d (Ctrl-C stops)", trained.config.model.generator,
                      host, app.server_port)
         while True:
             time.sleep(1)

@@ -38,11 +38,10 @@ from etils import epath
 from flax import serialization
 
 from p2p_jax import fileio
+from p2p_jax.config.sizes import image_hw
 from p2p_jax.interop import reference_layout, torch_files, torch_models
-from p2p_jax.serving.restore import Restored
-from p2p_jax.sizes import image_hw
-from p2p_jax.train import step as train_step
-from p2p_jax.train.state import Recipe
+from p2p_jax.models import generation
+from p2p_jax.models.generation import Generator, GeneratorVariables, TrainedGenerator
 
 
 def portable_impl(config) -> str:
@@ -51,49 +50,59 @@ def portable_impl(config) -> str:
     return "cpu" if config.model.conv_impl == "cpu" else "xla"
 
 
-def _translate(recipe: Recipe, variables, images, key):
+def _translate(generator: Generator, variables: dict, images, key):
     """Generator application on explicit variables (what both exports contain); image i of the
     batch draws from fold_in(key, i), as the i-th file of `--mode=predict`. Label-map models
     take class ids, and with instance maps the boundary map as a second channel."""
-    keys = train_step.image_keys(key, jnp.arange(images.shape[0], dtype=jnp.uint32))
-    inputs = ({"A": images[..., :1], "E": images[..., 1:]} if recipe.instance_maps
-              else {"A": images})
-    return train_step.to_uint8(
-        train_step.generate(recipe, variables["params"], variables["batch_stats"], inputs, keys))
+    keys = generation.image_keys(key, jnp.arange(images.shape[0], dtype=jnp.uint32))
+    return generation.to_uint8(generation.generate(
+        generator, _as_variables(variables), _split_inputs(generator, images), keys))
 
 
-def generator_variables(restored: Restored) -> dict:
-    state = restored.setup.state
-    return jax.device_get({"params": state.g_params, "batch_stats": state.g_batch_stats})
+def _as_variables(variables: dict) -> GeneratorVariables:
+    return GeneratorVariables(variables["params"], variables["batch_stats"])
 
 
-def _image_spec(restored: Restored, batch) -> jax.ShapeDtypeStruct:
-    dataset = restored.config.dataset
+def _split_inputs(generator: Generator, images) -> dict:
+    """The exports' one input array as the generator's inputs: with instance maps, class ids
+    and the boundary map are its two channels."""
+    return ({"A": images[..., :1], "E": images[..., 1:]} if generator.instance_maps
+            else {"A": images})
+
+
+def generator_variables(trained: TrainedGenerator) -> dict:
+    """{"params", "batch_stats"} on the host: what generator_variables.msgpack holds."""
+    variables = trained.variables
+    return jax.device_get({"params": variables.params, "batch_stats": variables.batch_stats})
+
+
+def _image_spec(trained: TrainedGenerator, batch) -> jax.ShapeDtypeStruct:
+    dataset = trained.config.dataset
     height, width = image_hw(dataset.image_size)
     channels = dataset.input_channels + int(dataset.instance_maps)
     return jax.ShapeDtypeStruct((batch, height, width, channels), jnp.uint8)
 
 
-def export_stablehlo(restored: Restored, output: epath.Path) -> None:
-    variables = generator_variables(restored)
+def export_stablehlo(trained: TrainedGenerator, output: epath.Path) -> None:
+    variables = generator_variables(trained)
     (batch,) = jax.export.symbolic_shape("b")
-    exported = jax.export.export(jax.jit(functools.partial(_translate, restored.setup.recipe)))(
+    exported = jax.export.export(jax.jit(functools.partial(_translate, trained.generator)))(
         jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), variables),
-        _image_spec(restored, batch), jax.ShapeDtypeStruct((2,), jnp.uint32))
+        _image_spec(trained, batch), jax.ShapeDtypeStruct((2,), jnp.uint32))
     fileio.write_bytes(output / "generator.stablehlo", exported.serialize())
     fileio.write_bytes(output / "generator_variables.msgpack",
                   serialization.msgpack_serialize(variables))
 
 
-def export_saved_model(restored: Restored, output: epath.Path) -> None:
+def export_saved_model(trained: TrainedGenerator, output: epath.Path) -> None:
     import tensorflow as tf  # Heavy; only for this export.
     from jax.experimental import jax2tf
 
-    variables = generator_variables(restored)
-    spec = _image_spec(restored, None)
+    variables = generator_variables(trained)
+    spec = _image_spec(trained, None)
     module = tf.Module()
     module.variables_tree = tf.nest.map_structure(tf.Variable, variables)
-    converted = jax2tf.convert(functools.partial(_translate, restored.setup.recipe),
+    converted = jax2tf.convert(functools.partial(_translate, trained.generator),
                                polymorphic_shapes=[None, "(b, ...)", None], with_gradient=False)
     module.translate = tf.function(
         lambda images, key: converted(module.variables_tree, images, key), autograph=False,
@@ -106,42 +115,40 @@ def export_saved_model(restored: Restored, output: epath.Path) -> None:
     tmp.rename(final)
 
 
-def _onnx_recipe(recipe: Recipe) -> Recipe:
+def _onnx_generator(generator: Generator) -> Generator:
     """The generator as ONNX can hold it: float32, and no dropout."""
-    generator = recipe.generator.clone(dtype=jnp.float32)
-    if getattr(generator, "dropout_rate", 0.0) > 0 and not recipe.eval_mode:
+    network = generator.network.clone(dtype=jnp.float32)
+    if getattr(network, "dropout_rate", 0.0) > 0 and not generator.eval_mode:
         logging.info("generator.onnx runs without dropout (ONNX has no key-driven dropout): it "
                      "equals --mode=predict with --config.model.dropout=0")
-        generator = generator.clone(dropout_rate=0.0)
-    return dataclasses.replace(recipe, generator=generator)
+        network = network.clone(dropout_rate=0.0)
+    return dataclasses.replace(generator, network=network)
 
 
-def export_onnx(restored: Restored, output: epath.Path) -> None:
+def export_onnx(trained: TrainedGenerator, output: epath.Path) -> None:
     """Through jax2onnx, from the jaxpr of the same generation function as the others."""
     # jax2onnx announces each optional plugin (Equinox, dm_pix examples) it cannot load.
     py_logging.getLogger("jax2onnx").setLevel(py_logging.ERROR)
     from jax2onnx import to_onnx
 
-    recipe = _onnx_recipe(restored.setup.recipe)
-    variables = generator_variables(restored)
+    generator = _onnx_generator(trained.generator)
+    variables = generator_variables(trained)
 
     # A batch-normalised generator without eval_mode normalises each image by its own
     # statistics: one image per run there (jax2onnx's batch norm has no batching rule).
-    per_image = not recipe.eval_mode and bool(jax.tree.leaves(variables["batch_stats"]))
+    per_image = not generator.eval_mode and bool(jax.tree.leaves(variables["batch_stats"]))
 
     def translate(images):
-        inputs = ({"A": images[..., :1], "E": images[..., 1:]} if recipe.instance_maps
-                  else {"A": images})
+        inputs = _split_inputs(generator, images)
         if per_image:
-            x = train_step.encode_input(recipe, inputs)
-            out = train_step.apply_network(recipe.generator, variables["params"],
+            x = generation.encode_input(generator, inputs)
+            out = generation.apply_network(generator.network, variables["params"],
                                            variables["batch_stats"], x, True)[0]
         else:
-            out = train_step.generate(recipe, variables["params"], variables["batch_stats"],
-                                      inputs, None)
-        return train_step.to_uint8(out)
+            out = generation.generate(generator, _as_variables(variables), inputs, None)
+        return generation.to_uint8(out)
 
-    spec = _image_spec(restored, 1 if per_image else "batch")
+    spec = _image_spec(trained, 1 if per_image else "batch")
     if per_image:  # Traced here, so the converter sees the statistics' reductions, not its
         # inference-mode stand-in for flax's BatchNorm.
         closed = jax.make_jaxpr(translate)(spec)
@@ -151,16 +158,16 @@ def export_onnx(restored: Restored, output: epath.Path) -> None:
     fileio.write_bytes(output / "generator.onnx", model.SerializeToString())
 
 
-def export_torch(restored: Restored, output: epath.Path) -> bool:
+def export_torch(trained: TrainedGenerator, output: epath.Path) -> bool:
     """generator.pth in the PyTorch definition's layout; False (and a note) for models that
     have none."""
-    config = restored.config
+    config = trained.config
     try:
         layout = reference_layout.generator_layout(config)
     except reference_layout.LayoutError as e:
         logging.info("no generator.pth: %s", e)
         return False
-    variables = generator_variables(restored)
+    variables = generator_variables(trained)
     state_dict = torch_models.to_state_dict(variables["params"], variables["batch_stats"],
                                             layout)
     fileio.write_bytes(output / "generator.pth", torch_files.state_dict_bytes(state_dict))
@@ -188,21 +195,21 @@ def torch_definition(config) -> dict:
             "netG": net, **channels, "use_dropout": model.dropout > 0}
 
 
-def export(restored: Restored, output_dir: str) -> epath.Path:
+def export(trained: TrainedGenerator, output_dir: str) -> epath.Path:
     output = epath.Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    formats = restored.config.export.formats
+    formats = trained.config.export.formats
     written = []
     if "stablehlo" in formats:
-        export_stablehlo(restored, output)
+        export_stablehlo(trained, output)
         written.append("generator.stablehlo")
     if "saved_model" in formats:
-        export_saved_model(restored, output)
+        export_saved_model(trained, output)
         written.append("saved_model/")
     if "onnx" in formats:
-        export_onnx(restored, output)
+        export_onnx(trained, output)
         written.append("generator.onnx")
-    if "torch" in formats and export_torch(restored, output):
+    if "torch" in formats and export_torch(trained, output):
         written.append("generator.pth")
     logging.info("wrote %s", ", ".join(written))
     return output

@@ -10,8 +10,7 @@ from typing import NamedTuple
 import ml_collections
 import numpy as np
 
-from p2p_jax.data import sources, synthetic
-from p2p_jax.eval import fcn_score
+from p2p_jax.data import cityscapes, synthetic
 
 
 class Palette(NamedTuple):
@@ -29,21 +28,14 @@ SCENES = Palette("scenes", (
     ("terrain", tuple(synthetic.PALETTE[synthetic.TERRAIN]))),
     tuple(synthetic.PALETTE[synthetic.SKY]))
 
-_CITYSCAPES_TRAIN_NAMES = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-    "motorcycle", "bicycle")
+_SKY = tuple(int(c) for c in cityscapes.LABEL_COLOURS[cityscapes.SKY])
 # The 19 evaluated classes in their official colours (pix2pix's cityscapes label images).
 CITYSCAPES = Palette("cityscapes", tuple(
     (name, tuple(int(c) for c in colour))
-    for name, colour in zip(_CITYSCAPES_TRAIN_NAMES, fcn_score.TRAIN_CLASS_COLOURS,
-                            strict=True)), (70, 130, 180))
+    for name, colour in zip(cityscapes.TRAIN_NAMES, cityscapes.TRAIN_COLOURS, strict=True)),
+    _SKY)
 # The same classes as label ids (pix2pixHD's inputs: dataset.label_nc = 35).
-_TRAIN_TO_LABEL_ID = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
-CITYSCAPES_IDS = Palette("cityscapes_ids", tuple(
-    (name, tuple(int(c) for c in sources.CITYSCAPES_PALETTE[label_id]))
-    for name, label_id in zip(_CITYSCAPES_TRAIN_NAMES, _TRAIN_TO_LABEL_ID, strict=True)),
-    (70, 130, 180), _TRAIN_TO_LABEL_ID)
+CITYSCAPES_IDS = Palette("cityscapes_ids", CITYSCAPES.classes, _SKY, cityscapes.TRAIN_LABEL_IDS)
 # CMP Facades' 12 classes as the pix2pix facades label images draw them (a jet colour map).
 FACADES = Palette("facades", (
     ("background", (0, 0, 170)), ("wall", (0, 0, 255)), ("door", (0, 85, 255)),

@@ -14,9 +14,8 @@ from absl import logging
 from p2p_jax import fileio
 from p2p_jax.data import images
 from p2p_jax.errors import MissingFileError, UserError
-from p2p_jax.eval.generate import Evaluator
-from p2p_jax.serving.restore import Restored
-from p2p_jax.train import step as train_step
+from p2p_jax.models.generation import GeneratorVariables, TrainedGenerator, host_key
+from p2p_jax.models.translate import Translator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,20 +94,21 @@ def label_example(ids: np.ndarray, name: str, dataset) -> dict[str, np.ndarray]:
     return example
 
 
-def translate_example(evaluator: Evaluator, state, example: dict[str, np.ndarray],
-                      key: np.ndarray, index: int, config) -> np.ndarray:
+def translate_example(translator: Translator, variables: GeneratorVariables,
+                      example: dict[str, np.ndarray], key: np.ndarray, index: int,
+                      config) -> np.ndarray:
     """One input translated as file `index` of a predict run: whole, or in tiles when it has
     more than eval.tile_pixels (tile t draws from fold_in(fold_in(key, index), t))."""
     height, width = example["A"].shape[:2]
     if height * width > config.eval.tile_pixels:
-        return evaluator.generate_tiled(
-            state, example if "E" in example else example["A"],
+        return translator.generate_tiled(
+            variables, example if "E" in example else example["A"],
             np.asarray(jax.random.fold_in(key, index)), config.eval.tile_pixels,
             config.eval.tile_overlap)
-    return evaluator.generate(state, [example], key, [index], batch_size=1)[0][0]
+    return translator.generate(variables, [example], key, [index], batch_size=1)[0][0]
 
 
-def predict(restored: Restored, inputs: InputFiles, files_per_chunk: int = 64) -> int:
+def predict(trained: TrainedGenerator, inputs: InputFiles, files_per_chunk: int = 64) -> int:
     """Translates every image of `inputs` (see `list_inputs`) to `inputs.output_dir/<same
     relative name>`, any sizes, batched by size; unreadable files (and images over
     `dataset.max_image_pixels`) are reported and skipped, and images over `eval.tile_pixels`
@@ -116,12 +116,12 @@ def predict(restored: Restored, inputs: InputFiles, files_per_chunk: int = 64) -
     fold_in(PRNGKey(seed), i), as image i of an exported model's batch. Returns the number of
     images written."""
     root, names, output_dir = inputs.root, inputs.names, inputs.output_dir
-    config = restored.config
-    evaluator = Evaluator.for_setup(restored.setup)
+    config, variables = trained.config, trained.variables
+    translator = Translator.for_config(trained.generator, trained.mesh, config)
     if config.dataset.instance_maps:
         logging.warning("predict reads label maps alone: the instance-boundary channel is "
                         "zero (evaluation reads the dataset's instance maps)")
-    key = train_step.host_key(config.seed)
+    key = host_key(config.seed)
     written = 0
     with tqdm.tqdm(total=len(names), unit="img", disable=jax.process_index() != 0) as bar:
         for start in range(0, len(names), files_per_chunk):
@@ -135,16 +135,16 @@ def predict(restored: Restored, inputs: InputFiles, files_per_chunk: int = 64) -
                 height, width = example["A"].shape[:2]
                 large = height * width > config.eval.tile_pixels
                 (tiled if large else whole).append((index, names[index], example))
-            outputs = evaluator.generate(
-                restored.setup.state, [example for _, _, example in whole], key,
+            outputs = translator.generate(
+                variables, [example for _, _, example in whole], key,
                 [index for index, _, _ in whole])[0] if whole else []
             results = [(name, out) for (_, name, _), out in zip(whole, outputs, strict=True)]
             for index, name, example in tiled:
                 height, width = example["A"].shape[:2]
                 logging.info("%s: %dx%d, over eval.tile_pixels=%d: translated in tiles", name,
                              width, height, config.eval.tile_pixels)
-                results.append((name, translate_example(evaluator, restored.setup.state,
-                                                        example, key, index, config)))
+                results.append((name, translate_example(translator, variables, example, key,
+                                                        index, config)))
             if jax.process_index() == 0:
                 for name, output in results:
                     images.write(os.path.join(output_dir, name), output)

@@ -1,34 +1,63 @@
-"""The one restore path: a trained run back from its workdir, ready to generate."""
+"""The inference restore: a trained generator back from its workdir, without the training stack.
+
+Only the generator's parameters and batch statistics are read from the checkpoint (Orbax
+restores that subtree); no discriminator, optimizer moments or perceptual-loss weights are
+built or loaded, and the channels come from the run's config.json, so `--mode=predict`,
+`eval`, `export` and `serve` need the workdir alone. Training resumes the whole train state
+(`train/loop.py`).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-
+import jax
+import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from p2p_jax import checkpointing
-from p2p_jax.train import state as train_state
+from p2p_jax import checkpointing, ops, parallel
+from p2p_jax.config.checks import validate_config
+from p2p_jax.config.sizes import image_hw
+from p2p_jax.data import pipeline
+from p2p_jax.models.build import compute_dtype
+from p2p_jax.models.generation import (
+    Generator,
+    GeneratorVariables,
+    TrainedGenerator,
+    model_input_channels,
+)
 
 
-@dataclasses.dataclass(frozen=True)
-class Restored:
-    """A built run (`setup`, its state restored) and the step the state was trained to."""
-
-    setup: train_state.Setup
-    step: int
-
-    @property
-    def config(self) -> ml_collections.ConfigDict:
-        return self.setup.config
+def abstract_variables(generator: Generator, config: ml_collections.ConfigDict,
+                       mesh: jax.sharding.Mesh) -> GeneratorVariables:
+    """The generator's variables as shapes with the shardings training gives them (FSDP
+    splits the large ones), so a restore places each array where it belongs."""
+    height, width = image_hw(config.dataset.image_size)
+    shapes = jax.eval_shape(
+        lambda: generator.network.init(
+            jax.random.PRNGKey(0),
+            jnp.zeros((1, height, width, model_input_channels(config.dataset))), train=False))
+    shapes = {"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})}
+    shardings = parallel.tree_shardings(shapes, mesh, config.mesh.fsdp_min_size)
+    placed = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                          shapes, shardings)
+    return GeneratorVariables(placed["params"], placed["batch_stats"])
 
 
 def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = None,
-            conv_impl: str | None = None) -> Restored:
-    """The checkpoint at `step` (default: latest) on this process's mesh; channels the config
-    leaves to the data are those the run trained with. `conv_impl` overrides
-    `model.conv_impl` (exports use the portable "xla")."""
-    setup = train_state.build(config, workdir=workdir, conv_impl=conv_impl)
-    state, step = checkpointing.restore_state(workdir, setup.state, step)
-    logging.info("restored the checkpoint at step %d from %s", step, workdir)
-    return Restored(dataclasses.replace(setup, state=state), step)
+            conv_impl: str | None = None, devices: list[jax.Device] | None = None
+            ) -> TrainedGenerator:
+    """The generator of the checkpoint at `step` (default: latest) on a mesh over `devices`
+    (default: all); `conv_impl` overrides `model.conv_impl` (exports use the portable
+    "xla")."""
+    validate_config(config)
+    config = pipeline.resolve_channels(config, workdir)
+    mesh = parallel.create_mesh(config.mesh, devices)
+    impl = ops.resolve_impl(conv_impl or config.model.conv_impl, mesh.devices.flat[0].platform)
+    generator = Generator.from_config(
+        config, impl, ops.uses_label_lookups(impl, mesh, compute_dtype(config)))
+    target = abstract_variables(generator, config, mesh)
+    saved, step = checkpointing.restore_generator(
+        workdir, {"g_params": target.params, "g_batch_stats": target.batch_stats}, step)
+    logging.info("restored the generator of the checkpoint at step %d from %s", step, workdir)
+    variables = GeneratorVariables(saved["g_params"], saved["g_batch_stats"])
+    return TrainedGenerator(config, mesh, generator, variables, step)

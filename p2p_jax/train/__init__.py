@@ -1,2 +1,3 @@
-"""Training: the state and its builder (`state`), the pure step (`step`), the loop (`loop`),
-losses, optimizers and fault injection."""
+"""Training: the state, its recipe and a run's set-up (`state`), the pure step (`step`), the
+loop (`loop`), losses, optimizers, warm starts, fault injection, and `--mode=import` (a
+PyTorch file into a training checkpoint)."""

@@ -14,8 +14,9 @@ from etils import epath
 
 from p2p_jax import checkpointing, fileio, parallel, preemption
 from p2p_jax.data import images, pipeline
-from p2p_jax.eval import evaluators, grids
-from p2p_jax.eval.generate import Evaluator
+from p2p_jax.eval import evaluators, grids, scoring
+from p2p_jax.models.generation import EVAL_SEED_OFFSET, SAMPLE_SEED_OFFSET, host_key
+from p2p_jax.models.translate import Translator
 from p2p_jax.train import faults, warm_start
 from p2p_jax.train import state as train_state
 from p2p_jax.train import step as train_step
@@ -24,15 +25,16 @@ from p2p_jax.train import step as train_step
 class _Samples:
     """Fixed eval examples rendered as (input | generated | target) grids."""
 
-    def __init__(self, config, evaluator: Evaluator, workdir: str, writer):
+    def __init__(self, config, translator: Translator, workdir: str, writer):
         self._examples = pipeline.eval_examples(config, config.num_sample_images)
-        self._evaluator, self._writer = evaluator, writer
+        self._translator, self._writer = translator, writer
         self._dir = epath.Path(workdir) / "samples"
-        self._key = train_step.host_key(config.seed + train_step.SAMPLE_SEED_OFFSET)
+        self._key = host_key(config.seed + SAMPLE_SEED_OFFSET)
         self._label_nc = config.dataset.label_nc
 
     def __call__(self, step: int, state: train_state.TrainState) -> None:
-        outputs, _ = self._evaluator.generate(state, self._examples, self._key)
+        outputs, _ = self._translator.generate(state.generator_variables(), self._examples,
+                                               self._key)
         label_nc = self._label_nc
         grid = grids.triptych_grid([grids.input_view(e, label_nc) for e in self._examples],
                                    outputs, [e["B"] for e in self._examples])
@@ -120,12 +122,13 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
         compiled, tuple(config.debug.nonfinite_steps),
         lambda bad_batch: _compile(setup, _abstract(state), _abstract(bad_batch)))
 
-    evaluator = Evaluator.for_setup(setup)
+    # One translator for samples and evaluation: the same programs, compiled once.
+    translator = scoring.scoring_translator(setup.recipe.generator, mesh, config)
     eval_examples = pipeline.eval_examples(config, config.eval.num_examples)
-    samples = _Samples(config, evaluator, workdir, writer)
+    samples = _Samples(config, translator, workdir, writer)
     progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
                                                writer=writer)
-    eval_key = train_step.host_key(config.seed + train_step.EVAL_SEED_OFFSET)
+    eval_key = host_key(config.seed + EVAL_SEED_OFFSET)
 
     pending, last_log_step, last_log_time = [], start_step, time.perf_counter()
     files_skipped = 0  # Bad input files passed over since this process started.
@@ -151,8 +154,8 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
                 if step % config.sample_every_steps == 0 or last:
                     samples(step, state)
                 if step % config.eval_every_steps == 0 or last:
-                    results = evaluator.evaluate(state, eval_examples, eval_key,
-                                                 extra_evaluators)
+                    results = scoring.evaluate(translator, state.generator_variables(),
+                                               eval_examples, eval_key, extra_evaluators)[2]
                     writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
                 preempted = watcher.reached(step)
                 if step % config.checkpoint_every_steps == 0 or last or preempted:

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from p2p_jax.choices import GAN_MODES
+from p2p_jax.config.choices import GAN_MODES
 
 # pix2pixHD's weights of the VGG19 relu1_1 .. relu5_1 features.
 VGG_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)

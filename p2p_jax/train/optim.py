@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from p2p_jax.choices import SCHEDULES
+from p2p_jax.config.choices import SCHEDULES
 
 
 def learning_rate_schedule(opt: ml_collections.ConfigDict) -> optax.Schedule:

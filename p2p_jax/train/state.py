@@ -1,9 +1,10 @@
-"""The train state, the recipe it is trained with, and the one builder every mode uses.
+"""The train state, the recipe it is trained with, and the set-up of a training run.
 
 `build(config)` turns a config into a `Setup`: the config with its channels resolved, the
-device mesh, the `Recipe` (networks with their convolution implementation chosen once for the
-mesh's platform, optimizers, loss weights) and a freshly initialised state, born sharded.
-Training, evaluation, predict, export and the benchmarks all start from it.
+device mesh, the `Recipe` (the generator with how it reads its input, the discriminator, both
+with their convolution implementation chosen once for the mesh's platform; optimizers, loss
+weights) and a freshly initialised state, born sharded. Training, model import and the
+benchmarks start from it; inference restores the generator alone (`serving/restore.py`).
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from absl import logging
 from jax.sharding import Mesh
 
-from p2p_jax import config_checks, ops, parallel, run_config
+from p2p_jax import ops, parallel
+from p2p_jax.config.checks import validate_config
+from p2p_jax.config.sizes import image_hw
 from p2p_jax.data import pipeline
-from p2p_jax.errors import UserError
 from p2p_jax.models import build as networks
+from p2p_jax.models.generation import Generator, GeneratorVariables, model_input_channels
 from p2p_jax.models.vgg import VGG19Features, load_params
-from p2p_jax.sizes import image_hw
 from p2p_jax.train import optim
 
 PyTree = Any
@@ -47,33 +48,33 @@ class TrainState:
     skipped_steps: jax.Array  # Steps whose update was dropped for a non-finite loss/gradient.
     nonfinite_streak: jax.Array  # Consecutive such steps up to now.
 
+    def generator_variables(self) -> GeneratorVariables:
+        """The generator's weights, as generation takes them."""
+        return GeneratorVariables(self.g_params, self.g_batch_stats)
+
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """The static parts of training: the networks, their optimizers and the loss settings."""
 
-    generator: nn.Module
+    generator: Generator  # The network and how it reads its input (models.generation).
     discriminator: nn.Module
     g_tx: optax.GradientTransformationExtraArgs  # optim.skippable_adam: takes `apply`.
     d_tx: optax.GradientTransformationExtraArgs
     schedule: optax.Schedule
     gan_mode: str
     lambda_l1: float
-    eval_mode: bool
-    label_nc: int = 0  # A holds class ids, one-hot encoded into this many channels.
-    instance_maps: bool = False  # Batches carry 'E', the instance-boundary map.
     lambda_feat: float = 0.0
     lambda_vgg: float = 0.0
     perceptual: nn.Module | None = None  # VGG19 features; its weights come in `frozen`.
     update_order: str = "d_then_g"
     fix_global_steps: int = 0  # `local`: the coarse branch waits this many steps.
-    label_lookups: bool = False  # Label maps stay ids, convolved as lookups (ops.one_hot).
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, output_channels: int,
                     conv_impl: str = "xla", label_lookups: bool = False) -> Recipe:
         """`conv_impl`: the resolved implementation of the convolutions (see p2p_jax.ops);
-        `label_lookups`: see `uses_label_lookups`."""
+        `label_lookups`: see `ops.uses_label_lookups`."""
         opt, loss, model = config.optimizer, config.loss, config.model
         frozen = None
         if opt.fix_global_steps and model.generator == "local":
@@ -86,50 +87,27 @@ class Recipe:
                                        remat=model.remat == "blocks", conv_impl=conv_impl,
                                        dtype=networks.compute_dtype(config))
         return cls(
-            generator=networks.build_generator(config, output_channels, conv_impl),
+            generator=Generator.from_config(config, conv_impl, label_lookups),
             discriminator=networks.build_discriminator(config, conv_impl),
             g_tx=optim.make_optimizer(opt, frozen),
             d_tx=optim.make_optimizer(opt),
             schedule=optim.learning_rate_schedule(opt),
             gan_mode=loss.gan_mode,
             lambda_l1=loss.lambda_l1,
-            eval_mode=model.eval_mode,
-            label_nc=config.dataset.label_nc,
-            instance_maps=config.dataset.instance_maps,
             lambda_feat=loss.lambda_feat,
             lambda_vgg=loss.lambda_vgg,
             perceptual=perceptual,
             update_order=opt.update_order,
             fix_global_steps=opt.fix_global_steps if frozen else 0,
-            label_lookups=label_lookups and bool(config.dataset.label_nc),
         )
-
-
-def uses_label_lookups(conv_impl: str, mesh: Mesh, dtype) -> bool:
-    """Label maps convolve as lookups (`ops.one_hot`) in the CPU form, in float32, with one
-    device per process; elsewhere they stay the dense one-hot tensor. With several devices in
-    one process (fake CPU devices) XLA:CPU's concurrent execution deadlocked in the
-    collectives of a step holding the lookups' loop (the 8-device local-enhancer test, 40 s
-    rendezvous timeout). In bfloat16 (the accelerators' recipe) the lookups' float32 sum
-    costs memory: the 2048x1024 local step's figure went 11.91 -> 12.17 GB."""
-    local = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
-    return conv_impl == "cpu" and local == 1 and jnp.dtype(dtype) == jnp.float32
-
-
-def model_input_channels(dataset: ml_collections.ConfigDict) -> int:
-    """The generator's input channels: one-hot classes (and the boundary channel) for label
-    maps, else the images' channels."""
-    if dataset.label_nc:
-        return dataset.label_nc + int(dataset.instance_maps)
-    return dataset.input_channels
 
 
 def init_state(recipe: Recipe, rng: jax.Array, input_shape: tuple[int, ...]) -> TrainState:
     """Initial state for inputs of `input_shape` (N, H, W, C_in); the target has C_out."""
     g_key, d_key, base = jax.random.split(rng, 3)
     a = jnp.zeros(input_shape, jnp.float32)
-    g_vars = recipe.generator.init({"params": g_key}, a, train=False)
-    b = jax.eval_shape(lambda: recipe.generator.apply(g_vars, a, train=False))
+    g_vars = recipe.generator.network.init({"params": g_key}, a, train=False)
+    b = jax.eval_shape(lambda: recipe.generator.network.apply(g_vars, a, train=False))
     pair = jnp.zeros((*input_shape[:3], input_shape[3] + b.shape[3]), jnp.float32)
     d_vars = recipe.discriminator.init({"params": d_key}, pair, train=False)
     return TrainState(
@@ -190,68 +168,29 @@ class Setup:
     frozen: dict = dataclasses.field(default_factory=dict)
 
 
-def _saved_channels(workdir: str) -> dict[str, int] | None:
-    """{"A": input, "B": output} channels as the run in `workdir` resolved them; None (the
-    data decides) if it has no config.json, or one that cannot say."""
-    try:
-        values = run_config.saved_values(workdir)
-    except UserError as e:
-        logging.warning("%s; the channels come from the data", e)
-        return None
-    if values is None:
-        return None
-    try:
-        channels = {"A": int(values["dataset"]["input_channels"]),
-                    "B": int(values["dataset"]["output_channels"])}
-    except (KeyError, TypeError, ValueError):
-        channels = {}
-    if not (channels and all(channels.values())):
-        logging.warning("%s/config.json names no channels; they come from the data", workdir)
-        return None
-    return channels
-
-
-def resolve_channels(config: ml_collections.ConfigDict, workdir: str | None = None
-                     ) -> ml_collections.ConfigDict:
-    """A copy of `config` with `dataset.input_channels`/`output_channels` filled in where 0:
-    as the training run in `workdir` resolved them (its config.json), else from the data."""
-    dataset = config.dataset
-    if dataset.label_nc and not dataset.input_channels:  # A is one channel of class ids.
-        config = config.copy_and_resolve_references()
-        config.dataset.input_channels = 1
-        dataset = config.dataset
-    if dataset.input_channels and dataset.output_channels:
-        return config
-    trained = _saved_channels(workdir) if workdir else None
-    channels = trained or pipeline.data_channels(config)
-    config = config.copy_and_resolve_references()
-    config.dataset.input_channels = config.dataset.input_channels or channels["A"]
-    config.dataset.output_channels = config.dataset.output_channels or channels["B"]
-    return config
-
-
 def build(config: ml_collections.ConfigDict, workdir: str | None = None,
           channels: int | None = None, conv_impl: str | None = None,
           devices: list[jax.Device] | None = None, abstract: bool = False) -> Setup:
     """The one set-up path: checks the config (one line per mistake, before compiling),
     resolves channels (`channels` for both sides where the config leaves them to the data,
-    e.g. synthetic benchmarks; else see `resolve_channels`), builds the mesh over `devices`
+    e.g. synthetic benchmarks; else see `pipeline.resolve_channels`), builds the mesh over `devices`
     (default: every device of every process), resolves `model.conv_impl` (or `conv_impl`)
     for its platform and initialises the state into its shardings. `abstract`: the state and
     the fixed networks' weights as shapes only (compiling to measure memory allocates
     nothing, and needs no weights file)."""
-    config_checks.validate_config(config)
+    validate_config(config)
     if channels and not (config.dataset.input_channels and config.dataset.output_channels):
         config = config.copy_and_resolve_references()
         config.dataset.input_channels = config.dataset.input_channels or channels
         config.dataset.output_channels = config.dataset.output_channels or channels
-    config = resolve_channels(config, workdir)
+    config = pipeline.resolve_channels(config, workdir)
     mesh = parallel.create_mesh(config.mesh, devices)
     parallel.check_batch_size(config.batch_size, mesh)
     impl = ops.resolve_impl(conv_impl or config.model.conv_impl,
                             mesh.devices.flat[0].platform)
     recipe = Recipe.from_config(config, config.dataset.output_channels, impl,
-                                uses_label_lookups(impl, mesh, networks.compute_dtype(config)))
+                                ops.uses_label_lookups(impl, mesh,
+                                                       networks.compute_dtype(config)))
     frozen = {}
     if recipe.perceptual is not None:
         frozen["vgg"] = (_abstract_vgg(recipe.perceptual, mesh) if abstract else

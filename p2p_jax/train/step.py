@@ -1,74 +1,35 @@
-"""The pure-functional Pix2Pix train step and generation, jitted in one place.
+"""The pure-functional train step, jitted in one place.
 
-`train_step(recipe, state, batch) -> (state, metrics)` runs one reference iteration: the
-generator forward once, a discriminator update on (A, B) vs (A, G(A)), then a generator update
-on GAN + lambda * L1 through the freshly updated discriminator.
+`train_step(recipe, state, batch) -> (state, metrics)` runs one iteration: the generator
+forward once, then the losses and gradients of both networks in the recipe's update order
+(the reference's D-then-G, or pix2pixHD's joint update), then both updates, dropped together
+when anything is non-finite. Running a generator outside training is `models.generation`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from p2p_jax import parallel
-from p2p_jax.ops.one_hot import OneHotMap, as_array
+from p2p_jax import ops, parallel
+from p2p_jax.models.generation import apply_network, encode_input, to_float
 from p2p_jax.train import losses, optim
 from p2p_jax.train.state import Recipe, TrainState
 
 PyTree = Any
-
-# Seeds of the fixed randomness outside training, offsets from `config.seed`: the sample grid's
-# and the evaluation's dropout (predict and exports use the seed itself).
-SAMPLE_SEED_OFFSET, EVAL_SEED_OFFSET = 1, 2
-
-
-def to_float(images: jax.Array) -> jax.Array:
-    """uint8 [0, 255] -> float32 [-1, 1]; float images are taken as already in [-1, 1]."""
-    if jnp.issubdtype(images.dtype, jnp.floating):
-        return images.astype(jnp.float32)
-    return images.astype(jnp.float32) / 127.5 - 1.0
-
-
-def to_uint8(values: jax.Array) -> jax.Array:
-    """[-1, 1] floats -> uint8, on the device (4x less to fetch than float32)."""
-    return jnp.clip(jnp.round((values.astype(jnp.float32) + 1.0) * 127.5), 0, 255).astype(
-        jnp.uint8)
-
-
-def apply_network(module: nn.Module, params: PyTree, stats: PyTree, x: jax.Array, train: bool,
-                  rng: jax.Array | None = None) -> tuple[jax.Array, PyTree]:
-    """Applies a network and returns (output, updated batch statistics)."""
-    variables = {"params": params, **({"batch_stats": stats} if stats else {})}
-    rngs = {"dropout": rng} if rng is not None else {}
-    out, mutated = module.apply(variables, x, train=train, rngs=rngs, mutable=["batch_stats"])
-    return out, mutated.get("batch_stats", stats)
 
 
 def global_norm(tree: PyTree) -> jax.Array:
     """`optax.tree.norm` as dot products: its squares would otherwise be shared with Adam's
     second moment, and XLA then writes every gradient's square out in a pass of its own."""
     return jnp.sqrt(sum(jnp.vdot(x, x) for x in jax.tree.leaves(tree)))
-
-
-def encode_input(recipe: Recipe, batch: dict[str, jax.Array]) -> jax.Array | OneHotMap:
-    """The generator's (and the discriminator's conditioning) input: an image A in [-1, 1],
-    or a label map's class ids one-hot (0/1, pix2pixHD's encoding, in the compute dtype) with
-    the instance-boundary map E as one more 0/1 channel; with `recipe.label_lookups` kept as
-    ids (`OneHotMap`, whose convolutions are lookups)."""
-    if not recipe.label_nc:
-        return to_float(batch["A"])
-    boundary = batch["E"][..., 0] if recipe.instance_maps else None
-    labels = OneHotMap.encode(batch["A"][..., 0], recipe.label_nc, boundary)
-    # 0/1 are exact in bfloat16: half the bytes at 2048x1024.
-    return labels if recipe.label_lookups else labels.dense(recipe.generator.dtype)
 
 
 def _guarded_update(tx: optax.GradientTransformationExtraArgs, grads: PyTree, opt_state: PyTree,
@@ -96,15 +57,102 @@ def _generator_objective(recipe: Recipe, fake: jax.Array, fake_out, real_out,
     return total, terms
 
 
+@dataclasses.dataclass(frozen=True)
+class _Forward:
+    """What both update orders start from: the target, the generator's output, and the
+    discriminator on (condition, image) as `discriminate(d_params, batch_stats, image)`."""
+
+    real_b: jax.Array
+    fake_b: jax.Array
+    discriminate: Callable[[PyTree, PyTree, jax.Array], tuple[Any, PyTree]]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Gradients:
+    """Both networks' losses and gradients (the generator's as the gradient of its output)."""
+
+    d_loss: jax.Array
+    d_real: jax.Array
+    d_fake: jax.Array
+    d_grads: PyTree
+    d_batch_stats: PyTree
+    g_loss: jax.Array
+    g_terms: dict[str, jax.Array]
+    fake_grad: jax.Array
+
+
+def _reference_gradients(recipe: Recipe, state: TrainState, forward: _Forward,
+                         frozen: dict) -> _Gradients:
+    """The reference's order: D's loss on (A, B) vs (A, G(A)), then G's loss through D after
+    its update (XLA computes Adam's pass for D once, shared with the update itself)."""
+    discriminate, fake_b, real_b = forward.discriminate, forward.fake_b, forward.real_b
+
+    def d_loss_fn(d_params):
+        fake_out, stats = discriminate(d_params, state.d_batch_stats,
+                                       jax.lax.stop_gradient(fake_b))
+        real_out, stats = discriminate(d_params, stats, real_b)
+        loss_real, loss_fake = losses.discriminator_loss(recipe.gan_mode, real_out, fake_out)
+        return 0.5 * (loss_real + loss_fake), (loss_real, loss_fake, stats)
+
+    (d_loss, (d_real, d_fake, d_batch_stats)), d_grads = jax.value_and_grad(
+        d_loss_fn, has_aux=True)(state.d_params)
+    # Whether this update is kept is decided later, with the generator's.
+    d_updates, _ = recipe.d_tx.update(d_grads, state.d_opt_state, state.d_params)
+    updated_d_params = optax.apply_updates(state.d_params, d_updates)
+    real_out = None
+    if recipe.lambda_feat:  # Real features from the same (updated) D as the fake ones.
+        real_out = jax.lax.stop_gradient(
+            discriminate(updated_d_params, d_batch_stats, real_b)[0])
+
+    def g_loss_fn(fake):
+        out, stats = discriminate(updated_d_params, d_batch_stats, fake)
+        total, terms = _generator_objective(recipe, fake, out, real_out, real_b, frozen)
+        return total, (terms, stats)
+
+    (g_loss, (g_terms, d_batch_stats)), fake_grad = jax.value_and_grad(
+        g_loss_fn, has_aux=True)(fake_b)
+    return _Gradients(d_loss, d_real, d_fake, d_grads, d_batch_stats, g_loss, g_terms,
+                      fake_grad)
+
+
+def _joint_gradients(recipe: Recipe, state: TrainState, forward: _Forward,
+                     frozen: dict) -> _Gradients:
+    """pix2pixHD's order: both losses from one forward pass of D on the fake and one on the
+    real pair, both networks' gradients from the networks before the step."""
+    discriminate, fake_b, real_b = forward.discriminate, forward.fake_b, forward.real_b
+    fake_out, d_vjp_fake, stats = jax.vjp(
+        lambda p, f: discriminate(p, state.d_batch_stats, f), state.d_params, fake_b,
+        has_aux=True)
+    real_out, d_vjp_real, d_batch_stats = jax.vjp(
+        lambda p: discriminate(p, stats, real_b), state.d_params, has_aux=True)
+
+    def d_loss_of(real, fake):
+        loss_real, loss_fake = losses.discriminator_loss(recipe.gan_mode, real, fake)
+        return 0.5 * (loss_real + loss_fake), (loss_real, loss_fake)
+
+    (d_loss, (d_real, d_fake)), (d_cot_real, d_cot_fake) = jax.value_and_grad(
+        d_loss_of, argnums=(0, 1), has_aux=True)(real_out, fake_out)
+    d_grads = jax.tree.map(jnp.add, d_vjp_real(d_cot_real)[0], d_vjp_fake(d_cot_fake)[0])
+    (g_loss, g_terms), (fake_cot, fake_direct) = jax.value_and_grad(
+        lambda out, fake: _generator_objective(recipe, fake, out, real_out, real_b, frozen),
+        argnums=(0, 1), has_aux=True)(fake_out, fake_b)
+    fake_grad = d_vjp_fake(fake_cot)[1] + fake_direct
+    return _Gradients(d_loss, d_real, d_fake, d_grads, d_batch_stats, g_loss, g_terms,
+                      fake_grad)
+
+
+_GRADIENTS = {"d_then_g": _reference_gradients, "joint": _joint_gradients}
+
+
 def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
                frozen: dict | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
     """One iteration. `update_order="d_then_g"` is the reference's: D updated on (A, B) vs
     (A, G(A)), then G through the updated D. `joint` is pix2pixHD's: both losses from one
     forward pass of D, both networks updated. `frozen`: fixed networks' weights (VGG19)."""
     frozen = frozen or {}
-    condition, real_b = encode_input(recipe, batch), to_float(batch["B"])
+    condition, real_b = encode_input(recipe.generator, batch), to_float(batch["B"])
     dropout_rng = jax.random.fold_in(state.rng, state.step)
-    G, D = recipe.generator, recipe.discriminator
+    G, D = recipe.generator.network, recipe.discriminator
 
     def generator_forward(g_params):
         return apply_network(G, g_params, state.g_batch_stats, condition, True, dropout_rng)
@@ -114,68 +162,24 @@ def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
 
     def discriminate(d_params, stats, image):
         # In D's compute dtype, where its first layer would cast it anyway.
-        pair = jnp.concatenate([as_array(condition, D.dtype).astype(D.dtype),
+        pair = jnp.concatenate([ops.as_array(condition, D.dtype).astype(D.dtype),
                                 image.astype(D.dtype)], -1)
         return apply_network(D, d_params, stats, pair, True)
 
-    if recipe.update_order == "joint":
-        fake_out, d_vjp_fake, stats = jax.vjp(
-            lambda p, f: discriminate(p, state.d_batch_stats, f), state.d_params, fake_b,
-            has_aux=True)
-        real_out, d_vjp_real, d_batch_stats = jax.vjp(
-            lambda p: discriminate(p, stats, real_b), state.d_params, has_aux=True)
-
-        def d_loss_of(real, fake):
-            loss_real, loss_fake = losses.discriminator_loss(recipe.gan_mode, real, fake)
-            return 0.5 * (loss_real + loss_fake), (loss_real, loss_fake)
-
-        (d_loss, (d_real, d_fake)), (d_cot_real, d_cot_fake) = jax.value_and_grad(
-            d_loss_of, argnums=(0, 1), has_aux=True)(real_out, fake_out)
-        d_grads = jax.tree.map(jnp.add, d_vjp_real(d_cot_real)[0],
-                               d_vjp_fake(d_cot_fake)[0])
-        (g_loss, g_terms), (fake_cot, fake_direct) = jax.value_and_grad(
-            lambda out, fake: _generator_objective(recipe, fake, out, real_out, real_b, frozen),
-            argnums=(0, 1), has_aux=True)(fake_out, fake_b)
-        fake_grad = d_vjp_fake(fake_cot)[1] + fake_direct
-    else:
-        def d_loss_fn(d_params):
-            fake_out, stats = discriminate(d_params, state.d_batch_stats,
-                                           jax.lax.stop_gradient(fake_b))
-            real_out, stats = discriminate(d_params, stats, real_b)
-            loss_real, loss_fake = losses.discriminator_loss(recipe.gan_mode, real_out,
-                                                             fake_out)
-            return 0.5 * (loss_real + loss_fake), (loss_real, loss_fake, stats)
-
-        (d_loss, (d_real, d_fake, d_batch_stats)), d_grads = jax.value_and_grad(
-            d_loss_fn, has_aux=True)(state.d_params)
-        # The generator's loss sees the discriminator after its update; whether that update
-        # is kept is decided below with the generator's (XLA computes Adam's pass for D once).
-        d_updates, _ = recipe.d_tx.update(d_grads, state.d_opt_state, state.d_params)
-        updated_d_params = optax.apply_updates(state.d_params, d_updates)
-        real_out = None
-        if recipe.lambda_feat:  # Real features from the same (updated) D as the fake ones.
-            real_out = jax.lax.stop_gradient(
-                discriminate(updated_d_params, d_batch_stats, real_b)[0])
-
-        def g_loss_fn(fake):
-            out, stats = discriminate(updated_d_params, d_batch_stats, fake)
-            total, terms = _generator_objective(recipe, fake, out, real_out, real_b, frozen)
-            return total, (terms, stats)
-
-        (g_loss, (g_terms, d_batch_stats)), fake_grad = jax.value_and_grad(
-            g_loss_fn, has_aux=True)(fake_b)
-    (g_grads,) = g_vjp(fake_grad)
+    grads = _GRADIENTS[recipe.update_order](
+        recipe, state, _Forward(real_b, fake_b, discriminate), frozen)
+    (g_grads,) = g_vjp(grads.fake_grad)
 
     # A non-finite loss or gradient drops the whole step, decided on device (no host sync).
     # A NaN/Inf anywhere in the gradients makes their global norm non-finite, so the norms
     # (reported anyway) are the check.
-    g_grad_norm, d_grad_norm = global_norm(g_grads), global_norm(d_grads)
-    finite = (jnp.isfinite(d_loss) & jnp.isfinite(g_loss) & jnp.isfinite(g_grad_norm)
-              & jnp.isfinite(d_grad_norm))
+    g_grad_norm, d_grad_norm = global_norm(g_grads), global_norm(grads.d_grads)
+    finite = (jnp.isfinite(grads.d_loss) & jnp.isfinite(grads.g_loss)
+              & jnp.isfinite(g_grad_norm) & jnp.isfinite(d_grad_norm))
     g_params, g_opt_state = _guarded_update(recipe.g_tx, g_grads, state.g_opt_state,
                                             state.g_params, finite,
                                             unfrozen=state.step >= recipe.fix_global_steps)
-    d_params, d_opt_state = _guarded_update(recipe.d_tx, d_grads, state.d_opt_state,
+    d_params, d_opt_state = _guarded_update(recipe.d_tx, grads.d_grads, state.d_opt_state,
                                             state.d_params, finite)
     new_state = state.replace(
         step=state.step + 1,
@@ -184,10 +188,11 @@ def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
         g_params=g_params, g_opt_state=g_opt_state, d_params=d_params, d_opt_state=d_opt_state,
         g_batch_stats=jax.tree.map(functools.partial(jnp.where, finite), g_batch_stats,
                                    state.g_batch_stats),
-        d_batch_stats=jax.tree.map(functools.partial(jnp.where, finite), d_batch_stats,
+        d_batch_stats=jax.tree.map(functools.partial(jnp.where, finite), grads.d_batch_stats,
                                    state.d_batch_stats))
     metrics = {
-        "d_loss": d_loss, "d_real": d_real, "d_fake": d_fake, "g_loss": g_loss, **g_terms,
+        "d_loss": grads.d_loss, "d_real": grads.d_real, "d_fake": grads.d_fake,
+        "g_loss": grads.g_loss, **grads.g_terms,
         "learning_rate": optim.current_learning_rate(recipe.schedule, state.g_opt_state),
         "g_grad_norm": g_grad_norm, "d_grad_norm": d_grad_norm,
         "skipped_steps": new_state.skipped_steps, "nonfinite_streak": new_state.nonfinite_streak,
@@ -195,41 +200,6 @@ def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
     if "skipped" in batch:  # Unreadable files the input pipeline passed over for this batch.
         metrics["data_skipped"] = jnp.sum(batch["skipped"])
     return new_state, metrics
-
-
-def host_key(seed: int) -> np.ndarray:
-    """PRNGKey(seed) as a host array, to pass to code that runs under the transfer guard."""
-    return np.asarray(jax.random.PRNGKey(seed), np.uint32)
-
-
-def image_keys(key: jax.Array, indices: jax.Array) -> jax.Array:
-    """One PRNG key per image, fold_in(key, index): an image's randomness depends on its index
-    alone, not on the batch it is generated in."""
-    return jax.vmap(jax.random.fold_in, (None, 0))(key, indices)
-
-
-def generate(recipe: Recipe, params: PyTree, batch_stats: PyTree,
-             inputs: dict[str, jax.Array], keys: jax.Array | None) -> jax.Array:
-    """Generator outputs in [-1, 1] for uint8 inputs ('A', and 'E' with instance maps), as
-    the reference's test script makes them.
-
-    Without `model.eval_mode` (the reference's default) each image is normalised with its own
-    batch statistics and keeps dropout (drawn from its row of `keys`), exactly like the
-    reference testing at batch size 1; with it, running statistics and no dropout. `keys`
-    None: a generator without dropout (exports whose format has no random numbers).
-    """
-    x = encode_input(recipe, inputs)
-    if recipe.eval_mode:
-        return apply_network(recipe.generator, params, batch_stats, x, False)[0]
-
-    def one(image, key):
-        batch_of_one = jax.tree.map(lambda a: a[None], image)  # An array or a OneHotMap.
-        out, _ = apply_network(recipe.generator, params, batch_stats, batch_of_one, True, key)
-        return out[0]
-
-    if keys is None:
-        return jax.vmap(lambda image: one(image, None))(x)
-    return jax.vmap(one)(x, keys)
 
 
 def trace_train_step(recipe: Recipe, state: TrainState, batch_spec: dict[str, Any],

@@ -18,6 +18,7 @@ from etils import epath
 from p2p_jax import checkpointing, fileio, parallel
 from p2p_jax.errors import UserError
 from p2p_jax.interop import reference_layout, torch_models
+from p2p_jax.models.generation import model_input_channels
 from p2p_jax.train import state as train_state
 
 _G_HINT = "check model.generator, model.ngf, model.norm and the channel keys"
@@ -34,7 +35,7 @@ def _with_channels(config: ml_collections.ConfigDict, channels: tuple[int, int |
     file_in, file_out = channels
     if dataset.label_nc:
         dataset.input_channels = 1
-        wanted = train_state.model_input_channels(dataset)
+        wanted = model_input_channels(dataset)
         if file_in != wanted:
             raise torch_models.ModelFileError(
                 f"{path}: the generator takes {file_in} input channels, this config {wanted} "

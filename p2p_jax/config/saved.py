@@ -3,28 +3,16 @@ eval, predict, export and serve need only --workdir: the config travels with the
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 from typing import Any
 
 import ml_collections
 from absl import logging
 from etils import epath
 
-from p2p_jax import config_checks
+from p2p_jax.config import defaults
+from p2p_jax.config.checks import validate_config
 from p2p_jax.errors import UserError
-
-DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent.parent / "configs" / "default.py"
-
-
-def _template() -> ml_collections.ConfigDict:
-    """configs/default.py: every key with its type; keys a newer version added keep their
-    defaults when an older run's config.json lacks them."""
-    spec = importlib.util.spec_from_file_location("p2p_jax_default_config", DEFAULT_CONFIG)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def _tuples(value: Any) -> Any:
@@ -71,10 +59,31 @@ def saved_config(workdir: str) -> ml_collections.ConfigDict:
     if values is None:
         raise UserError(f"{path} does not exist (no run was trained or imported in "
                         f"{workdir}); give --config=FILE, or check --workdir")
-    config = _template()
+    config = defaults.get_config()  # Keys a newer version added keep their defaults.
     try:
         _update(config, values, "")
-        config_checks.validate_config(config)
+        validate_config(config)
     except (TypeError, ValueError, OverflowError) as e:
         raise UserError(f"{path}: {e}; give --config=FILE") from None
     return config
+
+
+def saved_channels(workdir: str) -> dict[str, int] | None:
+    """{"A": input, "B": output} channels as the run in `workdir` resolved them; None (the
+    data decides) if it has no config.json, or one that cannot say."""
+    try:
+        values = saved_values(workdir)
+    except UserError as e:
+        logging.warning("%s; the channels come from the data", e)
+        return None
+    if values is None:
+        return None
+    try:
+        channels = {"A": int(values["dataset"]["input_channels"]),
+                    "B": int(values["dataset"]["output_channels"])}
+    except (KeyError, TypeError, ValueError):
+        channels = {}
+    if not (channels and all(channels.values())):
+        logging.warning("%s/config.json names no channels; they come from the data", workdir)
+        return None
+    return channels

@@ -1,6 +1,6 @@
 """Start-up checks of the config: every mistake is one clear line, before any compilation.
 
-Imports name tables and size rules only (`p2p_jax.choices`, `p2p_jax.models`' top level):
+Imports name tables and size rules only (`choices`, `sizes`):
 checking a config loads no network, evaluator or data code.
 """
 
@@ -10,9 +10,9 @@ import functools
 
 import ml_collections
 
-from p2p_jax import choices
+from p2p_jax.config import choices
+from p2p_jax.config.sizes import downsampling_factor, image_hw
 from p2p_jax.errors import ConfigError
-from p2p_jax.sizes import downsampling_factor, image_hw
 
 
 def _choice(key: str, value: str, names: tuple[str, ...]) -> None:

@@ -31,8 +31,10 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from p2p_jax import config_checks, parallel
+from p2p_jax import parallel
+from p2p_jax.config.checks import validate_config
 from p2p_jax.data import pipeline
+from p2p_jax.models import generation
 from p2p_jax.perf import flops
 from p2p_jax.train import state as train_state
 from p2p_jax.train import step as train_step
@@ -247,17 +249,18 @@ def bench_predict(config) -> dict:
     setup, batch = _setup(config)
     config, state = setup.config, setup.state
     keys = jax.device_put(
-        train_step.image_keys(jax.random.PRNGKey(0), np.arange(config.batch_size, dtype=np.uint32)),
+        generation.image_keys(jax.random.PRNGKey(0),
+                              np.arange(config.batch_size, dtype=np.uint32)),
         parallel.batch_sharding(setup.mesh))
-    fn = jax.jit(functools.partial(train_step.generate, setup.recipe),
+    fn = jax.jit(functools.partial(generation.generate, setup.recipe.generator),
                  out_shardings=parallel.batch_sharding(setup.mesh))
     start = time.perf_counter()
-    params, stats = state.g_params, state.g_batch_stats
+    variables = state.generator_variables()
     inputs = {k: batch[k] for k in ("A", "E") if k in batch}
-    traced = fn.trace(params, stats, inputs, keys)
+    traced = fn.trace(variables, inputs, keys)
     compiled = traced.lower().compile()
     compile_s = time.perf_counter() - start
-    step_s = median_seconds(lambda: compiled(params, stats, inputs, keys), _STEPS.value,
+    step_s = median_seconds(lambda: compiled(variables, inputs, keys), _STEPS.value,
                             _WARMUP.value)
     return report(setup, "predict", config.batch_size, step_s, compile_s, traced, compiled)
 
@@ -315,7 +318,7 @@ def bench_ab(config) -> dict:
     variant_b = config.copy_and_resolve_references()
     for assignment in _B.value:
         override(variant_b, assignment)
-    config_checks.validate_config(variant_b)
+    validate_config(variant_b)
     b_xla = dict(compiler_option(text) for text in _B_XLA.value)
     runs = {}
     for name, variant in (("a", config), ("b", variant_b)):
@@ -361,5 +364,5 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"usage: python -m p2p_jax.benchmark {{{','.join(BENCHMARKS)}}} "
                              "--config=FILE [--steps=N]")
     config = _CONFIG.value
-    config_checks.validate_config(config)
+    validate_config(config)
     print(json.dumps(BENCHMARKS[argv[1]](config)), flush=True)

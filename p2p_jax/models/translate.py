@@ -1,23 +1,24 @@
-"""Generator evaluation on images of any size: pad to the network's multiple, crop back, score.
+"""A generator run on images of any size: grouped by size, padded to the network's multiple
+and cropped back, batched over the mesh, and tiled where an image is too large to run whole.
 
-Examples are grouped by size; each group runs in device-divisible batches through one jitted
-function per size (generate, crop, metrics), so a dataset of uniform size compiles once.
+Each size runs through one jitted function (generate, crop, and a score where the caller gives
+one), so a dataset of uniform size compiles once.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import defaultdict
+from collections.abc import Callable
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 
 from p2p_jax import parallel
-from p2p_jax.eval import metrics, tiles
-from p2p_jax.sizes import downsampling_factor
-from p2p_jax.train import step as train_step
-from p2p_jax.train.state import Recipe, Setup, TrainState
+from p2p_jax.config.sizes import downsampling_factor
+from p2p_jax.models import generation, tiles
+from p2p_jax.models.generation import Generator, GeneratorVariables
 
 
 def pad_to_multiple(images: np.ndarray, multiple: int) -> np.ndarray:
@@ -32,50 +33,55 @@ def pad_to_multiple(images: np.ndarray, multiple: int) -> np.ndarray:
 # The keys of an example the generator reads: the image or label map, the boundary map.
 INPUTS = ("A", "E")
 
+# Per-image scores of outputs against targets, both float [-1, 1]: {name: (N,) array}.
+Score = Callable[[jax.Array, jax.Array], dict[str, jax.Array]]
 
-class Evaluator:
-    """Translates images of any sizes (uint8) and scores outputs against targets."""
 
-    def __init__(self, recipe: Recipe, mesh: Mesh, batch_size: int, multiple: int):
+class Translator:
+    """Translates uint8 images of any sizes with one generator on one mesh; with `score`,
+    also scores the outputs of examples that carry a target 'B'."""
+
+    def __init__(self, generator: Generator, mesh: Mesh, batch_size: int, multiple: int,
+                 score: Score | None = None):
         self._mesh, self._multiple = mesh, multiple
         self._batch_size = -(-batch_size // mesh.devices.size) * mesh.devices.size
         replicated = parallel.replicated(mesh)
 
         @functools.partial(jax.jit, static_argnums=(4, 5), out_shardings=replicated)
-        def translate(state, inputs, indices, key, height, width):
-            keys = train_step.image_keys(key, indices)
-            return train_step.to_uint8(
-                train_step.generate(recipe, state.g_params, state.g_batch_stats, inputs, keys)
-                [:, :height, :width])
+        def translate(variables, inputs, indices, key, height, width):
+            keys = generation.image_keys(key, indices)
+            return generation.to_uint8(
+                generation.generate(generator, variables, inputs, keys)[:, :height, :width])
 
-        @functools.partial(jax.jit, out_shardings=replicated)
-        def score(outputs, targets):
-            return metrics.image_metrics(train_step.to_float(outputs),
-                                         train_step.to_float(targets))
-
-        self._translate, self._score = translate, score
+        self._translate = translate
+        self._score = score and jax.jit(
+            lambda outputs, targets: score(generation.to_float(outputs),
+                                           generation.to_float(targets)),
+            out_shardings=replicated)
 
     @classmethod
-    def for_setup(cls, setup: Setup) -> Evaluator:
-        """The evaluator for a built or restored run, at its `eval.batch_size`."""
-        return cls(setup.recipe, setup.mesh, setup.config.eval.batch_size,
-                   downsampling_factor(setup.config.model))
+    def for_config(cls, generator: Generator, mesh: Mesh, config,
+                   score: Score | None = None) -> Translator:
+        """At the config's `eval.batch_size`, padding to its model's multiple."""
+        return cls(generator, mesh, config.eval.batch_size, downsampling_factor(config.model),
+                   score)
 
     @property
     def batch_size(self) -> int:
         return self._batch_size
 
-    def generate(self, state: TrainState, examples: list[dict[str, np.ndarray]],
+    def generate(self, variables: GeneratorVariables, examples: list[dict[str, np.ndarray]],
                  key: np.ndarray, indices: list[int] | None = None,
                  batch_size: int | None = None
                  ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
-        """(uint8 outputs in example order, per-image metrics where examples have 'B'). A metric
-        the size of some images does not allow (MS-SSIM below 161 px) is NaN for those.
+        """(uint8 outputs in example order, per-image scores where examples have 'B' and the
+        translator a `score`). A score the size of some images does not allow (MS-SSIM below
+        161 px) is NaN for those.
 
         `key` is a host PRNG key (uint32[2]); image i draws its dropout from
         fold_in(key, indices[i]) (default: its position), so an output does not depend on the
         batch, the device count or the process count it was computed with. `batch_size`
-        overrides the evaluator's (rounded up to the device count)."""
+        overrides the translator's (rounded up to the device count)."""
         devices = self._mesh.devices.size
         batch_size = (self._batch_size if batch_size is None
                       else -(-batch_size // devices) * devices)
@@ -89,7 +95,7 @@ class Evaluator:
         for positions in groups.values():
             for start in range(0, len(positions), batch_size):
                 chunk = positions[start:start + batch_size]
-                out, scores = self._run_batch(state, [examples[i] for i in chunk],
+                out, scores = self._run_batch(variables, [examples[i] for i in chunk],
                                               [indices[i] for i in chunk], device_key,
                                               _rows(len(chunk), devices, batch_size))
                 for row, position in enumerate(chunk):
@@ -99,7 +105,7 @@ class Evaluator:
                     column[chunk] = values
         return outputs, per_image
 
-    def _run_batch(self, state, examples, indices, key, batch_size
+    def _run_batch(self, variables, examples, indices, key, batch_size
                    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         real = len(examples)
         pad = batch_size - real  # Padding never changes the real rows (per-image norm).
@@ -112,13 +118,14 @@ class Evaluator:
                 batch[k] = pad_to_multiple(batch[k], self._multiple)
         device = parallel.global_batch_from_host_copy(batch, self._mesh)
         inputs = {k: device[k] for k in INPUTS if k in device}
-        outputs = self._translate(state, inputs, device["index"], key, height, width)
-        scores = self._score(outputs, device["B"]) if "B" in device else {}
+        outputs = self._translate(variables, inputs, device["index"], key, height, width)
+        scores = self._score(outputs, device["B"]) if "B" in device and self._score else {}
         outputs, scores = jax.device_get((outputs, scores))
         return outputs[:real], {k: v[:real] for k, v in scores.items()}
 
-    def generate_tiled(self, state: TrainState, image: np.ndarray | dict[str, np.ndarray],
-                       key: np.ndarray, max_pixels: int, overlap: int) -> np.ndarray:
+    def generate_tiled(self, variables: GeneratorVariables,
+                       image: np.ndarray | dict[str, np.ndarray], key: np.ndarray,
+                       max_pixels: int, overlap: int) -> np.ndarray:
         """One input too large to generate whole (an image, or {'A', 'E'}), through
         overlapping tiles of at most `max_pixels`, one tile per device at a time (bounded
         memory). Tile t draws from fold_in(key, t); per-image normalisation
@@ -132,28 +139,9 @@ class Evaluator:
             examples = [{"A": piece[..., :-1], "E": piece[..., -1:]} if with_edges
                         else {"A": piece} for piece in pieces]
             indices = range(first, first + len(pieces))
-            return self.generate(state, examples, key, indices, batch_size=1)[0]
+            return self.generate(variables, examples, key, indices, batch_size=1)[0]
 
         return tiles.translate_tiled(image, side, overlap, translate)
-
-    def evaluate(self, state: TrainState, examples: list[dict[str, np.ndarray]],
-                 key: np.ndarray, extra=()) -> dict[str, float]:
-        """Mean per-image metrics, plus whatever the `extra` evaluators compute from the
-        outputs (FID/KID, FCN-score)."""
-        return self.evaluate_all(state, examples, key, extra)[2]
-
-    def evaluate_all(self, state, examples, key, extra=()):
-        """(outputs, per-image metrics, summary metrics)."""
-        outputs, scores = self.generate(state, examples, key)
-        summary = mean_metrics(scores)
-        for evaluator in extra:
-            summary.update(evaluator(examples, outputs))
-        return outputs, scores, summary
-
-
-def mean_metrics(scores: dict[str, np.ndarray]) -> dict[str, float]:
-    """Means over the images each metric applies to; metrics that applied to none are left out."""
-    return {k: float(np.nanmean(v)) for k, v in scores.items() if np.isfinite(v).any()}
 
 
 def _rows(count: int, devices: int, batch_size: int) -> int:
