@@ -43,6 +43,7 @@ def create_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.Check
         max_to_keep=config.checkpoint.max_to_keep,
         enable_async_checkpointing=config.checkpoint.async_save,
         create=True,
+        cleanup_tmp_directories=True,  # Saves a killed run left unfinished: never restorable.
     )
     return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
                                  item_handlers=_item_handlers())
@@ -136,11 +137,32 @@ def wait(manager: ocp.CheckpointManager) -> None:
         raise _save_error(manager, None, e) from e
 
 
-def _save_error(manager: ocp.CheckpointManager, step: int | None, e: Exception) -> RuntimeError:
-    what = f"checkpoint save at step {step}" if step is not None else "a checkpoint save"
-    return RuntimeError(
-        f"{what} under {manager.directory} failed ({type(e).__name__}: {e}); earlier "
-        f"checkpoints are intact (steps {manager.all_steps()}); check free disk space")
+class CheckpointSaveError(UserError):
+    """A save that could not be written (a full disk, permissions): one line, the earlier
+    checkpoints intact and the unfinished one removed. TensorStore's writes still in flight
+    would print hundreds of tracebacks at shutdown: the process exits at once."""
+
+    abandons_threads = True
+
+
+def _save_error(manager: ocp.CheckpointManager, step: int | None,
+                e: Exception) -> CheckpointSaveError:
+    """The error of a failed save, after removing what it left (an async save's error surfaces
+    at the next save or wait: the unfinished folders name its step)."""
+    unfinished = sorted(epath.Path(manager.directory).glob("*.orbax-checkpoint-tmp*"))
+    steps = sorted({p.name.split(".")[0] for p in unfinished})
+    if jax.process_index() == 0:
+        for path in unfinished:
+            path.rmtree() if path.is_dir() else path.unlink()
+    what = (f"checkpoint save at step {', '.join(steps)}" if steps else
+            f"checkpoint save at step {step}" if step is not None else "a checkpoint save")
+    text = " ".join(str(e).split())
+    reason = ("no space left on device" if "No space left" in text or "os_error_code='28'"
+              in text else f"{type(e).__name__}: {text[:300]}")
+    return CheckpointSaveError(
+        f"{what} under {manager.directory} failed ({reason}); its unfinished files are "
+        f"removed and earlier checkpoints are intact (steps {manager.all_steps()}); free disk "
+        "space and rerun to resume from the latest")
 
 
 class CheckpointError(UserError):

@@ -7,7 +7,10 @@ without a traceback; anything else is a programming error and keeps its tracebac
 
 class UserError(Exception):
     """A mistake in what the user gave us; the message names the key, flag or path and the
-    fix."""
+    fix. `abandons_threads`: the process exits at once after the line, without waiting for
+    library threads that the failure left stuck (a save that hit a full disk)."""
+
+    abandons_threads = False
 
 
 class MissingFileError(UserError, FileNotFoundError):

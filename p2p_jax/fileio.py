@@ -97,11 +97,25 @@ def _staging_path(path: epath.Path) -> epath.Path:
 
 
 def write_bytes(path: str | epath.Path, data: bytes) -> None:
-    """Writes `data` to `path` atomically, creating its folder."""
+    """Writes `data` to `path` atomically, creating its folder. A failed write (a full disk)
+    leaves no staging file and raises an OSError naming `path`."""
     path = epath.Path(path)
     tmp = _staging_path(path)
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    with _unstaged_on_error(tmp, path):
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+
+@contextlib.contextmanager
+def _unstaged_on_error(tmp: epath.Path, path: epath.Path) -> Iterator[None]:
+    try:
+        yield
+    except BaseException as e:
+        with contextlib.suppress(Exception):
+            tmp.unlink()
+        if isinstance(e, OSError) and not e.filename:  # A write's error names no file.
+            raise OSError(e.errno, e.strerror or str(e), os.fspath(path)) from None
+        raise
 
 
 def write_text(path: str | epath.Path, text: str) -> None:
@@ -111,8 +125,9 @@ def write_text(path: str | epath.Path, text: str) -> None:
 def copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
     """An atomic copy (bucket to local disk, e.g. staged ArrayRecord shards)."""
     tmp = _staging_path(epath.Path(target))
-    epath.Path(source).copy(tmp, overwrite=True)
-    tmp.replace(target)
+    with _unstaged_on_error(tmp, epath.Path(target)):
+        epath.Path(source).copy(tmp, overwrite=True)
+        tmp.replace(target)
 
 
 @contextlib.contextmanager

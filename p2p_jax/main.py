@@ -46,7 +46,11 @@ EXIT_USER_ERROR = 2
 # Packages whose INFO lines are shown: ours, and CLU's metric lines and parameter tables.
 OUR_LOGS = ("p2p_jax", "clu")
 # Library warnings that say nothing to a user: Orbax on every read-only (eval, predict) open.
-_BENIGN_WARNINGS = ("Given directory is read only", "setting save_interval_steps=0")
+_BENIGN_WARNINGS = ("Given directory is read only", "setting save_interval_steps=0",
+                    # Orbax logs a failed save from its threads (with tracebacks), then raises
+                    # it to the caller, which reports it in one line.
+                    "_SignalingThread.run() raised an exception", "Handler Commit operations",
+                    "Save Finalize thread", "Future exception was never retrieved")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (ml_collections).",
                                           lock_config=True)
@@ -85,9 +89,13 @@ class _QuietLibraries(py_logging.Filter):
         return any(f"{os.sep}{package}{os.sep}" in record.pathname for package in OUR_LOGS)
 
 
-def _fail(message: str) -> None:
-    """The one line a user mistake prints, then exit status 2."""
+def _fail(message: str, abandon_threads: bool = False) -> None:
+    """The one line a user mistake prints, then exit status 2 (`abandon_threads`: at once,
+    see UserError)."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    if abandon_threads:
+        sys.stdout.flush()
+        os._exit(EXIT_USER_ERROR)
     sys.exit(EXIT_USER_ERROR)
 
 
@@ -227,7 +235,7 @@ def main(argv: list[str]) -> None:
     except UserError as e:
         if verbose:
             raise
-        _fail(str(e))
+        _fail(str(e), e.abandons_threads)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -39,6 +39,10 @@ def test_step_counts_follow_num_train_steps(tiny_config):
     ("batch_size", 0, "batch_size=0 must be positive"),
     ("model.dropout", 1.0, "model.dropout=1.0 must be in"),
     ("seed", 2**64, "seed=18446744073709551616 must fit in 64 bits"),
+    ("eval.batch_size", 10**6, "eval.batch_size=1000000 is over 4096"),
+    ("batch_size", 2**20, "batch_size=1048576 is over 65536"),
+    ("serve.max_upload_mb", 0, "serve.max_upload_mb=0 must be positive"),
+    ("serve.queue_size", 10**9, "serve.queue_size=1000000000 is over 10000"),
 ])
 def test_bad_values_fail_with_the_key_named(tiny_config, key, value, message):
     section, _, field = key.rpartition(".")

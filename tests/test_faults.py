@@ -294,3 +294,47 @@ def test_one_run_per_workdir_and_a_refused_resume_keeps_the_config(tiny_config, 
     with pytest.raises(checkpointing.CheckpointError, match="holds g_params/down_0/kernel"):
         trainer.train_and_evaluate(wider, workdir, devices[:1])
     assert config_file.read_text() == saved
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB file system of its own (tmpfs), to be filled."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"a full disk is made by mounting a small tmpfs, which needs root "
+                    f"({mounted.stderr.strip()})")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk, leave_bytes):
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    (disk / "filler").write_bytes(bytes(max(free - leave_bytes, 0)))
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_leaves_no_litter_and_keeps_the_last_checkpoint(
+        tiny_config, small_disk, devices):
+    workdir = small_disk / "run"
+    tiny_config.num_train_steps = 3
+    trainer.train_and_evaluate(tiny_config, str(workdir), devices[:1])
+    fill(small_disk, 100_000)
+
+    # Samples and evaluation at step 6 still fit; the checkpoint does not.
+    proc = run_main(workdir, "--config.num_train_steps=6", wait=False)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2, output[-3000:]
+    error = output.strip().splitlines()[-1]
+    assert error.startswith("error: checkpoint save at step 6 under ") and (
+        "(no space left on device)" in error and "steps [3]" in error), error
+    assert not [p for p in workdir.rglob("*") if "tmp" in p.name], "unfinished files left"
+    assert int(checkpointing.load_train_state(str(workdir))["step"]) == 3
+
+    # Any other file: its write names it and leaves no staging file.
+    with pytest.raises(OSError) as raised:
+        fileio.write_bytes(workdir / "samples" / "big.png", bytes(1_000_000))
+    assert raised.value.filename == str(workdir / "samples" / "big.png")
+    assert not list((workdir / "samples").glob("*.tmp"))

@@ -42,11 +42,12 @@ def trained(trained_tiny):
 @pytest.fixture(scope="module")
 def served(trained, tmp_path_factory):
     config, workdir = trained
+    config = config.copy_and_resolve_references()
+    config.serve.max_upload_mb = 1
     restored = restore.restore(config, workdir)
     app = serve_app.build_app(restored, str(tmp_path_factory.mktemp("scratch")))
     port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-               show_error=True, css=serve_app.CSS)
+    serve_app.launch(app, config, "127.0.0.1", port)
     yield restored, f"http://127.0.0.1:{port}/"
     app.close()
 
@@ -80,6 +81,47 @@ def test_concurrent_requests_are_all_answered(served, tmp_path):
         assert list(pool.map(request, range(8))) == [(40, 30, 3)] * 8
 
 
+def test_a_full_queue_turns_requests_away_and_the_server_keeps_answering(trained, tmp_path):
+    """serve.queue_size bounds what waits: with one request translating (held for seconds)
+    and one waiting, the others are told the queue is full at once, not held in memory."""
+    config, workdir = trained
+    config = config.copy_and_resolve_references()
+    config.serve.concurrency, config.serve.queue_size, config.serve.num_examples = 1, 1, 0
+    restored = restore.restore(config, workdir)
+
+    class Held(serve_app.Requests):
+        def translate(self, example):
+            time.sleep(5)
+            return super().translate(example)
+
+    app = serve_app.build_app(restored, str(tmp_path), Held(restored))
+    port = free_port()
+    serve_app.launch(app, config, "127.0.0.1", port)
+    try:
+        path = tmp_path / "in.png"
+        images.write(path, np.zeros((32, 32, 3), np.uint8))
+        clients = [Client(f"http://127.0.0.1:{port}/", verbose=False,
+                          download_files=str(tmp_path / f"client_{i}")) for i in range(5)]
+
+        def request(client):
+            try:
+                return images.read(client.predict(handle_file(str(path)),
+                                                  api_name="/translate")).shape
+            except Exception as e:  # The client raises what the server answered.
+                return str(e)
+
+        with concurrent.futures.ThreadPoolExecutor(5) as pool:
+            outcomes = list(pool.map(request, clients))
+        answered = [o for o in outcomes if o == (32, 32, 3)]
+        refused = [o for o in outcomes if o != (32, 32, 3)]
+        assert answered and refused, outcomes
+        assert all("Queue is full" in o for o in refused), outcomes
+        assert images.read(clients[0].predict(handle_file(str(path)),
+                                               api_name="/translate")).shape == (32, 32, 3)
+    finally:
+        app.close()
+
+
 def test_bad_uploads_get_a_message_and_the_server_keeps_answering(served, tmp_path):
     _, url = served
     client = Client(url, verbose=False)
@@ -89,7 +131,10 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_answering(served, tmp_pa
     bomb.write_bytes(png_bomb(2000, 2000))  # 4 Mpx against a limit of 0.2 Mpx.
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    for bad, message in [(text, "not a readable image"), (bomb, "pixels"), (empty, "empty")]:
+    large = tmp_path / "large.png"  # Over serve.max_upload_mb=1: refused before it is stored.
+    large.write_bytes(images.encode(np.zeros((8, 8, 3), np.uint8)) + bytes(1_500_000))
+    for bad, message in [(text, "not a readable image"), (bomb, "pixels"), (empty, "empty"),
+                         (large, "exceeds")]:
         with pytest.raises(Exception) as raised:
             client.predict(handle_file(str(bad)), api_name="/translate")
         assert message in str(raised.value), str(raised.value)
@@ -106,10 +151,13 @@ def test_the_serve_command_answers_and_stops_cleanly_on_sigterm(trained, tmp_pat
     _, workdir = trained
     port = free_port()
     log = tmp_path / "serve.log"
+    scratch = tmp_path / "tmp"  # The server's temporary folder: everything it stores.
+    scratch.mkdir()
     with open(log, "w") as stderr:
         server = subprocess.Popen(
             [sys.executable, "-m", "p2p_jax.main", f"--workdir={workdir}", "--mode=serve",
-             f"--port={port}"], stdout=stderr, stderr=subprocess.STDOUT)
+             f"--port={port}"], stdout=stderr, stderr=subprocess.STDOUT,
+            env={**os.environ, "TMPDIR": str(scratch)})
     try:
         url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + 600  # Start-up and compilation on a loaded machine.
@@ -130,6 +178,8 @@ def test_the_serve_command_answers_and_stops_cleanly_on_sigterm(trained, tmp_pat
         images.write(good, np.zeros((20, 36, 3), np.uint8))
         assert images.read(client.predict(handle_file(str(good)), api_name="/translate")).shape \
             == (20, 36, 3)
+        # Uploads are kept in the server's own folder (not a shared /tmp/gradio) ...
+        assert list(scratch.glob("p2p_jax_serve_*/uploads/**/good.png"))
         server.send_signal(signal.SIGTERM)
         time.sleep(0.1)
         server.send_signal(signal.SIGTERM)
@@ -140,6 +190,11 @@ def test_the_serve_command_answers_and_stops_cleanly_on_sigterm(trained, tmp_pat
     printed = log.read_text()
     assert "request refused:" in printed and "stopping the server" in printed
     assert "Traceback" not in printed, printed
+    # ... and removed with it when it stops (Gradio leaves only an empty folder it makes at
+    # start-up, gradio/vibe_edit_history).
+    assert not list(scratch.glob("p2p_jax_serve_*"))
+    files = [str(p) for p in scratch.rglob("*") if p.is_file()]
+    assert not files, files
 
 
 def test_canvas_colours_snap_to_the_palette():

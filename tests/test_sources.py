@@ -95,6 +95,25 @@ def test_derived_tasks_compute_the_input_from_the_photo(tiny_config):
     assert abs(noisy.std() - 25) < 2 and abs(noisy.mean() - 90) < 2
 
 
+def test_a_dataset_mixing_gray_and_colour_trains_colour_and_says_so(tmp_path, tiny_config,
+                                                                     caplog):
+    """The first file gray, the others colour: the model takes 3 channels (gray repeats
+    losslessly), every batch is colour, and one warning names the mix."""
+    for i in range(6):
+        colour = photo(i, 40)
+        write_png(tmp_path / "train" / f"{i}.png",
+                  cv2.cvtColor(colour, cv2.COLOR_RGB2GRAY) if i == 0 else colour[..., ::-1])
+    config = tiny_config
+    config.dataset.source, config.dataset.path = "images", str(tmp_path)
+    config.dataset.task = "super_resolution"
+    with caplog.at_level(logging.WARNING):
+        assert pipeline.data_channels(config) == {"A": 3, "B": 3}
+    assert "1 of 6 sampled input images have fewer than 3 channels" in caplog.text
+    assert "dataset.output_channels" in caplog.text
+    batch = next(pipeline.create_train_iterator(config, 0, 1))
+    assert batch["A"].shape[-1] == batch["B"].shape[-1] == 3
+
+
 def test_derived_task_pipeline_from_a_photo_folder(tmp_path, tiny_config):
     for split, count in (("train", 5), ("val", 2)):
         for i in range(count):

@@ -25,6 +25,11 @@ def _positive(key: str, value: int) -> None:
         raise ConfigError(f"{key}={value} must be positive")
 
 
+# Upper bounds where a larger value only exhausts memory or invites abuse of a public server.
+_AT_MOST = {"batch_size": 65536, "eval.batch_size": 4096, "num_sample_images": 256,
+            "serve.concurrency": 64, "serve.queue_size": 10000, "serve.max_upload_mb": 4096}
+
+
 # The CPU forms of the transposed conv were upsample modes before model.conv_impl existed.
 _FORMER_UPSAMPLE = {"auto": "conv_transpose", "subpixel": "conv_transpose",
                     "space_to_depth": "conv_transpose", "matmul": "conv_transpose"}
@@ -118,8 +123,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 "checkpoint_every_steps", "eval_every_steps", "dataset.load_size",
                 "dataset.derived.sr_factor", "model.ngf", "model.ndf", "eval.batch_size",
                 "nan_patience", "checkpoint.max_to_keep", "model.num_d", "model.n_layers_d",
-                "model.n_downsample_global", "model.n_local_enhancers", "serve.concurrency"):
+                "model.n_downsample_global", "model.n_local_enhancers", "serve.concurrency",
+                "serve.queue_size", "serve.max_upload_mb"):
         _positive(key, functools.reduce(getattr, key.split("."), config))
+    for key, most in _AT_MOST.items():
+        value = functools.reduce(getattr, key.split("."), config)
+        if value > most:
+            raise ConfigError(f"{key}={value} is over {most}, more than any run needs; "
+                              "larger values only exhaust memory")
     height, width = _image_size(config.dataset.image_size)
     _pix2pixhd(config)
     if not 0 < config.dataset.max_image_pixels <= choices.MAX_IMAGE_PIXELS:

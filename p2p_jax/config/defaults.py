@@ -178,6 +178,8 @@ def get_config() -> ml_collections.ConfigDict:
     # facades | edges (pen and eraser on white) | none (upload only).
     config.serve.palette = "auto"
     config.serve.concurrency = 2  # Requests translated at once (Gradio's queue).
+    config.serve.queue_size = 16  # Requests waiting beyond those; more are told to retry.
+    config.serve.max_upload_mb = 32  # Larger uploads are refused before they are stored.
     config.serve.num_examples = 4  # Example inputs from the eval split (0: none).
 
     config.debug = ml_collections.ConfigDict()

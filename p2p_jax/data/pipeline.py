@@ -108,18 +108,39 @@ def _train_transform(example: dict[str, np.ndarray], rng: np.random.Generator,
             "skipped": example["skipped"]}
 
 
+# Examples read, spread over the training split, to find its channels.
+CHANNEL_SAMPLE = 16
+
+
 def data_channels(config: ml_collections.ConfigDict,
                   train_source: Examples | None = None) -> dict[str, int]:
-    """Channels of A and B: the config's, or (where 0) those of the first readable example."""
+    """Channels of A and B: the config's, or (where 0) the most that a sample of the training
+    examples has. A dataset mixing gray and colour images trains a colour model (a gray image
+    repeats to 3 channels losslessly; colour would lose its colour), and the mix is named."""
     dataset = config.dataset
     if dataset.input_channels and dataset.output_channels:
         return {"A": dataset.input_channels, "B": dataset.output_channels}
     if train_source is None:
         train_source = Examples(sources.make_source(dataset, "train", config.seed))
-    first = tasks.apply(_pictures(train_source[0], dataset.task), np.random.default_rng(0),
-                        dataset)
-    return {"A": dataset.input_channels or first["A"].shape[2],
-            "B": dataset.output_channels or first["B"].shape[2]}
+    count = min(CHANNEL_SAMPLE, len(train_source))
+    seen = {"A": [], "B": []}
+    for index in np.linspace(0, len(train_source) - 1, count).astype(int):
+        pictures = tasks.apply(_pictures(train_source[int(index)], dataset.task),
+                               np.random.default_rng(0), dataset)
+        for key in seen:
+            seen[key].append(pictures[key].shape[2])
+    channels = {}
+    for key, configured in (("A", dataset.input_channels), ("B", dataset.output_channels)):
+        channels[key] = configured or max(seen[key])
+        if not configured and len(set(seen[key])) > 1:
+            fewer = sum(c < channels[key] for c in seen[key])
+            name = "input_channels" if key == "A" else "output_channels"
+            logging.warning(
+                "dataset.%s: %d of %d sampled %s images have fewer than %d channels (gray and "
+                "colour mixed); the model takes %d and converts the others (set "
+                "dataset.%s to choose)", name, fewer, len(seen[key]),
+                "input" if key == "A" else "target", channels[key], channels[key], name)
+    return channels
 
 
 def resolve_channels(config: ml_collections.ConfigDict, workdir: str | None = None

@@ -10,6 +10,7 @@ once before the server opens (warm-up); requests queue, `serve.concurrency` at a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -18,6 +19,7 @@ import tempfile
 import time
 
 import gradio as gr
+import ml_collections
 import numpy as np
 from absl import logging
 
@@ -213,7 +215,8 @@ def build_app(trained: TrainedGenerator, scratch_dir: str,
         api_output = gr.Image(type="filepath", visible=False)
         api_button = gr.Button(visible=False)
         api_button.click(translate_api, api_input, api_output, api_name="translate")
-    return app.queue(default_concurrency_limit=config.serve.concurrency)
+    return app.queue(default_concurrency_limit=config.serve.concurrency,
+                     max_size=config.serve.queue_size)
 
 
 def warm_up(requests: Requests, height: int, width: int) -> float:
@@ -235,26 +238,51 @@ def _check_address(host: str, port: int) -> None:
                             "--port, or --host=127.0.0.1") from None
 
 
+def launch(app: gr.Blocks, config: ml_collections.ConfigDict, host: str, port: int) -> None:
+    """Starts the server without blocking; uploads over `serve.max_upload_mb` are refused
+    before they are stored."""
+    app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
+               show_error=True, css=CSS, max_file_size=f"{config.serve.max_upload_mb}mb")
+
+
+@contextlib.contextmanager
+def _uploads_in(folder: str):
+    """Gradio stores uploads and its files under GRADIO_TEMP_DIR (default: a shared
+    /tmp/gradio kept forever); here, under the server's own scratch folder, removed with it."""
+    previous = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = folder
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = previous
+
+
 def serve(trained: TrainedGenerator, host: str, port: int) -> None:
-    """Warms up, serves until Ctrl-C or SIGTERM, then closes the server."""
+    """Warms up, serves until Ctrl-C or SIGTERM, then closes the server and removes every
+    file it stored (uploads, outputs, examples)."""
     _check_address(host, port)
     requests = Requests(trained)
     seconds = warm_up(requests, *image_hw(trained.config.dataset.image_size))
     logging.info("generator compiled and warmed up in %.1f s", seconds)
     scratch = tempfile.TemporaryDirectory(prefix="p2p_jax_serve_")
-    app = build_app(trained, scratch.name, requests)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True,
-                   show_error=True, css=CSS)
-        logging.info("serving %s at http://%s:%d (Ctrl-C stops)", trained.config.model.generator,
-                     host, app.server_port)
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        logging.info("stopping the server")
+        with _uploads_in(os.path.join(scratch.name, "uploads")):
+            app = build_app(trained, scratch.name, requests)
+            previous = signal.signal(signal.SIGTERM, _interrupt)
+            try:
+                launch(app, trained.config, host, port)
+                logging.info("serving %s at http://%s:%d (Ctrl-C stops)",
+                             trained.config.model.generator, host, app.server_port)
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                logging.info("stopping the server")
+            finally:
+                app.close()
+                if signal.getsignal(signal.SIGTERM) is _interrupt:  # No SIGTERM came (after
+                    signal.signal(signal.SIGTERM, previous)  # one, repeats stay ignored).
     finally:
-        app.close()
         scratch.cleanup()
-        if signal.getsignal(signal.SIGTERM) is _interrupt:  # After a SIGTERM, repeats stay
-            signal.signal(signal.SIGTERM, previous)  # ignored while the process exits.
