@@ -1,5 +1,6 @@
-"""Process settings that must be in place before JAX or TensorFlow load: the allocator and
-native-library logging. Entry points call `prepare_process()` first; nothing here imports jax.
+"""Process settings that must be in place before JAX or TensorFlow load: the allocator,
+native-library logging and the compilation cache. Entry points call `prepare_process()` first;
+nothing here imports jax.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 HUGEPAGE_TUNABLE = "glibc.malloc.hugetlb=1"
 # The switch: P2P_JAX_HUGEPAGE_MALLOC=0 keeps the process as started.
 HUGEPAGE_SWITCH = "P2P_JAX_HUGEPAGE_MALLOC"
+# The switch: P2P_JAX_COMPILATION_CACHE=0 compiles every launch afresh.
+CACHE_SWITCH = "P2P_JAX_COMPILATION_CACHE"
 _ACCELERATOR_PLUGINS = ("libtpu", "jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
                         "jax_rocm7_plugin")
 
@@ -59,3 +62,18 @@ def prepare_process() -> None:
     quiet_native_logs()
     if runs_on_cpu():
         restart_with_hugepage_malloc()
+
+
+def use_compilation_cache() -> str | None:
+    """Keeps compiled programs across launches in a user cache folder
+    ($XDG_CACHE_HOME/p2p_jax/jax, default ~/.cache/p2p_jax/jax): a resume, an eval or a serve
+    start of a model compiled before skips its compilation (the default step: ~20 s on CPU).
+    A JAX_COMPILATION_CACHE_DIR already set is kept; P2P_JAX_COMPILATION_CACHE=0 turns it off.
+    Returns the folder in use. The benchmarks leave it off: they time compilation."""
+    if os.environ.get(CACHE_SWITCH) == "0":
+        return None
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                ".cache")
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(root, "p2p_jax", "jax")
+    return os.environ["JAX_COMPILATION_CACHE_DIR"]

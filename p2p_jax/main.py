@@ -89,6 +89,18 @@ class _QuietLibraries(py_logging.Filter):
         return any(f"{os.sep}{package}{os.sep}" in record.pathname for package in OUR_LOGS)
 
 
+def _without_closed_loop_reports(hook):
+    """sys.unraisablehook minus TensorStore's callbacks into the event loop of an Orbax save
+    that failed and closed it (a full disk: hundreds of 'Event loop is closed' tracebacks; the
+    failure itself is reported once, by the save)."""
+    def unraisablehook(unraisable):
+        value = unraisable.exc_value
+        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+            hook(unraisable)
+
+    return unraisablehook
+
+
 def _fail(message: str, abandon_threads: bool = False) -> None:
     """The one line a user mistake prints, then exit status 2 (`abandon_threads`: at once,
     see UserError)."""
@@ -228,6 +240,8 @@ def main(argv: list[str]) -> None:
         mode = _MODE.value
         _check_mode_flags(mode)
         host.prepare_process()
+        host.use_compilation_cache()
+        sys.unraisablehook = _without_closed_loop_reports(sys.unraisablehook)
         logging.get_absl_handler().addFilter(_QuietLibraries())
         workdir = _WORKDIR.value or default_workdir(
             config_flags.get_config_filename(flags.FLAGS["config"]))

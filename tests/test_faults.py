@@ -330,6 +330,7 @@ def test_a_full_disk_is_one_line_leaves_no_litter_and_keeps_the_last_checkpoint(
     error = output.strip().splitlines()[-1]
     assert error.startswith("error: checkpoint save at step 6 under ") and (
         "(no space left on device)" in error and "steps [3]" in error), error
+    assert "Traceback" not in output, output[-3000:]
     assert not [p for p in workdir.rglob("*") if "tmp" in p.name], "unfinished files left"
     assert int(checkpointing.load_train_state(str(workdir))["step"]) == 3
 

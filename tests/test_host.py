@@ -54,3 +54,18 @@ def test_native_logs_are_quiet_unless_the_user_says_otherwise(monkeypatch):
     host.quiet_native_logs()
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
     assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+
+
+def test_compiled_programs_are_kept_in_a_user_cache_folder_unless_turned_off(monkeypatch,
+                                                                            tmp_path):
+    for name in ("JAX_COMPILATION_CACHE_DIR", host.CACHE_SWITCH):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert host.use_compilation_cache() == str(tmp_path / "p2p_jax" / "jax")
+    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "p2p_jax" / "jax")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/chosen")  # A folder set is kept.
+    assert host.use_compilation_cache() == "/chosen"
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+    monkeypatch.setenv(host.CACHE_SWITCH, "0")
+    assert host.use_compilation_cache() is None
+    assert "JAX_COMPILATION_CACHE_DIR" not in os.environ
