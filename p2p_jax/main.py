@@ -9,6 +9,8 @@
   --mode=serve    a browser demo (Gradio) of the generator at http://--host:--port/
   --mode=import   a PyTorch latest_net_G.pth (--input; --input_d for latest_net_D.pth) of the
                   reference or pix2pixHD into DIR as a checkpoint at step 0
+  --mode=config   print every key of the config (--config, else DIR/config.json) with its
+                  value, its allowed choices and what it is for; nothing runs
 
 --config is needed to train and to import; eval, predict, export and serve read the run's own
 (DIR/config.json) when it is left out.
@@ -34,7 +36,7 @@ from ml_collections import config_flags
 from p2p_jax import host
 from p2p_jax.errors import UserError
 
-MODES = ("train", "eval", "predict", "export", "serve", "import")
+MODES = ("train", "eval", "predict", "export", "serve", "import", "config")
 # The flags each mode reads beyond --config, --workdir and the multi-process ones.
 MODE_FLAGS = {"train": (), "eval": ("step",), "predict": ("step", "input", "output"),
               "export": ("step", "output"), "serve": ("step", "port", "host"),
@@ -181,6 +183,16 @@ def run(config, workdir: str, mode: str) -> None:
         from p2p_jax.config.checks import validate_config
 
         validate_config(config)
+    if mode == "config":  # Before JAX loads: the listing is instant.
+        from p2p_jax.config import describe
+        from p2p_jax.config.saved import saved_config
+
+        listing = describe.describe(saved_config(workdir) if config is None else config)
+        try:
+            print(listing, flush=True)
+        except BrokenPipeError:  # `| head`: the reader has what it wanted.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return
     from p2p_jax import parallel
 
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

@@ -92,3 +92,36 @@ def test_with_a_config_given_a_damaged_saved_config_leaves_channels_to_the_data(
         (tmp_path / "config.json").write_text(text)
         resolved = pipeline.resolve_channels(tiny_config, str(tmp_path))
         assert (resolved.dataset.input_channels, resolved.dataset.output_channels) == (3, 3)
+
+
+def test_config_mode_lists_every_key_with_its_choices_and_comment(tiny_config):
+    import subprocess
+    import sys
+
+    from p2p_jax.config import describe
+
+    listing = describe.describe(tiny_config).splitlines()
+    keys = [line.split(" = ")[0] for line in listing]
+    flat = []
+
+    def walk(section, prefix):
+        for name in section:
+            if isinstance(section[name], type(tiny_config)):
+                walk(section[name], f"{prefix}{name}.")
+            else:
+                flat.append(f"{prefix}{name}")
+
+    walk(tiny_config, "")
+    assert keys == flat
+    line = dict(zip(keys, listing, strict=True))
+    assert line["batch_size"].startswith("batch_size = 8 ")
+    assert "# Global: split over every device of every process." in line["batch_size"]
+    assert "one of unet_128 | unet_256 | unet |" in line["model.generator"]
+    assert "one of inception | fcn" in line["eval.evaluators"]
+    assert "Requests waiting" in line["serve.queue_size"]
+    printed = subprocess.run(
+        [sys.executable, "-m", "p2p_jax.main", "--config=configs/tiny.py", "--mode=config",
+         "--config.model.ngf=12"], capture_output=True, text=True, timeout=120)
+    assert printed.returncode == 0, printed.stderr
+    assert "model.ngf = 12" in printed.stdout and "dataset.source = 'synthetic_scenes'" in (
+        printed.stdout)

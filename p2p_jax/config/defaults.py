@@ -72,7 +72,8 @@ def get_config() -> ml_collections.ConfigDict:
     # With label maps: add the instance-boundary channel (1 where a pixel's instance id differs
     # from a 4-neighbour's), from the source's instance maps.
     config.dataset.instance_maps = False
-    # 0: as in the data (the first readable example); 1 or 3: every image converted to it.
+    # 0: as in the data (the most channels among 16 sampled examples); 1 or 3: every image
+    # converted to it. The same for the targets (output_channels).
     config.dataset.input_channels = 0
     config.dataset.output_channels = 0
     # Images of more pixels are bad files (skipped and counted), refused from their header
