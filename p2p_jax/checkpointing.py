@@ -308,17 +308,6 @@ def _chosen_step(manager: ocp.CheckpointManager, step: int | None) -> int:
     return step
 
 
-def restore_state(workdir: str, target_state: Any, step: int | None = None) -> tuple[Any, int]:
-    """The train state at `step` (default: latest) onto the shardings of `target_state`, for
-    evaluation and export; (state, step)."""
-    with _read_only_manager(workdir) as manager:
-        step = _chosen_step(manager, step)
-        check_compatible(manager, step, target_state)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
-        state = _restore_checked(manager, step, abstract)
-    return state, step
-
-
 def restore_generator(workdir: str, target: dict[str, Any], step: int | None = None
                       ) -> tuple[dict[str, Any], int]:
     """The generator's part of the saved train state alone (`target`: {"g_params": ...,

@@ -364,7 +364,7 @@ def test_label_lookups_only_in_the_cpu_form_with_one_device_per_process(hd_data,
     assert not ops.uses_label_lookups("cpu", one, jnp.bfloat16)
     config.dataset.label_nc = 0
     config.dataset.instance_maps = False
-    assert not train_state.Recipe.from_config(config, 3, "cpu", True).generator.label_lookups
+    assert not train_state.Recipe.from_config(config, "cpu", True).generator.label_lookups
 
 
 def test_global_run_trains_resumes_exactly_and_evaluates(hd_data, tmp_path):

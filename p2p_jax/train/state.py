@@ -71,8 +71,8 @@ class Recipe:
     fix_global_steps: int = 0  # `local`: the coarse branch waits this many steps.
 
     @classmethod
-    def from_config(cls, config: ml_collections.ConfigDict, output_channels: int,
-                    conv_impl: str = "xla", label_lookups: bool = False) -> Recipe:
+    def from_config(cls, config: ml_collections.ConfigDict, conv_impl: str = "xla",
+                    label_lookups: bool = False) -> Recipe:
         """`conv_impl`: the resolved implementation of the convolutions (see p2p_jax.ops);
         `label_lookups`: see `ops.uses_label_lookups`."""
         opt, loss, model = config.optimizer, config.loss, config.model
@@ -168,14 +168,13 @@ class Setup:
     frozen: dict = dataclasses.field(default_factory=dict)
 
 
-def build(config: ml_collections.ConfigDict, workdir: str | None = None,
-          channels: int | None = None, conv_impl: str | None = None,
+def build(config: ml_collections.ConfigDict, channels: int | None = None,
           devices: list[jax.Device] | None = None, abstract: bool = False) -> Setup:
-    """The one set-up path: checks the config (one line per mistake, before compiling),
+    """A training run's set-up: checks the config (one line per mistake, before compiling),
     resolves channels (`channels` for both sides where the config leaves them to the data,
-    e.g. synthetic benchmarks; else see `pipeline.resolve_channels`), builds the mesh over `devices`
-    (default: every device of every process), resolves `model.conv_impl` (or `conv_impl`)
-    for its platform and initialises the state into its shardings. `abstract`: the state and
+    e.g. synthetic benchmarks; else from the data), builds the mesh over `devices` (default:
+    every device of every process), resolves `model.conv_impl` for its platform and
+    initialises the state into its shardings. `abstract`: the state and
     the fixed networks' weights as shapes only (compiling to measure memory allocates
     nothing, and needs no weights file)."""
     validate_config(config)
@@ -183,14 +182,12 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None,
         config = config.copy_and_resolve_references()
         config.dataset.input_channels = config.dataset.input_channels or channels
         config.dataset.output_channels = config.dataset.output_channels or channels
-    config = pipeline.resolve_channels(config, workdir)
+    config = pipeline.resolve_channels(config)
     mesh = parallel.create_mesh(config.mesh, devices)
     parallel.check_batch_size(config.batch_size, mesh)
-    impl = ops.resolve_impl(conv_impl or config.model.conv_impl,
-                            mesh.devices.flat[0].platform)
-    recipe = Recipe.from_config(config, config.dataset.output_channels, impl,
-                                ops.uses_label_lookups(impl, mesh,
-                                                       networks.compute_dtype(config)))
+    impl = ops.resolve_impl(config.model.conv_impl, mesh.devices.flat[0].platform)
+    recipe = Recipe.from_config(config, impl,
+                                ops.uses_label_lookups(impl, mesh, networks.compute_dtype(config)))
     frozen = {}
     if recipe.perceptual is not None:
         frozen["vgg"] = (_abstract_vgg(recipe.perceptual, mesh) if abstract else
