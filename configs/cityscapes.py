@@ -4,7 +4,7 @@ Data: the pix2pix `cityscapes` folder (photo | labels side by side, train/ and v
   --config.dataset.path=/data/cityscapes
 """
 
-from configs import default
+from p2p_jax.config import defaults as default
 
 
 def get_config(variant: str = ""):

@@ -15,7 +15,7 @@ training images. Variants, comma-separated: `local` (stage 2), `podB` (a global 
 square-root learning-rate scaling, bf16, fewer steps), e.g. `:local,pod32`.
 """
 
-from configs import default
+from p2p_jax.config import defaults as default
 
 TRAIN_IMAGES = 2975
 

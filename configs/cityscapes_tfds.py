@@ -7,7 +7,9 @@ the official Cityscapes colours, as the pix2pix dataset shows them, and resized 
 to 286 (then random 256 crops), like the reference's prepared 256x256 images.
 """
 
-from configs import cityscapes
+from p2p_jax.config import shipped
+
+cityscapes = shipped.sibling(__file__, "cityscapes")
 
 
 def get_config(variant: str = ""):

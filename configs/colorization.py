@@ -5,7 +5,7 @@ Inputs are derived on the fly (ITU-R 601 gray, or Lab lightness with
   --config.dataset.path=/data/photos
 """
 
-from configs import default
+from p2p_jax.config import defaults as default
 
 
 def get_config(variant: str = ""):

@@ -2,7 +2,7 @@
 
 Every knob of the trainer, with its default, is defined in the package
 (`p2p_jax/config/defaults.py`, with the helpers the task files share), so an installed
-package reads a run's config.json without this folder; the task files here import this one
+package reads a run's config.json without this folder; the task files here start from it
 and change what differs. Override anything from the command line:
 `--config.batch_size=16 --config.model.norm=instance`.
 """

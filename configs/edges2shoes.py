@@ -4,7 +4,7 @@ Data: the pix2pix `edges2shoes` folder (edges | photo side by side):
   --config.dataset.path=/data/edges2shoes
 """
 
-from configs import default
+from p2p_jax.config import defaults as default
 
 
 def get_config(variant: str = ""):

@@ -4,7 +4,7 @@ Data: the pix2pix `facades` folder (train/val/test, A|B side by side):
   --config.dataset.path=/data/facades
 """
 
-from configs import default
+from p2p_jax.config import defaults as default
 
 
 def get_config(variant: str = ""):

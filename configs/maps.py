@@ -3,7 +3,7 @@
 Data: the pix2pix `maps` folder (photo | map side by side): --config.dataset.path=/data/maps
 """
 
-from configs import default
+from p2p_jax.config import defaults as default
 
 
 def get_config(variant: str = ""):

@@ -12,7 +12,9 @@ data (pix2pixHD's --niter 100 --niter_decay 100 at batch 1). Variants as citysca
 `:local` (2048x1024 enhancer stage, from this run's workdir), `:podB`.
 """
 
-from configs import cityscapes_hd
+from p2p_jax.config import shipped
+
+cityscapes_hd = shipped.sibling(__file__, "cityscapes_hd")
 
 
 def get_config(variant: str = ""):

@@ -5,7 +5,7 @@ subfolders): --config.dataset.path=/data/photos; other renderings with
 --config.dataset.derived.style=pencil_sketch (or pencil_color, detail_enhance).
 """
 
-from configs import default
+from p2p_jax.config import defaults as default
 
 
 def get_config(variant: str = ""):

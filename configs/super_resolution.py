@@ -5,7 +5,7 @@ subfolders): --config.dataset.path=/data/photos; change the factor or kernel wit
 --config.dataset.derived.sr_factor=2 --config.dataset.derived.sr_kernel=gaussian
 """
 
-from configs import default
+from p2p_jax.config import defaults as default
 
 
 def get_config(variant: str = ""):

@@ -1,6 +1,6 @@
 """A seconds-long config for tests and smoke runs: 32x32, a 5-level U-Net 8 channels wide."""
 
-from configs import default
+from p2p_jax.config import defaults as default
 
 
 def get_config():

@@ -22,6 +22,10 @@ from etils import epath
 
 from p2p_jax.errors import UserError
 
+# Every periodic eval's means by step, written by training beside its checkpoints, for what
+# reads a run without TensorBoard (the model card of an export).
+PERIODIC_EVALS = "eval/periodic.json"
+
 
 def checkpoint_dir(workdir: str) -> epath.Path:
     """`WORKDIR/checkpoints`, local or gs://."""

@@ -1,4 +1,6 @@
-"""Command line: `python -m p2p_jax.main --config=configs/default.py [--workdir=DIR] [--mode=...]`.
+"""Command line: `python -m p2p_jax.main --config=configs/default.py [--workdir=DIR] [--mode=...]`,
+or `p2p-jax` once installed. --config takes a file or a shipped config's name
+(`--config=facades`, `--config=cityscapes_hd:local`).
 
   --mode=train    (default) train, resuming from the latest checkpoint in DIR
   --mode=eval     the whole `eval.split` through a checkpoint: DIR/eval/<split>_<step>/
@@ -53,6 +55,15 @@ _BENIGN_WARNINGS = ("Given directory is read only", "setting save_interval_steps
                     # it to the caller, which reports it in one line.
                     "_SignalingThread.run() raised an exception", "Handler Commit operations",
                     "Save Finalize thread", "Future exception was never retrieved")
+
+# Modules of the optional dependencies (pyproject.toml's extras) -> how to install them.
+_EXTRAS = {"gradio": "pip install 'p2p_jax[serve]'",
+           "tensorflow": "pip install 'p2p_jax[export]'",
+           "onnx": "pip install 'p2p_jax[export]'", "onnx_ir": "pip install 'p2p_jax[export]'",
+           "onnxruntime": "pip install 'p2p_jax[export]'",
+           "jax2onnx": "pip install --no-deps jax2onnx==0.17.1",
+           "tensorflow_datasets": "pip install 'p2p_jax[tfds]'",
+           "skimage": "pip install 'p2p_jax[photos]'"}
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (ml_collections).",
                                           lock_config=True)
@@ -122,11 +133,26 @@ def _flag_error_line(error: flags.Error) -> str:
     return " ".join(lines)
 
 
+def _with_config_paths(argv: list[str]) -> list[str]:
+    """argv with a shipped config's name (`--config=facades[:variant]`) as its file's path."""
+    from p2p_jax.config import shipped
+
+    resolved = list(argv)
+    for i, argument in enumerate(resolved):
+        if argument.startswith("--config="):
+            resolved[i] = "--config=" + shipped.resolve(argument.removeprefix("--config="))
+        elif argument == "--config" and i + 1 < len(resolved):
+            resolved[i + 1] = shipped.resolve(resolved[i + 1])
+    return resolved
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
     """absl's parsing, with its mistakes (unknown flags, config keys and values, a missing or
     broken config file) as one line instead of a usage dump."""
     try:
-        return flags.FLAGS(argv)
+        return flags.FLAGS(_with_config_paths(argv))
+    except UserError as e:
+        _fail(str(e))
     except flags.Error as e:
         _fail(_flag_error_line(e))
     except (AttributeError, KeyError) as e:  # A --config.KEY override of a key not there.
@@ -168,7 +194,7 @@ def _check_mode_flags(mode: str) -> None:
     if mode == "serve" and not 0 < _PORT.value < 65536:
         raise UserError(f"--port={_PORT.value} must be in 1..65535")
     if _CONFIG.value is None and (mode in CONFIG_MODES or not _WORKDIR.value):
-        raise UserError(f"--mode={mode} needs --config=FILE" + (
+        raise UserError(f"--mode={mode} needs --config=FILE (or a shipped config's name)" + (
             "" if mode in CONFIG_MODES else " or the --workdir of a run (its config.json)"))
     for name in ("workdir", "output"):
         path = flags.FLAGS[name].value
@@ -240,7 +266,7 @@ def run(config, workdir: str, mode: str) -> None:
 
         trained = restore.restore(config, workdir, _STEP.value, export.portable_impl(config))
         logging.info("generator at step %d exported to %s", trained.step,
-                     export.export(trained, _OUTPUT.value))
+                     export.export(trained, _OUTPUT.value, workdir))
 
 
 def main(argv: list[str]) -> None:
@@ -262,6 +288,11 @@ def main(argv: list[str]) -> None:
         if verbose:
             raise
         _fail(str(e), e.abandons_threads)
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").partition(".")[0]
+        if verbose or missing not in _EXTRAS:
+            raise
+        _fail(f"--mode={_MODE.value} needs {missing}, an optional dependency: {_EXTRAS[missing]}")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
@@ -284,5 +315,10 @@ def _exit_if_peer_lost(error: Exception) -> None:
         os._exit(parallel.EXIT_PEER_LOST)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `p2p-jax` console script."""
     app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+    cli()

@@ -14,8 +14,8 @@ pytestmark = pytest.mark.slow  # Subprocesses: the product run as users run it.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_main(*args, cwd=REPO):
-    env = {**os.environ, "PYTHONPATH": REPO, "P2P_JAX_HUGEPAGE_MALLOC": "0",
+def run_main(*args, cwd=REPO, pythonpath=REPO):
+    env = {**os.environ, "PYTHONPATH": pythonpath, "P2P_JAX_HUGEPAGE_MALLOC": "0",
            "XLA_FLAGS": xla_flags(4)}  # tiny.py's batch of 4.
     return subprocess.run([sys.executable, "-m", "p2p_jax.main", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -41,6 +41,7 @@ MISTAKES = [
     (["--mode=predict", "--input=x", "--output=y"],
      "config.json does not exist (no run was trained or imported in"),
     (["--config=configs/nope.py"], "No such file or directory: 'configs/nope.py'"),
+    (["--config=facadez"], "no shipped config 'facadez'; the shipped ones are cityscapes, "),
     (["--config=configs/facades.py:pod0"], "unknown config variant 'pod0'"),
     ([TINY, "--config.modle.ngf=3"], "no key 'modle'; Did you mean \"model\""),
     ([TINY, "--config.batch_size=abc"], "--config.batch_size=abc: invalid literal"),
@@ -112,6 +113,18 @@ def test_workdir_mistakes_are_one_line(trained_workdir, tmp_path):
                                        f"--input={photo.parent}", f"--output={output}"),
                               f"--output={output} is")
     assert photo.read_bytes() == b"kept as it is" and not (photo.parent / "translated").exists()
+
+
+def test_a_missing_optional_dependency_names_its_extra(trained_workdir, tmp_path):
+    """An installation without the `serve` extra: --mode=serve says what to install."""
+    fake = tmp_path / "without" / "gradio"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'gradio'\", name='gradio')\n")
+    result = run_main("--mode=serve", f"--workdir={trained_workdir}",
+                      pythonpath=f"{tmp_path / 'without'}{os.pathsep}{REPO}")
+    assert_one_line_error(result, "--mode=serve needs gradio, an optional dependency: "
+                                  "pip install 'p2p_jax[serve]'")
 
 
 def test_workdir_defaults_to_workdirs_and_the_config_name(tmp_path):

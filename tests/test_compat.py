@@ -71,7 +71,7 @@ def test_pix2pixhd_workdir_needs_no_vgg_file_to_evaluate_serve_and_export(tmp_pa
 
     config.export.formats = ("stablehlo", "onnx")
     out = export.export(restore.restore(config, workdir, conv_impl="xla",
-                                        devices=devices[:1]), str(tmp_path / "export"))
+                                        devices=devices[:1]), str(tmp_path / "export"), workdir)
     assert (out / "generator.stablehlo").exists()
     session = onnxruntime.InferenceSession(str(out / "generator.onnx"))
     assert session.get_inputs()[0].shape[0] == "batch"

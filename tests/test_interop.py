@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from p2p_jax.interop import reference_layout, torch_files, torch_models
+from p2p_jax.interop import reference_layout, safetensors_files, torch_files, torch_models
 from p2p_jax.models.build import build_discriminator, build_generator
 
 FIXTURES = "tests/data/torch_models"
@@ -233,11 +233,25 @@ def test_import_gives_a_checkpoint_that_predict_export_and_fine_tuning_accept(tm
     direct = np.clip(np.round((np.asarray(direct) + 1) * 127.5), 0, 255)
     assert np.abs(predicted.astype(int) - direct).max() <= 1
 
-    out = export.export(restore.restore(saved, workdir, conv_impl="xla"), str(tmp_path / "x"))
+    out = export.export(restore.restore(saved, workdir, conv_impl="xla"), str(tmp_path / "x"),
+                        workdir)
     again = torch_files.load_state_dict(out / "generator.pth")
     for key, value in torch_files.load_state_dict(fixture).items():
         if not key.endswith("num_batches_tracked"):
             np.testing.assert_array_equal(again[key], value, err_msg=key)
+    # generator.safetensors: the .pth's keys and tensors; imported back, predict's outputs.
+    shared = safetensors_files.load_state_dict(out / "generator.safetensors")
+    assert shared.keys() == again.keys()
+    for key, value in again.items():
+        np.testing.assert_array_equal(shared[key], value, err_msg=key)
+    model_import.import_models(config, str(tmp_path / "reimported"),
+                               str(out / "generator.safetensors"))
+    predict.predict(restore.restore(saved_config(str(tmp_path / "reimported")),
+                                    str(tmp_path / "reimported")),
+                    predict.list_inputs(str(tmp_path / "in"), str(tmp_path / "again")))
+    for i in range(2):
+        np.testing.assert_array_equal(images.read(str(tmp_path / "again" / f"{i}.png")),
+                                      predicted[i])
     session = onnxruntime.InferenceSession(str(out / "generator.onnx"))
     assert session.get_inputs()[0].shape[0] == "batch"  # Dynamic batch.
     served = session.run(None, {"images": photos})[0]
@@ -247,7 +261,8 @@ def test_import_gives_a_checkpoint_that_predict_export_and_fine_tuning_accept(tm
     # time, and runs without dropout (as predict with model.dropout=0).
     per_image = saved.copy_and_resolve_references()
     per_image.model.eval_mode, per_image.model.dropout = False, 0.0
-    out = export.export(restore.restore(per_image, workdir, conv_impl="xla"), str(tmp_path / "y"))
+    out = export.export(restore.restore(per_image, workdir, conv_impl="xla"), str(tmp_path / "y"),
+                        workdir)
     predict.predict(restore.restore(per_image, workdir),
                     predict.list_inputs(str(tmp_path / "in"), str(tmp_path / "out1")))
     session = onnxruntime.InferenceSession(str(out / "generator.onnx"))
@@ -262,3 +277,42 @@ def test_import_gives_a_checkpoint_that_predict_export_and_fine_tuning_accept(tm
     assert int(trained["step"]) == 2
     assert not np.array_equal(trained["g_params"]["down_0"]["kernel"],
                               params["down_0"]["kernel"])
+
+
+# The parameters of the PyTorch definitions (their repositories' models/networks.py).
+TORCH_SIGNATURES = {
+    ("junyanz/pytorch-CycleGAN-and-pix2pix", "networks.define_G"): (
+        "input_nc", "output_nc", "ngf", "netG", "norm", "use_dropout", "init_type",
+        "init_gain", "gpu_ids"),
+    ("junyanz/pytorch-CycleGAN-and-pix2pix", "networks.UnetGenerator"): (
+        "input_nc", "output_nc", "num_downs", "ngf", "norm_layer", "use_dropout"),
+    ("NVIDIA/pix2pixHD", "networks.define_G"): (
+        "input_nc", "output_nc", "ngf", "netG", "n_downsample_global", "n_blocks_global",
+        "n_local_enhancers", "n_blocks_local", "norm", "gpu_ids"),
+}
+
+
+@pytest.mark.parametrize("generator,netg", [("unet", None), ("unet_256", "unet_256"),
+                                            ("resnet_9blocks", "resnet_9blocks"),
+                                            ("local", "local")])
+def test_generator_torch_json_is_a_call_pytorch_users_can_make(generator, netg):
+    """generator_torch.json names a definition that exists with arguments it takes (define_G
+    has no `unet` of any depth: UnetGenerator itself, with num_downs); its Python line makes
+    that very call."""
+    import ast
+
+    from p2p_jax.serving import export
+
+    config = default.get_config()
+    config.model.generator = generator
+    config.dataset.input_channels, config.dataset.output_channels = 3, 3
+    definition = export.torch_definition(config)
+    allowed = TORCH_SIGNATURES[definition["repository"], definition["call"]]
+    assert set(definition["arguments"]) <= set(allowed)
+    assert definition["arguments"].get("netG") == netg
+    if generator == "unet":
+        assert definition["arguments"]["num_downs"] == config.model.num_downs
+    statement = ast.parse(definition["python"]).body[-1]
+    call = statement.value
+    assert ast.unparse(call.func) == definition["call"]
+    assert [k.arg for k in call.keywords] == list(definition["arguments"])

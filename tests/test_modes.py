@@ -3,6 +3,7 @@
 import html.parser
 import json
 import os
+import pathlib
 import shutil
 
 import cv2
@@ -12,6 +13,7 @@ import onnxruntime
 import pytest
 import tensorflow as tf
 
+from p2p_jax.config.saved import saved_config
 from p2p_jax.data import images
 from p2p_jax.errors import UserError
 from p2p_jax.eval import report
@@ -132,7 +134,16 @@ def test_exports_are_portable_and_reproduce_predict(trained, tmp_path):
     model = restore.restore(config, workdir)
     portable = restore.restore(config, workdir, conv_impl=export.portable_impl(config))
     assert model.generator.network.conv_impl == "cpu"
-    out = export.export(portable, str(tmp_path / "export"))
+    out = export.export(portable, str(tmp_path / "export"), workdir)
+    card = (out / "README.md").read_text()  # The model card: what, how trained, how well.
+    periodic = json.loads((pathlib.Path(workdir) / "eval" / "periodic.json").read_text())
+    assert [r["step"] for r in periodic] == [3, 4]
+    reports = sorted(pathlib.Path(workdir).glob("eval/*_00000004/metrics.json"))  # Eval test's.
+    latest = json.loads(reports[-1].read_text()) if reports else periodic[-1]
+    assert f"| l1 | {latest['metrics']['l1']:.4g} |" in card
+    assert "step 4" in card and "contact_sheet.png" in card and (out / "contact_sheet.png").exists()
+    assert "net.load_state_dict(load_file('generator.safetensors'))" in card
+    assert saved_config(str(out)).to_dict() == saved_config(workdir).to_dict()
     module = jax.export.deserialize(bytearray((out / "generator.stablehlo").read_bytes()))
     text = module.mlir_module()
     assert text.count("stablehlo.convolution") == 2 * config.model.num_downs

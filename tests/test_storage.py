@@ -104,8 +104,8 @@ def test_train_predict_and_export_from_and_to_the_bucket_equal_local_disk(tmp_pa
     np.testing.assert_array_equal(images.read(f"{bucket}/outputs/sub/odd.png"),
                                   images.read(str(tmp_path / "outputs" / "sub" / "odd.png")))
     portable = restore.restore(config, workdir, conv_impl="xla")
-    export.export(portable, f"{bucket}/export")
-    export.export(portable, str(tmp_path / "export"))
+    export.export(portable, f"{bucket}/export", workdir)
+    export.export(portable, str(tmp_path / "export"), workdir)
     for name in ("generator.pth", "generator_variables.msgpack"):
         assert fileio.read_bytes(f"{bucket}/export/{name}") == (
             tmp_path / "export" / name).read_bytes()

@@ -253,3 +253,34 @@ def test_seeded_fuzz_of_valid_files_never_escapes_the_loader(tmp_path):
             outcomes["refused"] += 1
     print(dict(outcomes))
     assert outcomes["refused"] > 100 and sum(outcomes.values()) == 300, outcomes
+
+
+def test_safetensors_files_round_trip_and_refuse_damage(tmp_path):
+    """generator.safetensors: written and read back bit for bit, its metadata in the header;
+    a truncated, garbage or header-lying file is one WeightsFileError naming it."""
+    import json
+    import struct
+
+    from p2p_jax.interop import safetensors_files
+
+    tensors = {"model.0.weight": np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2),
+               "model.1.bias": np.ones(3, np.float32)}
+    data = safetensors_files.state_dict_bytes(tensors, {"p2p_jax_step": "7"})
+    path = tmp_path / "g.safetensors"
+    path.write_bytes(data)
+    back = safetensors_files.load_state_dict(path)
+    assert back.keys() == tensors.keys()
+    for key, value in tensors.items():
+        np.testing.assert_array_equal(back[key], value)
+    header = json.loads(data[8:8 + struct.unpack("<Q", data[:8])[0]])
+    assert header["__metadata__"] == {"format": "pt", "p2p_jax_step": "7"}
+
+    lying = json.dumps({"w": {"dtype": "F32", "shape": [1000, 1000], "data_offsets": [0, 4e6]}})
+    for name, bad in (("truncated", data[:40]), ("garbage", b"\x00" * 64),
+                      ("lying", struct.pack("<Q", len(lying)) + lying.encode() + b"\x00" * 16)):
+        (tmp_path / f"{name}.safetensors").write_bytes(bad)
+        with pytest.raises(torch_files.WeightsFileError,
+                           match=f"{name}.safetensors: not a usable safetensors file"):
+            safetensors_files.load_state_dict(tmp_path / f"{name}.safetensors")
+    with pytest.raises(torch_files.WeightsFileError, match="no such weights file"):
+        safetensors_files.load_state_dict(tmp_path / "missing.safetensors")

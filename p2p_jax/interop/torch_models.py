@@ -3,7 +3,7 @@
 `infer_generator` reads the architecture off a generator file's keys and shapes;
 `check_config` compares it with the config (one line naming the config key to change);
 `to_variables` and `to_state_dict` convert along a `reference_layout` list. Weights are
-only ever read through the torch-free, code-free `torch_files` reader.
+only ever read through the torch-free, code-free `torch_files` reader, or as `.safetensors`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from flax import traverse_util
 
 from p2p_jax.config.sizes import unet_levels
 from p2p_jax.errors import UserError
-from p2p_jax.interop import torch_files
+from p2p_jax.interop import safetensors_files, torch_files
 from p2p_jax.interop.reference_layout import BATCH_NORM, CONV, CONV_TRANSPOSE, Layer
 
 
@@ -33,7 +33,8 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     `num_batches_tracked` counters (nothing of ours corresponds to them), and without the
     running statistics that affine-free instance norms of PyTorch < 0.4 saved (the
     reference's test script drops them too: they are never used)."""
-    tensors = torch_files.load_state_dict(path)
+    reader = safetensors_files if str(path).endswith(safetensors_files.SUFFIX) else torch_files
+    tensors = reader.load_state_dict(path)
     if tensors and all(name.startswith("module.") for name in tensors):
         tensors = {name[len("module."):]: value for name, value in tensors.items()}
     kept = {}

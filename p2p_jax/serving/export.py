@@ -16,7 +16,11 @@ counterpart of key-driven dropout: generator.onnx runs without it (equal to --mo
 
   OUT/generator.pth     the state_dict of the reference's (or pix2pixHD's) generator definition,
                         for `net.load_state_dict(torch.load(...))`; OUT/generator_torch.json says
-                        which definition and options (define_G's arguments)
+                        which definition and arguments, as a line of Python to build it
+  OUT/generator.safetensors   the same tensors and key names, for
+                        `net.load_state_dict(safetensors.torch.load_file(...))`
+  OUT/README.md         the model card: what the model is, how it was trained, its latest
+                        eval metrics and contact sheet, how to run it (`model_card`)
 
 The generator is exported with XLA's own convolutions (`model.conv_impl=auto` means "xla"
 here), so a program written on a CPU host carries no CPU reformulations into the GPU/TPU
@@ -39,9 +43,10 @@ from flax import serialization
 
 from p2p_jax import fileio
 from p2p_jax.config.sizes import image_hw
-from p2p_jax.interop import reference_layout, torch_files, torch_models
+from p2p_jax.interop import reference_layout, safetensors_files, torch_files, torch_models
 from p2p_jax.models import generation
 from p2p_jax.models.generation import Generator, GeneratorVariables, TrainedGenerator
+from p2p_jax.serving import model_card
 
 
 def portable_impl(config) -> str:
@@ -159,8 +164,8 @@ def export_onnx(trained: TrainedGenerator, output: epath.Path) -> None:
 
 
 def export_torch(trained: TrainedGenerator, output: epath.Path) -> bool:
-    """generator.pth in the PyTorch definition's layout; False (and a note) for models that
-    have none."""
+    """generator.pth and generator.safetensors (the same tensors and key names) in the PyTorch
+    definition's layout; False (and a note) for models that have none."""
     config = trained.config
     try:
         layout = reference_layout.generator_layout(config)
@@ -170,32 +175,47 @@ def export_torch(trained: TrainedGenerator, output: epath.Path) -> bool:
     variables = generator_variables(trained)
     state_dict = torch_models.to_state_dict(variables["params"], variables["batch_stats"],
                                             layout)
+    definition = torch_definition(config)
     fileio.write_bytes(output / "generator.pth", torch_files.state_dict_bytes(state_dict))
-    fileio.write_text(output / "generator_torch.json",
-                      json.dumps(torch_definition(config), indent=2))
+    fileio.write_bytes(output / "generator.safetensors", safetensors_files.state_dict_bytes(
+        state_dict, {"p2p_jax_step": str(trained.step), "definition": json.dumps(definition)}))
+    fileio.write_text(output / "generator_torch.json", json.dumps(definition, indent=2))
     return True
 
 
 def torch_definition(config) -> dict:
-    """Which PyTorch definition generator.pth is for, with its options."""
+    """Which PyTorch definition generator.pth is for: the call with its arguments as its
+    repository's `models/networks.py` takes them, and that call as a line of Python."""
     model, dataset = config.model, config.dataset
     input_nc = dataset.label_nc or dataset.input_channels  # One-hot classes, or image channels.
-    channels = {"input_nc": input_nc + int(dataset.instance_maps),
-                "output_nc": dataset.output_channels, "ngf": model.ngf, "norm": model.norm}
+    input_nc += int(dataset.instance_maps)
     if model.generator in ("global", "local"):
-        return {"repository": "NVIDIA/pix2pixHD", "call": "networks.define_G", "netG":
-                model.generator, **channels, "n_downsample_global": model.n_downsample_global,
-                "n_blocks_global": model.n_blocks_global,
-                "n_local_enhancers": model.n_local_enhancers,
-                "n_blocks_local": model.n_blocks_local}
-    net = model.generator
-    if net == "unet":
-        net = f"UnetGenerator(num_downs={model.num_downs})"
-    return {"repository": "junyanz/pytorch-CycleGAN-and-pix2pix", "call": "networks.define_G",
-            "netG": net, **channels, "use_dropout": model.dropout > 0}
+        arguments = {"input_nc": input_nc, "output_nc": dataset.output_channels,
+                     "ngf": model.ngf, "netG": model.generator,
+                     "n_downsample_global": model.n_downsample_global,
+                     "n_blocks_global": model.n_blocks_global,
+                     "n_local_enhancers": model.n_local_enhancers,
+                     "n_blocks_local": model.n_blocks_local, "norm": model.norm}
+        repository, call = "NVIDIA/pix2pixHD", "networks.define_G"
+    elif model.generator == "unet":  # define_G names only 7 and 8 levels (unet_128, unet_256).
+        repository, call = "junyanz/pytorch-CycleGAN-and-pix2pix", "networks.UnetGenerator"
+        arguments = {"input_nc": input_nc, "output_nc": dataset.output_channels,
+                     "num_downs": model.num_downs, "ngf": model.ngf,
+                     "norm_layer": f"networks.get_norm_layer({model.norm!r})",
+                     "use_dropout": model.dropout > 0}
+    else:
+        repository, call = "junyanz/pytorch-CycleGAN-and-pix2pix", "networks.define_G"
+        arguments = {"input_nc": input_nc, "output_nc": dataset.output_channels,
+                     "ngf": model.ngf, "netG": model.generator, "norm": model.norm,
+                     "use_dropout": model.dropout > 0}
+    written = ", ".join(f"{name}={value if name == 'norm_layer' else repr(value)}"
+                        for name, value in arguments.items())
+    return {"repository": repository, "call": call, "arguments": arguments,
+            "python": f"from models import networks; net = {call}({written})"}
 
 
-def export(trained: TrainedGenerator, output_dir: str) -> epath.Path:
+def export(trained: TrainedGenerator, output_dir: str, workdir: str) -> epath.Path:
+    """The `export.formats` of the generator, its config.json and its model card."""
     output = epath.Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     formats = trained.config.export.formats
@@ -210,7 +230,10 @@ def export(trained: TrainedGenerator, output_dir: str) -> epath.Path:
         export_onnx(trained, output)
         written.append("generator.onnx")
     if "torch" in formats and export_torch(trained, output):
-        written.append("generator.pth")
+        written += ["generator.pth", "generator.safetensors", "generator_torch.json"]
+    fileio.write_text(output / "config.json", trained.config.to_json_best_effort(indent=2))
+    written.append("config.json")
+    model_card.write(trained, workdir, output, written)
     logging.info("wrote %s", ", ".join(written))
     return output
 

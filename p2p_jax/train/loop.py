@@ -3,6 +3,7 @@ evaluation, checkpoints), until the last step or a preemption notice."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import jax
@@ -157,6 +158,7 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
                     results = scoring.evaluate(translator, state.generator_variables(),
                                                eval_examples, eval_key, extra_evaluators)[2]
                     writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
+                    _record_eval(workdir, step, len(eval_examples), results)
                 preempted = watcher.reached(step)
                 if step % config.checkpoint_every_steps == 0 or last or preempted:
                     checkpointing.save(manager, step, state, train_iter)
@@ -168,6 +170,22 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
     finally:
         writer.flush()
     return state
+
+
+def _record_eval(workdir: str, step: int, num_examples: int, results: dict) -> None:
+    """Appends to WORKDIR/eval/periodic.json (process 0); a resume replaces the steps it
+    redoes."""
+    if jax.process_index() != 0:
+        return
+    path = epath.Path(workdir) / checkpointing.PERIODIC_EVALS
+    try:
+        history = json.loads(path.read_text()) if path.exists() else []
+    except ValueError:  # Not ours to repair: start the record again.
+        history = []
+    history = [r for r in history if r.get("step", step) < step]
+    history.append({"step": step, "num_examples": num_examples,
+                    "metrics": {k: float(v) for k, v in results.items()}})
+    fileio.write_text(path, json.dumps(history, indent=1))
 
 
 class NonFiniteError(RuntimeError):

@@ -1,0 +1,126 @@
+"""The model card (README.md) an export carries, so a shared model says what it is: the
+architecture, how and on what it was trained, how well it does (the latest eval of the
+exported step: an `--mode=eval` report, else the periodic eval of training) with its contact
+sheet, how to run it, and what it is for. Hugging Face reads the front matter."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jax
+import numpy as np
+from etils import epath
+
+from p2p_jax import checkpointing, fileio
+from p2p_jax.config.sizes import image_hw
+from p2p_jax.models.generation import TrainedGenerator
+
+
+def _latest_eval(workdir: epath.Path, step: int) -> tuple[dict | None, epath.Path | None, str]:
+    """(metrics, contact sheet, where they come from) of the latest eval at or before `step`:
+    a `--mode=eval` report of this very step first, then training's periodic evals."""
+    reports = sorted(workdir.glob(f"eval/*_{step:08d}/metrics.json"))
+    if reports:
+        record = json.loads(reports[-1].read_text())
+        sheet = reports[-1].parent / "contact_sheet.png"
+        split = reports[-1].parent.name.rsplit("_", 1)[0]
+        return (record["metrics"], sheet if sheet.exists() else None,
+                f"`--mode=eval` on the whole `{split}` split ({record['num_examples']} images) "
+                f"at step {step}")
+    periodic = workdir / checkpointing.PERIODIC_EVALS
+    history = json.loads(periodic.read_text()) if periodic.exists() else []
+    earlier = [r for r in history if r["step"] <= step]
+    if not earlier:
+        return None, None, ""
+    record = earlier[-1]
+    sheet = workdir / "samples" / f"step_{record['step']:08d}.png"
+    return (record["metrics"], sheet if sheet.exists() else None,
+            f"training's periodic eval on {record['num_examples']} held-out images at step "
+            f"{record['step']}")
+
+
+def _parameters(trained: TrainedGenerator) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(trained.variables.params))
+
+
+def _data(config) -> str:
+    dataset = config.dataset
+    where = dataset.path or dataset.tfds_name
+    where = f"`{dataset.source}` data from `{where}`" if where else "the embedded synthetic scenes"
+    task = "" if dataset.task == "paired" else f", derived task `{dataset.task}`"
+    if dataset.label_nc:
+        inputs = f"label maps of {dataset.label_nc} classes"
+        inputs += " with instance boundaries" if dataset.instance_maps else ""
+    else:
+        inputs = f"{dataset.input_channels}-channel images"
+    return (f"{where}{task} ({dataset.direction}): {inputs} -> "
+            f"{dataset.output_channels}-channel images")
+
+
+def write(trained: TrainedGenerator, workdir: str, output: epath.Path,
+          written: list[str]) -> None:
+    """OUT/README.md, and OUT/contact_sheet.png when an eval drew one."""
+    config, step = trained.config, trained.step
+    model, loss = config.model, config.loss
+    height, width = image_hw(config.dataset.image_size)
+    metrics, sheet, source = _latest_eval(epath.Path(workdir), step)
+    if sheet is not None:
+        fileio.write_bytes(output / "contact_sheet.png", sheet.read_bytes())
+    losses = [f"GAN ({loss.gan_mode})", f"L1 x{loss.lambda_l1:g}"]
+    losses += [f"feature matching x{loss.lambda_feat:g}"] if loss.lambda_feat else []
+    losses += [f"VGG x{loss.lambda_vgg:g}"] if loss.lambda_vgg else []
+    lines = [
+        "---", "library_name: p2p_jax", "pipeline_tag: image-to-image",
+        "tags: [pix2pix, image-to-image, gan, jax]", "---", "",
+        f"# {model.generator} generator, {height}x{width}, step {step}", "",
+        "A conditional GAN generator (Pix2Pix / pix2pixHD) trained with p2p_jax, a JAX "
+        "trainer.", "",
+        "## Model", "",
+        f"- Generator `{model.generator}` ({_parameters(trained):,} parameters), ngf "
+        f"{model.ngf}, norm `{model.norm}`, dropout {model.dropout:g}; trained at "
+        f"{height}x{width}.",
+        f"- Test-time normalisation: {'running statistics' if model.eval_mode else 'per-image'}"
+        f" statistics{', dropout on' if not model.eval_mode and model.dropout else ''}.",
+        f"- Data: {_data(config)}.",
+        f"- Training: {step} of {config.num_train_steps} steps at batch {config.batch_size}; "
+        f"losses {', '.join(losses)}; Adam lr {config.optimizer.learning_rate:g} "
+        f"({config.optimizer.schedule} schedule). Every setting: `config.json`.", "",
+        "## Evaluation", "",
+    ]
+    if metrics:
+        lines += [f"From {source}:", "", "| metric | value |", "| --- | --- |"]
+        lines += [f"| {name} | {value:.4g} |" for name, value in sorted(metrics.items())
+                  if not (isinstance(value, float) and math.isnan(value))]
+        if sheet is not None:
+            lines += ["", "![input, output and target of held-out images](contact_sheet.png)"]
+    else:
+        lines += [f"No eval of this step was recorded: `p2p-jax --workdir={workdir} --mode=eval "
+                  f"--step={step}`, then export again."]
+    lines += [
+        "", "## Use", "",
+        "Files here: " + ", ".join(f"`{name}`" for name in written) + ".", "",
+        f"- With p2p_jax, from its workdir: `p2p-jax --workdir={workdir} --mode=predict "
+        "--input=photos/ --output=out/`.",
+    ]
+    if "generator.safetensors" in written:
+        definition = json.loads((output / "generator_torch.json").read_text())
+        lines += [
+            f"- In PyTorch, with [{definition['repository']}](https://github.com/"
+            f"{definition['repository']})'s `models/networks.py`:", "", "```python",
+            definition["python"],
+            "from safetensors.torch import load_file",
+            "net.load_state_dict(load_file('generator.safetensors'))", "```", "",
+            "  Inputs and outputs are in [-1, 1], NCHW.",
+        ]
+    if "generator.onnx" in written:
+        lines += ["- ONNX Runtime: `InferenceSession('generator.onnx').run(None, "
+                  "{'images': uint8_nhwc})`."]
+    lines += [
+        "", "## Intended use and limits", "",
+        "Translating inputs like its training data, at about its training size (larger "
+        "images are tiled). Outputs are plausible images, not measurements: do not use them "
+        "where the pixel values must be true (medicine, science, evidence) without your own "
+        "validation. Trained on the data above only; it inherits that data's biases.", "",
+    ]
+    fileio.write_text(output / "README.md", "\n".join(lines))
