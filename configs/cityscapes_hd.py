@@ -71,7 +71,7 @@ def local_stage(config) -> None:
     --load_pretrain checkpoints/label2city_512p --niter 50 --niter_decay 50
     --niter_fix_global 10 --resize_or_crop none, at 2048x1024, in bf16 with rematerialised
     residual blocks, discriminator scales and VGG slices: 10.5 GB on XLA:CPU, 16.9 GB as
-    compiled for one TPU v5e chip (`python -m p2p_jax.benchmark memory`; README)."""
+    compiled for one TPU v5e chip (`python -m p2p_jax.benchmark memory`; docs/pix2pixhd.md)."""
     dataset, model, opt = config.dataset, config.model, config.optimizer
     dataset.load_size = 2048
     dataset.image_size = (1024, 2048)  # Full resolution (width 2048: nothing scaled).

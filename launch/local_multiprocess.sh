@@ -6,7 +6,7 @@
 # Usage: launch/local_multiprocess.sh [--dry_run] [--devices_per_process=D] N CONFIG WORKDIR [FLAGS...]
 #   e.g. launch/local_multiprocess.sh 2 configs/tiny.py /tmp/p2p_mp --config.batch_size=8
 # Logs: WORKDIR/logs/process_<i>.log. Exits non-zero if any process fails.
-# P2P_JAX_HUGEPAGE_MALLOC=0 keeps the processes on glibc's default malloc (see README).
+# P2P_JAX_HUGEPAGE_MALLOC=0 keeps the processes on glibc's default malloc (see docs/scaling.md).
 set -euo pipefail
 dry_run=0
 devices=2

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's Results: short runs of four tasks at 64x64 on this machine, each evaluated with
+# docs/results.md: short runs of four tasks at 64x64 on this machine, each evaluated with
 # --mode=eval; contact sheets land in docs/results/, metrics in WORK_DIR/metrics.md.
 #   scripts/results.sh [WORK_DIR] [STEPS] [TASKS...]
 #   (defaults: /tmp/p2p_results, 2500 steps, all four tasks; ~4 minutes a task on 2 CPU cores)

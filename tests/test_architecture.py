@@ -79,7 +79,8 @@ def test_the_package_top_level_stays_small():
     assert len(modules) <= 8, sorted(modules)
 
 
-@pytest.mark.parametrize("document", ["docs/ARCHITECTURE.md", "CONTRIBUTING.md", "README.md"])
+@pytest.mark.parametrize("document", ["CONTRIBUTING.md", "README.md",
+                                      *sorted(map(str, pathlib.Path("docs").glob("*.md")))])
 def test_documents_name_modules_that_exist(document):
     """Every `folder/module.py` a document names is a file of the package or the repository;
     a bare `module.py` (in a listing of its folder) is a file somewhere in them."""
@@ -87,7 +88,7 @@ def test_documents_name_modules_that_exist(document):
     named = set(re.findall(r"(?<![\w/.])((?:[\w-]+/)*[\w-]+\.py)\b", text))
     ours = {p.name for folder in ("p2p_jax", "configs", "tests", "scripts", "benchmarks")
             for p in pathlib.Path(folder).rglob("*.py")}
-    foreign = {"combine_A_and_B.py"}  # The reference's own script, named as such.
+    foreign = {"combine_A_and_B.py", "train.py", "test.py"}  # The reference's own scripts.
     missing = [name for name in sorted(named - foreign)
                if not (pathlib.Path(name).exists() or (PACKAGE / name).exists()
                        or ("/" not in name and name in ours))]

@@ -68,7 +68,7 @@ def _class_ids(ids: np.ndarray, name: str) -> np.ndarray:
 def _image_files(folder: str) -> list[str]:
     if not fileio.is_dir(folder):
         raise DatasetError(f"dataset folder {folder} does not exist; check dataset.path "
-                           "and the expected layout (see README: Datasets)")
+                           "and the expected layout (see docs/datasets.md)")
     return fileio.list_files(folder, images.IMAGE_EXTENSIONS)
 
 
