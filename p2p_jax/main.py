@@ -47,8 +47,9 @@ REQUIRED_FLAGS = {"predict": ("input", "output"), "export": ("output",), "import
 # Modes that need --config; the others read WORKDIR/config.json without it.
 CONFIG_MODES = ("train", "import")
 EXIT_USER_ERROR = 2
-# Packages whose INFO lines are shown: ours, and CLU's metric lines and parameter tables.
-OUR_LOGS = ("p2p_jax", "clu")
+# Packages whose INFO lines are shown (CLU's metric lines and parameter tables, at
+# --verbosity=1 with every library's).
+OUR_LOGS = ("p2p_jax",)
 # Library warnings that say nothing to a user: Orbax on every read-only (eval, predict) open.
 _BENIGN_WARNINGS = ("Given directory is read only", "setting save_interval_steps=0",
                     # Orbax logs a failed save from its threads (with tracebacks), then raises
@@ -63,7 +64,8 @@ _EXTRAS = {"gradio": "pip install 'p2p_jax[serve]'",
            "onnxruntime": "pip install 'p2p_jax[export]'",
            "jax2onnx": "pip install --no-deps jax2onnx==0.17.1",
            "tensorflow_datasets": "pip install 'p2p_jax[tfds]'",
-           "skimage": "pip install 'p2p_jax[photos]'"}
+           "skimage": "pip install 'p2p_jax[photos]'",
+           "wandb": "pip install 'p2p_jax[wandb]'"}
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (ml_collections).",
                                           lock_config=True)
@@ -100,6 +102,18 @@ class _QuietLibraries(py_logging.Filter):
         if record.levelno >= py_logging.WARNING or logging.get_verbosity() >= 1:
             return True
         return any(f"{os.sep}{package}{os.sep}" in record.pathname for package in OUR_LOGS)
+
+
+class _ShortLines(py_logging.Formatter):
+    """`12:04:05 message` (and `WARNING: ` or `ERROR: ` before a library's or ours): the time a
+    person reads, not absl's date, thread id and source line (`--verbosity=1` keeps those)."""
+
+    def format(self, record: py_logging.LogRecord) -> str:
+        level = "" if record.levelno < py_logging.WARNING else f"{record.levelname}: "
+        text = f"{self.formatTime(record, '%H:%M:%S')} {level}{record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
 
 
 def _without_closed_loop_reports(hook):
@@ -281,6 +295,8 @@ def main(argv: list[str]) -> None:
         host.use_compilation_cache()
         sys.unraisablehook = _without_closed_loop_reports(sys.unraisablehook)
         logging.get_absl_handler().addFilter(_QuietLibraries())
+        if logging.get_verbosity() < 1:
+            logging.get_absl_handler().setFormatter(_ShortLines())
         workdir = _WORKDIR.value or default_workdir(
             config_flags.get_config_filename(flags.FLAGS["config"]))
         run(_loaded_config() if _CONFIG.value is not None else None, workdir, mode)

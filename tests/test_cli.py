@@ -2,6 +2,7 @@
 user runs it (a subprocess); no traceback, nothing written."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -132,3 +133,60 @@ def test_workdir_defaults_to_workdirs_and_the_config_name(tmp_path):
     assert_one_line_error(result, "dataset.path is empty")
     assert f"workdir: {tmp_path}/workdirs/cityscapes" in result.stderr
     assert not (tmp_path / "workdirs").exists()
+
+
+def test_the_first_screen_is_short_lines_a_person_reads(tmp_path):
+    """Not a terminal (a log file): what runs, where, one line per network, then one short
+    line per logged step and per eval; no parameter tables, no absl prefixes."""
+    result = run_main(TINY, f"--workdir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stderr.splitlines()
+    assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in lines), lines
+    assert max(map(len, lines)) < 200 and not any("+---" in line for line in lines)
+    text = "\n".join(lines)
+    for expected in (f"workdir: {tmp_path / 'run'}", "4 cpu devices, global batch 4",
+                     "generator unet: 261,715 parameters", "discriminator basic: 45,033 parameters",
+                     "train step compiled in", "step 2/6 (33%): ", "eval at step 6: l1 "):
+        assert expected in text, text
+    final = next(line for line in lines if "step 6/6 (100%)" in line)
+    assert re.search(r"\d+\.\d img/s, G [\d.]+ \(gan [\d.]+, l1 [\d.]+\), D [\d.]+$", final), final
+
+
+def test_a_terminal_gets_a_live_bar_with_log_lines_above_it():
+    """In a terminal the steps are a progress bar (step, rate, losses) that log lines print
+    above instead of through."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    script = ("from absl import app, logging\n"
+              "from p2p_jax.train.progress import TrainingProgress\n"
+              "def main(_):\n"
+              "    with TrainingProgress(0, 4, True) as shown:\n"
+              "        for step in range(1, 5):\n"
+              "            shown.step(step)\n"
+              "            shown.logged(step, {'g_loss': 2.5, 'g_l1': 0.5, 'd_loss': 0.7,\n"
+              "                                'images_per_sec': 12.0})\n"
+              "            logging.info('line %d', step)\n"
+              "app.run(main)\n")
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 150, 0, 0))
+    process = subprocess.Popen([sys.executable, "-c", script], stdin=follower, stdout=follower,
+                               stderr=follower, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO})
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # The child closed the terminal.
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait(timeout=60) == 0
+    os.close(leader)
+    text = output.decode(errors="replace")
+    assert "4/4 [" in text and "12.0 img/s, G 2.5 (l1 0.5), D 0.7" in text, text[-2000:]
+    for step in range(1, 5):  # The bar is cleared (\r, spaces, \r) before each log line.
+        assert re.search(rf"\r +\r[^\r\n]*line {step}\r?\n", text), text[-2000:]

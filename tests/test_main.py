@@ -15,7 +15,9 @@ from tests.helpers import fixed_schedule
 
 def test_train_writes_outputs_and_resumes_exactly(tiny_config, tmp_path):
     interrupted, straight = str(tmp_path / "interrupted"), str(tmp_path / "straight")
-    trainer.train_and_evaluate(fixed_schedule(tiny_config, 6), interrupted)
+    mirrored = tiny_config.copy_and_resolve_references()  # Also to W&B (offline): same run.
+    mirrored.wandb.enabled, mirrored.wandb.mode = True, "offline"
+    trainer.train_and_evaluate(fixed_schedule(mirrored, 6), interrupted)
 
     assert sorted(os.listdir(os.path.join(interrupted, "checkpoints"))) == ["3", "6"]
     assert glob.glob(os.path.join(interrupted, "events.out.tfevents.*"))
@@ -27,8 +29,17 @@ def test_train_writes_outputs_and_resumes_exactly(tiny_config, tmp_path):
         assert json.load(f)["model"]["generator"] == "unet"
 
     # Restarting with a longer run resumes at step 6 (state, RNG, optimizer and data position).
-    resumed = trainer.train_and_evaluate(fixed_schedule(tiny_config, 8), interrupted)
+    resumed = trainer.train_and_evaluate(fixed_schedule(mirrored, 8), interrupted)
     assert int(jax.device_get(resumed.step)) == 8
+    with open(os.path.join(interrupted, "wandb_run_id")) as f:
+        run_id = f.read().strip()
+    launches = sorted(glob.glob(os.path.join(interrupted, "wandb", f"offline-run-*-{run_id}")))
+    assert len(launches) == 2  # The resumed launch continues the same W&B run.
+    for launch in launches:  # Each mirrors its scalars and sample grids.
+        with open(os.path.join(launch, f"run-{run_id}.wandb"), "rb") as f:
+            history = f.read()
+        assert b"train/g_loss" in history and b"eval/l1" in history
+        assert glob.glob(os.path.join(launch, "files", "media", "images", "samples", "*.png"))
     uninterrupted = trainer.train_and_evaluate(fixed_schedule(tiny_config, 8), straight)
 
     a = checkpointing.load_train_state(interrupted)

@@ -116,6 +116,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _choice("serve.palette", config.serve.palette, choices.SERVE_PALETTES)
     for name in config.export.formats:
         _choice("export.formats", name, choices.EXPORT_FORMATS)
+    _choice("wandb.mode", config.wandb.mode, choices.WANDB_MODES)
     if config.dataset.derived.noise_std < 0:
         raise ConfigError(f"dataset.derived.noise_std={config.dataset.derived.noise_std} "
                           "must be >= 0")

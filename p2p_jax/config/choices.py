@@ -27,6 +27,7 @@ PALETTES = ("cityscapes",)
 EVALUATORS = ("inception", "fcn")
 SERVE_PALETTES = ("auto", "scenes", "cityscapes", "cityscapes_ids", "facades", "edges", "none")
 EXPORT_FORMATS = ("saved_model", "stablehlo", "onnx", "torch")
+WANDB_MODES = ("auto", "online", "offline")
 # The most pixels `dataset.max_image_pixels` may allow: PIL, which reads image headers for the
 # check, refuses more on its own (2 x PIL.Image.MAX_IMAGE_PIXELS).
 MAX_IMAGE_PIXELS = 178_956_970

@@ -169,8 +169,8 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.export = ml_collections.ConfigDict()
     # What --mode=export writes: saved_model (TF, via jax2tf), stablehlo (jax.export),
-    # onnx (generator.onnx, via jax2onnx), torch (generator.pth in the reference's or
-    # pix2pixHD's state_dict layout; models that have one).
+    # onnx (generator.onnx, via jax2onnx), torch (generator.pth and generator.safetensors in
+    # the reference's or pix2pixHD's state_dict layout; models that have one).
     config.export.formats = ("saved_model", "stablehlo", "onnx", "torch")
 
     config.serve = ml_collections.ConfigDict()
@@ -182,6 +182,17 @@ def get_config() -> ml_collections.ConfigDict:
     config.serve.queue_size = 16  # Requests waiting beyond those; more are told to retry.
     config.serve.max_upload_mb = 32  # Larger uploads are refused before they are stored.
     config.serve.num_examples = 4  # Example inputs from the eval split (0: none).
+
+    config.wandb = ml_collections.ConfigDict()
+    # Mirror the training scalars and sample grids to Weights & Biases (pip install
+    # 'p2p_jax[wandb]'), as the reference's --use_wandb; TensorBoard is written either way.
+    config.wandb.enabled = False
+    config.wandb.project = "p2p_jax"
+    config.wandb.entity = ""  # "": your default entity.
+    config.wandb.name = ""  # "": the workdir's name. A resumed run continues the same W&B run.
+    # auto (online when logged in or WANDB_API_KEY is set, else offline: `wandb sync` later)
+    # | online | offline.
+    config.wandb.mode = "auto"
 
     config.debug = ml_collections.ConfigDict()
     # Fault injection for tests: these steps get NaN inputs (so a non-finite loss).

@@ -15,9 +15,12 @@ import json
 import math
 import os
 import re
+import sys
 
 import jax
 import numpy as np
+import tqdm
+from absl import logging
 from clu import metric_writers
 from etils import epath
 from matplotlib.figure import Figure
@@ -196,17 +199,25 @@ def evaluate_checkpoint(trained: TrainedGenerator, workdir: str) -> epath.Path:
     config, step = trained.config, trained.step
     split = config.eval.split
     examples = pipeline.eval_examples(config, split=split)
-    outputs, scores, means = scoring.evaluate(
-        scoring.scoring_translator(trained.generator, trained.mesh, config), trained.variables,
-        examples, host_key(config.seed + EVAL_SEED_OFFSET),
-        evaluators.build(config.eval, trained.mesh))
+    extra = evaluators.build(config.eval, trained.mesh)
+    logging.info("evaluating step %d on the %d images of the %s split", step, len(examples),
+                 split)
+    chief = jax.process_index() == 0
+    with tqdm.tqdm(total=len(examples), unit="img", desc="eval", file=sys.stderr,
+                   disable=None if chief else True) as bar:  # None: a terminal only.
+        outputs, scores, means = scoring.evaluate(
+            scoring.scoring_translator(trained.generator, trained.mesh, config),
+            trained.variables, examples, host_key(config.seed + EVAL_SEED_OFFSET), extra,
+            on_batch=bar.update)
     folder = epath.Path(workdir) / "eval" / f"{split}_{step:08d}"
     if jax.process_index() == 0:
         shown = [{**e, "A": grids.input_view(e, config.dataset.label_nc)} for e in examples]
         sheet = write_report(workdir, folder, f"{workdir}: {split} split at step {step}",
                              shown, outputs, scores, means)
-        writer = metric_writers.create_default_writer(workdir)
+        writer = metric_writers.SummaryWriter(workdir)
         writer.write_scalars(step, {f"eval_{split}/{k}": v for k, v in means.items()})
         writer.write_images(step, {f"eval_{split}/contact_sheet": sheet[None]})
         writer.flush()
+        logging.info("%s split at step %d: %s", split, step,
+                     ", ".join(f"{k} {v:.4g}" for k, v in sorted(means.items())))
     return folder

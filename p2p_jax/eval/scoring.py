@@ -3,6 +3,8 @@ means, and the summaries of the extra evaluators (FID/KID, FCN-score)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import ml_collections
 import numpy as np
 from jax.sharding import Mesh
@@ -20,11 +22,12 @@ def scoring_translator(generator: Generator, mesh: Mesh, config: ml_collections.
 
 
 def evaluate(translator: Translator, variables: GeneratorVariables,
-             examples: list[dict[str, np.ndarray]], key: np.ndarray, extra=()
+             examples: list[dict[str, np.ndarray]], key: np.ndarray, extra=(),
+             on_batch: Callable[[int], object] | None = None
              ) -> tuple[list[np.ndarray], dict[str, np.ndarray], dict[str, float]]:
     """(outputs, per-image metrics, summary): the summary is the mean of each per-image metric
     plus whatever the `extra` evaluators compute from the outputs."""
-    outputs, scores = translator.generate(variables, examples, key)
+    outputs, scores = translator.generate(variables, examples, key, on_batch=on_batch)
     summary = mean_metrics(scores)
     for evaluator in extra:
         summary.update(evaluator(examples, outputs))

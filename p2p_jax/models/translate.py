@@ -72,7 +72,8 @@ class Translator:
 
     def generate(self, variables: GeneratorVariables, examples: list[dict[str, np.ndarray]],
                  key: np.ndarray, indices: list[int] | None = None,
-                 batch_size: int | None = None
+                 batch_size: int | None = None,
+                 on_batch: Callable[[int], object] | None = None
                  ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
         """(uint8 outputs in example order, per-image scores where examples have 'B' and the
         translator a `score`). A score the size of some images does not allow (MS-SSIM below
@@ -81,7 +82,8 @@ class Translator:
         `key` is a host PRNG key (uint32[2]); image i draws its dropout from
         fold_in(key, indices[i]) (default: its position), so an output does not depend on the
         batch, the device count or the process count it was computed with. `batch_size`
-        overrides the translator's (rounded up to the device count)."""
+        overrides the translator's (rounded up to the device count); `on_batch` is told how
+        many images each batch translated (a progress bar)."""
         devices = self._mesh.devices.size
         batch_size = (self._batch_size if batch_size is None
                       else -(-batch_size // devices) * devices)
@@ -103,6 +105,8 @@ class Translator:
                 for name, values in scores.items():
                     column = per_image.setdefault(name, np.full(len(examples), np.nan))
                     column[chunk] = values
+                if on_batch is not None:
+                    on_batch(len(chunk))
         return outputs, per_image
 
     def _run_batch(self, variables, examples, indices, key, batch_size

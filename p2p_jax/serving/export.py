@@ -33,6 +33,7 @@ import dataclasses
 import functools
 import json
 import logging as py_logging
+import time
 
 import jax
 import jax.numpy as jnp
@@ -220,21 +221,21 @@ def export(trained: TrainedGenerator, output_dir: str, workdir: str) -> epath.Pa
     output.mkdir(parents=True, exist_ok=True)
     formats = trained.config.export.formats
     written = []
-    if "stablehlo" in formats:
-        export_stablehlo(trained, output)
-        written.append("generator.stablehlo")
-    if "saved_model" in formats:
-        export_saved_model(trained, output)
-        written.append("saved_model/")
-    if "onnx" in formats:
-        export_onnx(trained, output)
-        written.append("generator.onnx")
-    if "torch" in formats and export_torch(trained, output):
-        written += ["generator.pth", "generator.safetensors", "generator_torch.json"]
+    writers = (("stablehlo", export_stablehlo, ["generator.stablehlo"]),
+               ("saved_model", export_saved_model, ["saved_model/"]),
+               ("onnx", export_onnx, ["generator.onnx"]),
+               ("torch", export_torch,
+                ["generator.pth", "generator.safetensors", "generator_torch.json"]))
+    for name, write, files in writers:
+        if name in formats:
+            start = time.perf_counter()
+            if write(trained, output) is not False:  # export_torch: False for no layout.
+                written += files
+                logging.info("%s written in %.1f s", ", ".join(files),
+                             time.perf_counter() - start)
     fileio.write_text(output / "config.json", trained.config.to_json_best_effort(indent=2))
     written.append("config.json")
     model_card.write(trained, workdir, output, written)
-    logging.info("wrote %s", ", ".join(written))
     return output
 
 

@@ -19,6 +19,7 @@ from p2p_jax.eval import evaluators, grids, scoring
 from p2p_jax.models.generation import EVAL_SEED_OFFSET, SAMPLE_SEED_OFFSET, host_key
 from p2p_jax.models.translate import Translator
 from p2p_jax.train import faults, warm_start
+from p2p_jax.train import progress as train_progress
 from p2p_jax.train import state as train_state
 from p2p_jax.train import step as train_step
 
@@ -51,9 +52,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     setup = train_state.build(config, devices=devices)
     config, mesh = setup.config, setup.mesh
     used = list(mesh.devices.flat)
-    logging.info("process %d/%d: %d local of %d devices (%s)", jax.process_index(),
-                 jax.process_count(), sum(d.process_index == jax.process_index() for d in used),
-                 len(used), used[0].device_kind)
+    if jax.process_count() > 1:
+        logging.info("process %d/%d: %d local of %d devices (%s)", jax.process_index(),
+                     jax.process_count(),
+                     sum(d.process_index == jax.process_index() for d in used), len(used),
+                     used[0].device_kind)
+    else:
+        logging.info("%d %s device%s, global batch %d", len(used), used[0].device_kind,
+                     "s" if len(used) > 1 else "", config.batch_size)
     # Everything that can fail on the user's input (evaluator weights, data) before anything
     # is written into the workdir.
     extra_evaluators = evaluators.build(config.eval, mesh)  # Loads their networks now.
@@ -104,11 +110,24 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
         fileio.write_text(epath.Path(workdir) / "config.json", config.to_json_best_effort(indent=2))
     start_step = int(jax.device_get(state.step))
 
-    writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
+    # Scalars to TensorBoard (process 0); to the log too at --verbosity=1 (the progress
+    # report shows the main ones).
+    writers = [metric_writers.SummaryWriter(workdir)] if is_chief else []
+    if logging.vlog_is_on(1):
+        writers.append(metric_writers.LoggingWriter())
+    if is_chief and config.wandb.enabled:
+        from p2p_jax.train import wandb_writer  # CLU's writers, and wandb: only when wanted.
+
+        writers.append(wandb_writer.WandbWriter(config.wandb, workdir))
+    writer = metric_writers.AsyncMultiWriter(writers)
     if start_step == 0:
-        for name, params in (("generator", state.g_params), ("discriminator", state.d_params)):
-            logging.info("%s:", name)
-            parameter_overview.log_parameter_overview(params)
+        model = config.model
+        for name, kind, params in (("generator", model.generator, state.g_params),
+                                   ("discriminator", model.discriminator, state.d_params)):
+            count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+            logging.info("%s %s: %s parameters", name, kind, f"{count:,}")
+            if logging.vlog_is_on(1):
+                parameter_overview.log_parameter_overview(params)
         writer.write_hparams(_flatten(config))
 
     compile_start = time.perf_counter()
@@ -127,20 +146,22 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
     translator = scoring.scoring_translator(setup.recipe.generator, mesh, config)
     eval_examples = pipeline.eval_examples(config, config.eval.num_examples)
     samples = _Samples(config, translator, workdir, writer)
-    progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
-                                               writer=writer)
+    rates = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+                                            writer=writer)
+    shown = train_progress.TrainingProgress(start_step, config.num_train_steps, is_chief)
     eval_key = host_key(config.seed + EVAL_SEED_OFFSET)
 
     pending, last_log_step, last_log_time = [], start_step, time.perf_counter()
     files_skipped = 0  # Bad input files passed over since this process started.
     try:
-        with jax.transfer_guard("disallow"):
+        with jax.transfer_guard("disallow"), shown:
             for step in range(start_step + 1, config.num_train_steps + 1):
                 with jax.profiler.StepTraceAnnotation("train", step_num=step):
                     batch = parallel.global_batch(next(train_iter), mesh)
                     state, metrics = step_fn(state, batch, step)
                 pending.append(metrics)
-                progress(step)
+                rates(step)
+                shown.step(step)
                 last = step == config.num_train_steps
                 if step % config.log_every_steps == 0 or last or step == start_step + 1:
                     scalars = _summarise(jax.device_get(pending))
@@ -150,6 +171,7 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
                         (step - last_log_step) * config.batch_size / max(elapsed, 1e-9))
                     writer.write_scalars(step, {f"train/{k}": v for k, v in scalars.items()}
                                          | {"data/skipped": files_skipped})
+                    shown.logged(step, scalars)
                     _check_nonfinite(scalars, step, config.nan_patience, manager)
                     pending, last_log_step, last_log_time = [], step, time.perf_counter()
                 if step % config.sample_every_steps == 0 or last:
@@ -159,6 +181,7 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
                                                eval_examples, eval_key, extra_evaluators)[2]
                     writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
                     _record_eval(workdir, step, len(eval_examples), results)
+                    shown.evaluated(step, results)
                 preempted = watcher.reached(step)
                 if step % config.checkpoint_every_steps == 0 or last or preempted:
                     checkpointing.save(manager, step, state, train_iter)
@@ -168,7 +191,7 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
         checkpointing.wait(manager)
         watcher.report_exit(config.checkpoint.preemption_timeout_s)
     finally:
-        writer.flush()
+        writer.close()
     return state
 
 
