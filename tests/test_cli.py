@@ -137,9 +137,17 @@ def test_workdir_defaults_to_workdirs_and_the_config_name(tmp_path):
 
 def test_the_first_screen_is_short_lines_a_person_reads(tmp_path):
     """Not a terminal (a log file): what runs, where, one line per network, then one short
-    line per logged step and per eval; no parameter tables, no absl prefixes."""
-    result = run_main(TINY, f"--workdir={tmp_path / 'run'}")
+    line per logged step and per eval; no parameter tables, no absl prefixes. Training and
+    eval never import TensorFlow (~4 s a launch): here it cannot be imported."""
+    fake = tmp_path / "without" / "tensorflow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('training imported tensorflow')\n")
+    without_tensorflow = f"{tmp_path / 'without'}{os.pathsep}{REPO}"
+    result = run_main(TINY, f"--workdir={tmp_path / 'run'}", pythonpath=without_tensorflow)
     assert result.returncode == 0, result.stderr[-3000:]
+    evaluated = run_main(f"--workdir={tmp_path / 'run'}", "--mode=eval",
+                         pythonpath=without_tensorflow)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     lines = result.stderr.splitlines()
     assert all(re.match(r"\d\d:\d\d:\d\d ", line) for line in lines), lines
     assert max(map(len, lines)) < 200 and not any("+---" in line for line in lines)

@@ -42,14 +42,14 @@ def test_scores_from_a_hand_built_case(tmp_path):
 
 
 def test_training_reports_the_configured_evaluators(tiny_config, tmp_path, devices):
-    from p2p_jax.eval import report
+    from p2p_jax.eval import summaries
     from p2p_jax.train import loop as trainer
 
     tiny_config.num_train_steps = 3
     tiny_config.eval.evaluators = ("fcn",)
     tiny_config.eval.fcn_model = write_segmenter(tmp_path / "segmenter.jax")
     trainer.train_and_evaluate(tiny_config, str(tmp_path / "run"), devices[:1])
-    series = report.read_scalars(str(tmp_path / "run"))
+    series = summaries.read_scalars(str(tmp_path / "run"))
     assert [step for step, _ in series["eval/fcn_class_iou"]] == [3]
     assert 0 <= series["eval/fcn_pixel_acc"][0][1] <= 1
     tiny_config.eval.evaluators = ("inception",)  # No weights file: stops before training.

@@ -16,7 +16,7 @@ import tensorflow as tf
 from p2p_jax.config.saved import saved_config
 from p2p_jax.data import images
 from p2p_jax.errors import UserError
-from p2p_jax.eval import report
+from p2p_jax.eval import report, summaries
 from p2p_jax.serving import export, predict, restore
 from tests.helpers import png_bomb
 
@@ -59,7 +59,7 @@ def test_eval_mode_writes_a_consistent_report(trained, tmp_path):
     assert page.rows == sorted(page.rows, reverse=True)  # Worst L1 first.
     sheet = images.read(str(folder / "contact_sheet.png"))
     assert sheet.shape[0] >= 96 and sheet.shape[2] == 3
-    assert "train/g_loss" in report.read_scalars(workdir)
+    assert "train/g_loss" in summaries.read_scalars(workdir)
 
 
 def test_predict_keeps_names_and_sizes_and_skips_bad_files(trained, tmp_path):

@@ -17,7 +17,7 @@ import pytest
 
 from p2p_jax import checkpointing
 from p2p_jax.data import images
-from p2p_jax.eval import report
+from p2p_jax.eval import summaries
 from tests.helpers import assert_states_match, write_segmenter, xla_flags
 
 # Subprocesses: the product run as users run it; several processes at once, so these tests
@@ -68,7 +68,7 @@ def segmenter(tmp_path_factory):
 
 
 def eval_scalars(workdir, prefix="eval/"):
-    return {tag: values for tag, values in report.read_scalars(str(workdir)).items()
+    return {tag: values for tag, values in summaries.read_scalars(str(workdir)).items()
             if tag.startswith(prefix)}
 
 

@@ -15,7 +15,7 @@ import pytest
 from configs import cityscapes_hd
 from p2p_jax import checkpointing, ops, parallel
 from p2p_jax.data import images, labels, pipeline, sources, transforms
-from p2p_jax.eval import report
+from p2p_jax.eval import report, summaries
 from p2p_jax.models import generation, vgg
 from p2p_jax.models.generation import Generator, GeneratorVariables
 from p2p_jax.models.norms import instance_norm
@@ -367,18 +367,29 @@ def test_label_lookups_only_in_the_cpu_form_with_one_device_per_process(hd_data,
     assert not train_state.Recipe.from_config(config, "cpu", True).generator.label_lookups
 
 
-def test_global_run_trains_resumes_exactly_and_evaluates(hd_data, tmp_path):
+@pytest.fixture(scope="module")
+def global_runs(hd_data, tmp_path_factory):
+    """(config, interrupted, straight): a global run of 4 steps on the 8 test devices, once
+    stopped at step 2 and resumed, once straight; the local enhancer's test starts from it."""
     config = tiny_hd_config(*hd_data)
-    interrupted, straight = str(tmp_path / "interrupted"), str(tmp_path / "straight")
+    root = tmp_path_factory.mktemp("global_runs")
+    interrupted, straight = str(root / "interrupted"), str(root / "straight")
     config.num_train_steps = 2
     loop.train_and_evaluate(config, interrupted)
     config.num_train_steps = 4
     loop.train_and_evaluate(config, interrupted)
     loop.train_and_evaluate(config, straight)
+    return config, interrupted, straight
+
+
+# One worker runs both, so the global runs are trained once.
+@pytest.mark.xdist_group("pix2pixhd_runs")
+def test_global_run_trains_resumes_exactly_and_evaluates(global_runs):
+    config, interrupted, straight = global_runs
     a, b = checkpointing.load_train_state(interrupted), checkpointing.load_train_state(straight)
     assert int(a["step"]) == 4
     jax.tree.map(np.testing.assert_array_equal, a, b)
-    series = report.read_scalars(straight)
+    series = summaries.read_scalars(straight)
     assert {"train/g_feat", "train/g_vgg", "eval/psnr"} <= set(series)
     folder = report.evaluate_checkpoint(restore.restore(config, straight), straight)
     assert (folder / "index.html").exists()
@@ -386,20 +397,19 @@ def test_global_run_trains_resumes_exactly_and_evaluates(hd_data, tmp_path):
     assert shown.shape == (32, 64, 3) and shown.max() > 100  # Label ids drawn in colours.
 
 
-def test_local_run_starts_from_the_global_run_and_frees_the_coarse_branch(hd_data, tmp_path,
-                                                                         devices):
+@pytest.mark.xdist_group("pix2pixhd_runs")
+def test_local_run_starts_from_the_global_run_and_frees_the_coarse_branch(hd_data, global_runs,
+                                                                         tmp_path, devices):
     """init_from maps the global generator into the coarse branch; the branch stays
     bit-identical through fix_global_steps, then trains; resume inside the frozen phase is
     exact. On one device, so the label map convolves as lookups (the CPU form) end to end;
-    the global run's test trains the dense form on eight."""
+    the global run trained the dense form on eight."""
     one = devices[:1]
-    global_config = tiny_hd_config(*hd_data)
-    global_config.num_train_steps = 1
-    loop.train_and_evaluate(global_config, str(tmp_path / "global"), one)
-    source = checkpointing.load_train_state(str(tmp_path / "global"))
+    global_workdir = global_runs[2]
+    source = checkpointing.load_train_state(global_workdir)
 
     config = tiny_hd_config(*hd_data, generator="local")
-    config.model.init_from = str(tmp_path / "global")
+    config.model.init_from = global_workdir
     config.optimizer.fix_global_steps = 2
     config.checkpoint_every_steps = 1
     config.checkpoint.max_to_keep = 5

@@ -16,7 +16,6 @@ interrupted or damaged download leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
-import os
 import pathlib
 import shutil
 import sys
@@ -63,16 +62,6 @@ then train pix2pixHD on the label ids as they come:
     --config.loss.vgg_weights=weights/vgg19-dcbb9e9d.pth
 (python -m p2p_jax.data.download --weights=vgg19 fetches that file), or through TFDS:
 configs/cityscapes_tfds.py."""
-
-_DATASET = flags.DEFINE_string("dataset", None, f"A pix2pix dataset: "
-                               f"{', '.join([*DATASETS, 'cityscapes'])}.")
-_MODEL = flags.DEFINE_string("model", None, f"A published pix2pix generator: {', '.join(MODELS)}.")
-_WEIGHTS = flags.DEFINE_string("weights", None, f"Network weights: {', '.join(WEIGHTS)}.")
-_OUTPUT = flags.DEFINE_string("output", None, "Folder to write into (default: datasets/, "
-                              "checkpoints/ or weights/).")
-_BASE_URL = flags.DEFINE_string("base_url", None, "Fetch from this folder URL instead.")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print what would be fetched; write nothing.")
-
 
 def _choose(name: str, table: dict, kind: str) -> None:
     if name not in table:
@@ -209,20 +198,39 @@ def download_weights(name: str, output: pathlib.Path, base_url: str | None,
     return f"{destination}\nnext: {next_command}"
 
 
-def main(argv: list[str]) -> None:
-    chosen = [(flag, value) for flag, value in (("dataset", _DATASET.value),
-                                                 ("model", _MODEL.value),
-                                                 ("weights", _WEIGHTS.value)) if value]
+def define_flags() -> dict[str, flags.FlagHolder]:
+    """The command line's flags: defined when run as a program only, so importing this module
+    (tests, other programs) leaves absl's flag namespace alone."""
+    return {
+        "dataset": flags.DEFINE_string("dataset", None, "A pix2pix dataset: "
+                                       f"{', '.join([*DATASETS, 'cityscapes'])}."),
+        "model": flags.DEFINE_string("model", None,
+                                     f"A published pix2pix generator: {', '.join(MODELS)}."),
+        "weights": flags.DEFINE_string("weights", None,
+                                       f"Network weights: {', '.join(WEIGHTS)}."),
+        "output": flags.DEFINE_string("output", None, "Folder to write into (default: "
+                                      "datasets/, checkpoints/ or weights/)."),
+        "base_url": flags.DEFINE_string("base_url", None,
+                                        "Fetch from this folder URL instead."),
+        "dry_run": flags.DEFINE_bool("dry_run", False,
+                                     "Print what would be fetched; write nothing."),
+    }
+
+
+def main(argv: list[str], options: dict[str, flags.FlagHolder]) -> None:
+    chosen = [(kind, options[kind].value) for kind in ("dataset", "model", "weights")
+              if options[kind].value]
     try:
         if len(argv) > 1 or len(chosen) != 1:
             raise UserError("give one of --dataset=NAME, --model=NAME or --weights=NAME "
                             "(--helpfull lists the names)")
         kind, name = chosen[0]
         default = {"dataset": "datasets", "model": "checkpoints", "weights": "weights"}[kind]
-        output = pathlib.Path(_OUTPUT.value or default)
+        output = pathlib.Path(options["output"].value or default)
         download = {"dataset": download_dataset, "model": download_model,
                     "weights": download_weights}[kind]
-        print(download(name, output, _BASE_URL.value, _DRY_RUN.value), flush=True)
+        print(download(name, output, options["base_url"].value, options["dry_run"].value),
+              flush=True)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -232,5 +240,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(main)
+    defined = define_flags()
+    app.run(lambda argv: main(argv, defined))

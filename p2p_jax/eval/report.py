@@ -21,15 +21,12 @@ import jax
 import numpy as np
 import tqdm
 from absl import logging
-from clu import metric_writers
 from etils import epath
 from matplotlib.figure import Figure
-from tensorboard.backend.event_processing import event_accumulator
-from tensorboard.util import tensor_util
 
 from p2p_jax import fileio
 from p2p_jax.data import images, pipeline
-from p2p_jax.eval import evaluators, grids, scoring
+from p2p_jax.eval import evaluators, grids, scoring, summaries
 from p2p_jax.models.generation import EVAL_SEED_OFFSET, TrainedGenerator, host_key
 
 
@@ -111,23 +108,6 @@ def write_html(folder: epath.Path, title: str, examples: list[dict], files: list
     fileio.write_text(folder / "index.html", page)
 
 
-def read_scalars(workdir: str) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar series in the workdir's TensorBoard event files: tag -> [(step, value)]."""
-    accumulator = event_accumulator.EventAccumulator(
-        str(workdir), size_guidance={event_accumulator.TENSORS: 0,
-                                     event_accumulator.SCALARS: 0})
-    accumulator.Reload()
-    series = {}
-    for tag in accumulator.Tags()["tensors"]:
-        values = [(e.step, tensor_util.make_ndarray(e.tensor_proto))
-                  for e in accumulator.Tensors(tag)]
-        if values and all(v.ndim == 0 and v.dtype.kind == "f" for _, v in values):
-            series[tag] = sorted((step, float(v)) for step, v in values)
-    for tag in accumulator.Tags()["scalars"]:
-        series[tag] = sorted((e.step, e.value) for e in accumulator.Scalars(tag))
-    return series
-
-
 CURVE_TAGS = ("train/g_loss", "train/d_loss", "train/g_gan", "train/g_l1", "eval/l1",
               "eval/psnr", "eval/ssim", "eval/ms_ssim", "eval/fid", "eval/kid",
               "eval/fcn_pixel_acc", "eval/fcn_class_iou")
@@ -181,7 +161,7 @@ def write_report(workdir: str, folder: epath.Path, title: str, examples: list[di
     """Writes the report folder; returns the contact sheet (for TensorBoard)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = write_images(examples, outputs, folder)
-    has_curves = write_curves(read_scalars(workdir), folder / "curves.png")
+    has_curves = write_curves(summaries.read_scalars(workdir), folder / "curves.png")
     sheet = contact_sheet(examples, outputs)
     images.write(folder / "contact_sheet.png", sheet)
     write_html(folder, title, examples, files, scores, means, has_curves)
@@ -214,10 +194,10 @@ def evaluate_checkpoint(trained: TrainedGenerator, workdir: str) -> epath.Path:
         shown = [{**e, "A": grids.input_view(e, config.dataset.label_nc)} for e in examples]
         sheet = write_report(workdir, folder, f"{workdir}: {split} split at step {step}",
                              shown, outputs, scores, means)
-        writer = metric_writers.SummaryWriter(workdir)
+        writer = summaries.create_writer(workdir)
         writer.write_scalars(step, {f"eval_{split}/{k}": v for k, v in means.items()})
         writer.write_images(step, {f"eval_{split}/contact_sheet": sheet[None]})
-        writer.flush()
+        writer.close()
         logging.info("%s split at step %d: %s", split, step,
                      ", ".join(f"{k} {v:.4g}" for k, v in sorted(means.items())))
     return folder

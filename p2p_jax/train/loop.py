@@ -15,7 +15,7 @@ from etils import epath
 
 from p2p_jax import checkpointing, fileio, parallel, preemption
 from p2p_jax.data import images, pipeline
-from p2p_jax.eval import evaluators, grids, scoring
+from p2p_jax.eval import evaluators, grids, scoring, summaries
 from p2p_jax.models.generation import EVAL_SEED_OFFSET, SAMPLE_SEED_OFFSET, host_key
 from p2p_jax.models.translate import Translator
 from p2p_jax.train import faults, warm_start
@@ -89,10 +89,6 @@ def _abstract(tree):
 
 def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evaluators):
     """Restores the latest checkpoint if any, compiles the step and runs the loop."""
-    # CLU's writer and progress report load TensorFlow (the summary writer, ~4 s): only now that
-    # the set-up has passed, so a mistake in it is reported without waiting for TensorFlow.
-    from clu import metric_writers, periodic_actions
-
     config, mesh, state = setup.config, setup.mesh, setup.state
     is_chief = jax.process_index() == 0
     restored = checkpointing.restore_latest(manager, state, train_iter)
@@ -110,16 +106,14 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
         fileio.write_text(epath.Path(workdir) / "config.json", config.to_json_best_effort(indent=2))
     start_step = int(jax.device_get(state.step))
 
-    # Scalars to TensorBoard (process 0); to the log too at --verbosity=1 (the progress
-    # report shows the main ones).
-    writers = [metric_writers.SummaryWriter(workdir)] if is_chief else []
-    if logging.vlog_is_on(1):
-        writers.append(metric_writers.LoggingWriter())
+    # Scalars and samples to TensorBoard (and W&B) from process 0; the progress report shows
+    # the main ones, --verbosity=1 logs them all.
+    writers = [summaries.create_writer(workdir)] if is_chief else []
     if is_chief and config.wandb.enabled:
-        from p2p_jax.train import wandb_writer  # CLU's writers, and wandb: only when wanted.
+        from p2p_jax.train import wandb_writer  # The optional extra: only when wanted.
 
         writers.append(wandb_writer.WandbWriter(config.wandb, workdir))
-    writer = metric_writers.AsyncMultiWriter(writers)
+    writer = summaries.Writers(writers)
     if start_step == 0:
         model = config.model
         for name, kind, params in (("generator", model.generator, state.g_params),
@@ -146,8 +140,6 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
     translator = scoring.scoring_translator(setup.recipe.generator, mesh, config)
     eval_examples = pipeline.eval_examples(config, config.eval.num_examples)
     samples = _Samples(config, translator, workdir, writer)
-    rates = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
-                                            writer=writer)
     shown = train_progress.TrainingProgress(start_step, config.num_train_steps, is_chief)
     eval_key = host_key(config.seed + EVAL_SEED_OFFSET)
 
@@ -160,7 +152,6 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
                     batch = parallel.global_batch(next(train_iter), mesh)
                     state, metrics = step_fn(state, batch, step)
                 pending.append(metrics)
-                rates(step)
                 shown.step(step)
                 last = step == config.num_train_steps
                 if step % config.log_every_steps == 0 or last or step == start_step + 1:
@@ -169,6 +160,7 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
                     elapsed = time.perf_counter() - last_log_time
                     scalars["images_per_sec"] = (
                         (step - last_log_step) * config.batch_size / max(elapsed, 1e-9))
+                    scalars["steps_per_sec"] = (step - last_log_step) / max(elapsed, 1e-9)
                     writer.write_scalars(step, {f"train/{k}": v for k, v in scalars.items()}
                                          | {"data/skipped": files_skipped})
                     shown.logged(step, scalars)

@@ -12,7 +12,6 @@ from typing import Any
 
 import ml_collections
 import numpy as np
-from clu.metric_writers import interface
 from etils import epath
 
 from p2p_jax import fileio
@@ -29,9 +28,8 @@ def _logged_in() -> bool:
         return False
 
 
-class WandbWriter(interface.MetricWriter):
-    """A CLU metric writer (process 0 only); texts, histograms, audio and video are not
-    mirrored (training writes none)."""
+class WandbWriter:
+    """A writer of `eval.summaries.Writers` (process 0 only)."""
 
     def __init__(self, settings: ml_collections.ConfigDict, workdir: str):
         import wandb  # The optional extra: `pip install 'p2p_jax[wandb]'`.
@@ -64,26 +62,6 @@ class WandbWriter(interface.MetricWriter):
 
     def write_hparams(self, hparams: Mapping[str, Any]) -> None:
         self._run.config.update(dict(hparams), allow_val_change=True)
-
-    def write_texts(self, step: int, texts: Mapping[str, str]) -> None:
-        pass
-
-    def write_histograms(self, step: int, arrays: Mapping[str, Any],
-                         num_buckets: Mapping[str, int] | None = None) -> None:
-        pass
-
-    def write_audios(self, step: int, audios: Mapping[str, Any], *, sample_rate: int) -> None:
-        pass
-
-    def write_videos(self, step: int, videos: Mapping[str, Any]) -> None:
-        pass
-
-    def write_summaries(self, step: int, values: Mapping[str, Any],
-                        metadata: Mapping[str, Any] | None = None) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
 
     def close(self) -> None:
         self._run.finish()
