@@ -12,11 +12,14 @@ training processes at once share the xdist group `processes`, so two of them nev
 the longest work is handed out first so that no long test starts last.
 """
 
-import fcntl
 import os
 import tempfile
 
-from tests.helpers import trained_tiny_config, xla_flags  # Sets no XLA flag itself.
+from tests.helpers import (  # Sets no XLA flag itself.
+    once_per_test_run,
+    trained_tiny_config,
+    xla_flags,
+)
 
 # Once per flag: xdist workers inherit the controller's, and run this module again.
 os.environ["XLA_FLAGS"] = " ".join(dict.fromkeys(
@@ -68,14 +71,10 @@ def trained_tiny(tmp_path_factory, worker_id):
     Under xdist the workers share the run's temporary folder; the first to arrive trains while
     the other waits on the lock, then finds the finished run. A test that writes into a run
     copies it first."""
-    base = tmp_path_factory.getbasetemp()
-    root = base if worker_id == "master" else base.parent  # One folder per test run.
-    workdir, done = root / "trained_tiny", root / "trained_tiny.done"
-    with open(root / "trained_tiny.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
-            from p2p_jax.train import loop
+    def train(workdir):
+        from p2p_jax.train import loop
 
-            loop.train_and_evaluate(trained_tiny_config(), str(workdir))
-            done.touch()
+        loop.train_and_evaluate(trained_tiny_config(), str(workdir))
+
+    workdir = once_per_test_run(tmp_path_factory, worker_id, "trained_tiny", train)
     return trained_tiny_config(), str(workdir)

@@ -1,6 +1,8 @@
 """Helpers shared by the tests: state comparison, hostile files."""
 
+import fcntl
 import os
+import pathlib
 import struct
 import zlib
 
@@ -175,6 +177,21 @@ def copy_tree(source, target: str) -> None:
         if path.is_file():
             fileio.write_bytes(f"{target}/{path.relative_to(source).as_posix()}",
                                path.read_bytes())
+
+
+def once_per_test_run(tmp_path_factory, worker_id: str, name: str, make) -> pathlib.Path:
+    """ROOT/name, made by `make(path)` once per test run whichever xdist worker asks first
+    (the other waits on a lock, then finds it done); module fixtures would be made again
+    wherever xdist tears them down between a worker's batches."""
+    base = tmp_path_factory.getbasetemp()
+    root = base if worker_id == "master" else base.parent  # One folder per test run.
+    path, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            make(path)
+            done.touch()
+    return path
 
 
 def trained_tiny_config():

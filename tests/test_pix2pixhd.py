@@ -30,7 +30,13 @@ from p2p_jax.serving import restore
 from p2p_jax.train import loop, losses
 from p2p_jax.train import state as train_state
 from p2p_jax.train import step as train_step
-from tests.helpers import vgg19_layers, write_cityscapes, write_png, write_vgg19_weights
+from tests.helpers import (
+    once_per_test_run,
+    vgg19_layers,
+    write_cityscapes,
+    write_png,
+    write_vgg19_weights,
+)
 
 
 def param_count(module: nn.Module, shape) -> int:
@@ -367,19 +373,23 @@ def test_label_lookups_only_in_the_cpu_form_with_one_device_per_process(hd_data,
     assert not train_state.Recipe.from_config(config, "cpu", True).generator.label_lookups
 
 
-@pytest.fixture(scope="module")
-def global_runs(hd_data, tmp_path_factory):
+@pytest.fixture
+def global_runs(hd_data, tmp_path_factory, worker_id):
     """(config, interrupted, straight): a global run of 4 steps on the 8 test devices, once
-    stopped at step 2 and resumed, once straight; the local enhancer's test starts from it."""
+    stopped at step 2 and resumed, once straight, made once per test run; the local
+    enhancer's test starts from it."""
     config = tiny_hd_config(*hd_data)
-    root = tmp_path_factory.mktemp("global_runs")
-    interrupted, straight = str(root / "interrupted"), str(root / "straight")
-    config.num_train_steps = 2
-    loop.train_and_evaluate(config, interrupted)
+
+    def train(root):
+        config.num_train_steps = 2
+        loop.train_and_evaluate(config, str(root / "interrupted"))
+        config.num_train_steps = 4
+        loop.train_and_evaluate(config, str(root / "interrupted"))
+        loop.train_and_evaluate(config, str(root / "straight"))
+
+    root = once_per_test_run(tmp_path_factory, worker_id, "pix2pixhd_global_runs", train)
     config.num_train_steps = 4
-    loop.train_and_evaluate(config, interrupted)
-    loop.train_and_evaluate(config, straight)
-    return config, interrupted, straight
+    return config, str(root / "interrupted"), str(root / "straight")
 
 
 # One worker runs both, so the global runs are trained once.
