@@ -76,7 +76,9 @@ class TrainingProgress(contextlib.AbstractContextManager):
             return
         first_step, began = self._clock or (self._start, time.perf_counter())
         rate = (step - first_step) / max(time.perf_counter() - began, 1e-9)
-        eta = f", ETA {_duration((self._total - step) / rate)}" if step < self._total else ""
+        # The first step's time holds one-off work (transfers, the first dispatch): no ETA yet.
+        measured = step - first_step > 1 and step < self._total
+        eta = f", ETA {_duration((self._total - step) / rate)}" if measured else ""
         logging.info("step %d/%d (%d%%): %s%s", step, self._total, 100 * step // self._total,
                      summary(scalars), eta)
 
