@@ -7,9 +7,10 @@ or `p2p-jax` once installed. --config takes a file or a shipped config's name
                   (metrics.json, index.html, curves.png, contact_sheet.png, images/)
   --mode=predict  translate --input (an image or a folder, any sizes) into --output
   --mode=export   the generator into --output: TF SavedModel, StableHLO, ONNX and a
-                  PyTorch state_dict (`export.formats`)
+                  PyTorch state_dict, .pth and .safetensors (`export.formats`), with its
+                  config.json and a model card (README.md)
   --mode=serve    a browser demo (Gradio) of the generator at http://--host:--port/
-  --mode=import   a PyTorch latest_net_G.pth (--input; --input_d for latest_net_D.pth) of the
+  --mode=import   a PyTorch latest_net_G.pth or .safetensors (--input; --input_d for the D) of the
                   reference or pix2pixHD into DIR as a checkpoint at step 0
   --mode=config   print every key of the config (--config, else DIR/config.json) with its
                   value, its allowed choices and what it is for; nothing runs
@@ -75,8 +76,8 @@ _MODE = flags.DEFINE_enum("mode", "train", MODES, "What to do; see the module do
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step for eval/predict/export; "
                              "default: the latest.")
 _INPUT = flags.DEFINE_string("input", None, "predict: an image file or a folder of images; "
-                             "import: the generator's .pth state_dict.")
-_INPUT_D = flags.DEFINE_string("input_d", None, "import: the discriminator's .pth state_dict "
+                             "import: the generator's state_dict (.pth or .safetensors).")
+_INPUT_D = flags.DEFINE_string("input_d", None, "import: the discriminator's state_dict "
                                "(default: a fresh discriminator).")
 _OUTPUT = flags.DEFINE_string("output", None, "predict/export: the output folder.")
 _PORT = flags.DEFINE_integer("port", 7860, "serve: the port to listen on.")
