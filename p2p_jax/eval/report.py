@@ -190,7 +190,7 @@ def evaluate_checkpoint(trained: TrainedGenerator, workdir: str) -> epath.Path:
             trained.variables, examples, host_key(config.seed + EVAL_SEED_OFFSET), extra,
             on_batch=bar.update)
     folder = epath.Path(workdir) / "eval" / f"{split}_{step:08d}"
-    if jax.process_index() == 0:
+    if chief:
         shown = [{**e, "A": grids.input_view(e, config.dataset.label_nc)} for e in examples]
         sheet = write_report(workdir, folder, f"{workdir}: {split} split at step {step}",
                              shown, outputs, scores, means)

@@ -53,11 +53,12 @@ class EventFileWriter:
         values = []
         for key, batch in images.items():
             batch = np.asarray(batch)
-            for index, image in enumerate(batch[None] if batch.ndim == 3 else batch):
+            batch = batch[None] if batch.ndim == 3 else batch
+            for index, image in enumerate(batch):
                 channels = image.shape[-1]
                 png = cv2.imencode(".png", image if channels == 1 else
                                    cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
-                tag = key if len(batch) == 1 or batch.ndim == 3 else f"{key}/{index}"
+                tag = key if len(batch) == 1 else f"{key}/{index}"
                 values.append(summary_pb2.Summary.Value(tag=tag, image=summary_pb2.Summary.Image(
                     height=image.shape[0], width=image.shape[1], colorspace=channels,
                     encoded_image_string=png)))

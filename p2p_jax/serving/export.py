@@ -235,7 +235,8 @@ def export(trained: TrainedGenerator, output_dir: str, workdir: str) -> epath.Pa
                              time.perf_counter() - start)
     fileio.write_text(output / "config.json", trained.config.to_json_best_effort(indent=2))
     written.append("config.json")
-    model_card.write(trained, workdir, output, written)
+    model_card.write(trained, workdir, output, written,
+                     torch_definition(trained.config) if "generator.pth" in written else None)
     return output
 
 

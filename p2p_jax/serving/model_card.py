@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 import math
 
-import jax
-import numpy as np
+from clu import parameter_overview
 from etils import epath
 
 from p2p_jax import checkpointing, fileio
@@ -40,10 +39,6 @@ def _latest_eval(workdir: epath.Path, step: int) -> tuple[dict | None, epath.Pat
             f"{record['step']}")
 
 
-def _parameters(trained: TrainedGenerator) -> int:
-    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(trained.variables.params))
-
-
 def _data(config) -> str:
     dataset = config.dataset
     where = dataset.path or dataset.tfds_name
@@ -58,13 +53,15 @@ def _data(config) -> str:
             f"{dataset.output_channels}-channel images")
 
 
-def write(trained: TrainedGenerator, workdir: str, output: epath.Path,
-          written: list[str]) -> None:
-    """OUT/README.md, and OUT/contact_sheet.png when an eval drew one."""
+def write(trained: TrainedGenerator, workdir: str, output: epath.Path, written: list[str],
+          torch_definition: dict | None) -> None:
+    """OUT/README.md, and OUT/contact_sheet.png when an eval drew one; `torch_definition`:
+    the PyTorch call generator.safetensors loads into, when it was written."""
     config, step = trained.config, trained.step
     model, loss = config.model, config.loss
     height, width = image_hw(config.dataset.image_size)
     metrics, sheet, source = _latest_eval(epath.Path(workdir), step)
+    parameters = parameter_overview.count_parameters(trained.variables.params)
     if sheet is not None:
         fileio.write_bytes(output / "contact_sheet.png", sheet.read_bytes())
     losses = [f"GAN ({loss.gan_mode})", f"L1 x{loss.lambda_l1:g}"]
@@ -77,7 +74,7 @@ def write(trained: TrainedGenerator, workdir: str, output: epath.Path,
         "A conditional GAN generator (Pix2Pix / pix2pixHD) trained with p2p_jax, a JAX "
         "trainer.", "",
         "## Model", "",
-        f"- Generator `{model.generator}` ({_parameters(trained):,} parameters), ngf "
+        f"- Generator `{model.generator}` ({parameters:,} parameters), ngf "
         f"{model.ngf}, norm `{model.norm}`, dropout {model.dropout:g}; trained at "
         f"{height}x{width}.",
         f"- Test-time normalisation: {'running statistics' if model.eval_mode else 'per-image'}"
@@ -103,8 +100,8 @@ def write(trained: TrainedGenerator, workdir: str, output: epath.Path,
         f"- With p2p_jax, from its workdir: `p2p-jax --workdir={workdir} --mode=predict "
         "--input=photos/ --output=out/`.",
     ]
-    if "generator.safetensors" in written:
-        definition = json.loads((output / "generator_torch.json").read_text())
+    if torch_definition is not None:
+        definition = torch_definition
         lines += [
             f"- In PyTorch, with [{definition['repository']}](https://github.com/"
             f"{definition['repository']})'s `models/networks.py`:", "", "```python",

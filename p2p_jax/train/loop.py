@@ -118,8 +118,8 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
         model = config.model
         for name, kind, params in (("generator", model.generator, state.g_params),
                                    ("discriminator", model.discriminator, state.d_params)):
-            count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
-            logging.info("%s %s: %s parameters", name, kind, f"{count:,}")
+            logging.info("%s %s: %s parameters", name, kind,
+                         f"{parameter_overview.count_parameters(params):,}")
             if logging.vlog_is_on(1):
                 parameter_overview.log_parameter_overview(params)
         writer.write_hparams(_flatten(config))
@@ -142,6 +142,7 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
     samples = _Samples(config, translator, workdir, writer)
     shown = train_progress.TrainingProgress(start_step, config.num_train_steps, is_chief)
     eval_key = host_key(config.seed + EVAL_SEED_OFFSET)
+    eval_history = _eval_history(workdir, start_step) if is_chief else None
 
     pending, last_log_step, last_log_time = [], start_step, time.perf_counter()
     files_skipped = 0  # Bad input files passed over since this process started.
@@ -172,7 +173,8 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
                     results = scoring.evaluate(translator, state.generator_variables(),
                                                eval_examples, eval_key, extra_evaluators)[2]
                     writer.write_scalars(step, {f"eval/{k}": v for k, v in results.items()})
-                    _record_eval(workdir, step, len(eval_examples), results)
+                    if eval_history is not None:
+                        _record_eval(workdir, eval_history, step, len(eval_examples), results)
                     shown.evaluated(step, results)
                 preempted = watcher.reached(step)
                 if step % config.checkpoint_every_steps == 0 or last or preempted:
@@ -187,20 +189,24 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
     return state
 
 
-def _record_eval(workdir: str, step: int, num_examples: int, results: dict) -> None:
-    """Appends to WORKDIR/eval/periodic.json (process 0); a resume replaces the steps it
-    redoes."""
-    if jax.process_index() != 0:
-        return
+def _eval_history(workdir: str, start_step: int) -> list[dict]:
+    """WORKDIR/eval/periodic.json's records up to the step a run starts from (a resume redoes
+    the steps after it), read once per run."""
     path = epath.Path(workdir) / checkpointing.PERIODIC_EVALS
     try:
         history = json.loads(path.read_text()) if path.exists() else []
     except ValueError:  # Not ours to repair: start the record again.
         history = []
-    history = [r for r in history if r.get("step", step) < step]
+    return [r for r in history if r.get("step", start_step + 1) <= start_step]
+
+
+def _record_eval(workdir: str, history: list[dict], step: int, num_examples: int,
+                 results: dict) -> None:
+    """Appends this eval's means to `history` and writes it as WORKDIR/eval/periodic.json."""
     history.append({"step": step, "num_examples": num_examples,
                     "metrics": {k: float(v) for k, v in results.items()}})
-    fileio.write_text(path, json.dumps(history, indent=1))
+    fileio.write_text(epath.Path(workdir) / checkpointing.PERIODIC_EVALS,
+                      json.dumps(history, indent=1))
 
 
 class NonFiniteError(RuntimeError):
