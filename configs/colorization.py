@@ -9,6 +9,7 @@ from p2p_jax.config import defaults as default
 
 
 def get_config(variant: str = ""):
-    """`configs/colorization.py:podB` scales it to a global batch of B (apply_variant)."""
+    """Variants (default.apply_variant): `configs/colorization.py:reference`, the 2017
+    recipe exactly; `:podB`, a global batch of B; both: `:reference,podB`."""
     config = default.photo_task("colorization")
     return default.apply_variant(config, variant)

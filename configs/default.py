@@ -7,12 +7,17 @@ and change what differs. Override anything from the command line:
 `--config.batch_size=16 --config.model.norm=instance`.
 """
 
+from p2p_jax.config import defaults
 from p2p_jax.config.defaults import (
     apply_variant,
-    get_config,
     photo_task,
     reference_256,
     scale_to_batch,
 )
 
 __all__ = ["apply_variant", "get_config", "photo_task", "reference_256", "scale_to_batch"]
+
+
+def get_config(variant: str = ""):
+    """`configs/default.py:reference`: the 2017 recipe exactly; `:podB`: a global batch of B."""
+    return apply_variant(defaults.get_config(), variant)

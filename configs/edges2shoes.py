@@ -8,7 +8,8 @@ from p2p_jax.config import defaults as default
 
 
 def get_config(variant: str = ""):
-    """`configs/edges2shoes.py:podB` scales it to a global batch of B (default.apply_variant)."""
+    """Variants (default.apply_variant): `configs/edges2shoes.py:reference`, the 2017
+    recipe exactly; `:podB`, a global batch of B; both: `:reference,podB`."""
     config = default.reference_256(default.get_config())
     config.dataset.direction = "AtoB"
     config.serve.palette = "edges"  # --mode=serve paints with these.

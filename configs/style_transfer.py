@@ -9,7 +9,8 @@ from p2p_jax.config import defaults as default
 
 
 def get_config(variant: str = ""):
-    """`configs/style_transfer.py:podB` scales it to a global batch of B (apply_variant)."""
+    """Variants (default.apply_variant): `configs/style_transfer.py:reference`, the 2017
+    recipe exactly; `:podB`, a global batch of B; both: `:reference,podB`."""
     config = default.photo_task("stylize")
     config.dataset.direction = "BtoA"  # The derived rendering is the target.
     config.dataset.worker_count = 2  # The rendering costs ~tens of ms per image.

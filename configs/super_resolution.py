@@ -9,7 +9,8 @@ from p2p_jax.config import defaults as default
 
 
 def get_config(variant: str = ""):
-    """`configs/super_resolution.py:podB` scales it to a global batch of B (apply_variant)."""
+    """Variants (default.apply_variant): `configs/super_resolution.py:reference`, the 2017
+    recipe exactly; `:podB`, a global batch of B; both: `:reference,podB`."""
     config = default.photo_task("super_resolution")
     config.dataset.load_size = 256
     config.dataset.preprocess = "crop"  # Resizing would blur the high-resolution target.

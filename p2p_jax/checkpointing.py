@@ -9,6 +9,7 @@ silently.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import grain
@@ -20,6 +21,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
+from p2p_jax.config.choices import LOWER_IS_BETTER
 from p2p_jax.errors import UserError
 
 # Every periodic eval's means by step, written by training beside its checkpoints, for what
@@ -27,10 +29,18 @@ from p2p_jax.errors import UserError
 PERIODIC_EVALS = "eval/periodic.json"
 
 
-def checkpoint_dir(workdir: str) -> epath.Path:
-    """`WORKDIR/checkpoints`, local or gs://."""
+# `--step=best`: the best-scoring checkpoint of `checkpoint.best_metric`.
+BEST = "best"
+
+
+def checkpoint_dir(workdir: str, name: str = "checkpoints") -> epath.Path:
+    """`WORKDIR/checkpoints` (or another folder `name` of the workdir), local or gs://."""
     path = epath.Path(workdir)
-    return (path if "://" in str(workdir) else path.absolute()) / "checkpoints"
+    return (path if "://" in str(workdir) else path.absolute()) / name
+
+
+def best_checkpoint_dir(workdir: str) -> epath.Path:
+    return checkpoint_dir(workdir, "checkpoints_best")
 
 
 def _item_handlers(partial: bool = False) -> dict[str, ocp.CheckpointHandler]:
@@ -111,27 +121,92 @@ def _layout(state: Any, **fields) -> ocp.args.JsonSave:
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any,
-         data_iterator: grain.DatasetIterator) -> None:
+         data_iterator: grain.DatasetIterator | None, metrics: dict | None = None) -> None:
     """Starts an (async) save; `wait` makes it durable. Errors of an earlier async save (disk
-    full, permissions) surface here or in `wait` as one clear error."""
+    full, permissions) surface here or in `wait` as one clear error. `data_iterator` None: no
+    data position (a best checkpoint, for inference); `metrics`: what a best checkpoint
+    scored."""
+    items = {"state": ocp.args.StandardSave(state)}
+    if data_iterator is None:
+        items["layout"] = _layout(state, data=False)
+    else:
+        items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+        items["layout"] = _layout(state)
     try:
-        manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            data=grain.checkpoint.CheckpointSave(data_iterator),
-            layout=_layout(state)), force=True)
+        manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
     except Exception as e:
         raise _save_error(manager, step, e) from e
+
+
+def best_mode(checkpoint: ml_collections.ConfigDict) -> str:
+    """min or max: `checkpoint.best_mode`, or for "auto" by what the metric measures."""
+    if checkpoint.best_mode != "auto":
+        return checkpoint.best_mode
+    return "min" if checkpoint.best_metric.removeprefix("eval/") in LOWER_IS_BETTER else "max"
+
+
+def _best_options(checkpoint: ml_collections.ConfigDict, **options
+                  ) -> ocp.CheckpointManagerOptions:
+    name = checkpoint.best_metric
+    return ocp.CheckpointManagerOptions(
+        best_fn=lambda metrics: metrics[name], best_mode=best_mode(checkpoint),
+        keep_checkpoints_without_metrics=False, **options)
+
+
+class BestCheckpoints:
+    """The `checkpoint.keep_best` checkpoints that scored best on `checkpoint.best_metric` at
+    the periodic evaluations, in WORKDIR/checkpoints_best/ beside the latest ones. Only a
+    score that enters them is written. Saved without a data position: they are for inference
+    (--step=best) and `model.init_from`, not for resuming."""
+
+    def __init__(self, workdir: str, config: ml_collections.ConfigDict, start_step: int):
+        checkpoint = config.checkpoint
+        self.metric, self._keep = checkpoint.best_metric, checkpoint.keep_best
+        self._lower = best_mode(checkpoint) == "min"
+        self.manager = ocp.CheckpointManager(
+            best_checkpoint_dir(workdir), item_handlers=_item_handlers(),
+            options=_best_options(checkpoint, max_to_keep=checkpoint.keep_best, create=True,
+                                  cleanup_tmp_directories=True,
+                                  enable_async_checkpointing=checkpoint.async_save))
+        for step in self.manager.all_steps():  # A resume redoes the steps after its own.
+            if step > start_step:
+                self.manager.delete(step)
+        # The kept scores, here as well as in Orbax's metadata (which an async save writes
+        # only when it commits).
+        self._scores = {step: float(self.manager.metrics(step)[self.metric])
+                        for step in self.manager.all_steps()}
+
+    def offer(self, step: int, state: Any, results: dict[str, float]) -> None:
+        """Saves `state` if its score enters the best; logs when it is the best so far."""
+        value = results.get(self.metric.removeprefix("eval/"))
+        if value is None or not np.isfinite(value):
+            return
+        value = float(value)
+        ranked = sorted(self._scores.values(), reverse=not self._lower)  # Best first.
+        if len(ranked) >= self._keep and not self._better(value, ranked[-1]):
+            return
+        save(self.manager, step, state, None, metrics={self.metric: value})
+        self._scores[step] = value  # Orbax removes the one it displaces; so do we.
+        if len(self._scores) > self._keep:
+            worst = sorted(self._scores, key=self._scores.get, reverse=self._lower)[0]
+            del self._scores[worst]
+        if not ranked or self._better(value, ranked[0]):
+            logging.info("best checkpoint so far: step %d (%s %.4g)", step, self.metric, value)
+
+    def _better(self, a: float, b: float) -> bool:
+        return a < b if self._lower else a > b
+
+    def close(self) -> None:
+        wait(self.manager)
+        self.manager.close()
 
 
 def save_without_data(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
-    """A checkpoint with no data position (imported weights): training from it starts the
-    data stream at its step, as a resume by another process count does."""
-    try:
-        manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), layout=_layout(state, data=False)), force=True)
-        manager.wait_until_finished()
-    except Exception as e:
-        raise _save_error(manager, step, e) from e
+    """A checkpoint with no data position (imported weights), written before returning:
+    training from it starts the data stream at its step, as a resume by another process count
+    does."""
+    save(manager, step, state, None)
+    wait(manager)
 
 
 def wait(manager: ocp.CheckpointManager) -> None:
@@ -209,6 +284,23 @@ def check_compatible(manager: ocp.CheckpointManager, step: int, target_state: An
         raise CheckpointError(f"{where} holds {extra[0]}, which this config lacks; {help_}")
 
 
+def _as_saved(manager: ocp.CheckpointManager, step: int, abstract: Any) -> Any:
+    """`abstract` (a train state) as the checkpoint at `step` holds it: the fields added to
+    the train state since that checkpoint was written (the moving average), empty in this
+    run, are left out (a dict of the others), so older workdirs still resume."""
+    if not dataclasses.is_dataclass(abstract):
+        return abstract
+    try:
+        saved = manager.item_metadata(step)["state"]
+    except Exception:  # Damaged metadata: the restore reports it in its own way.
+        return abstract
+    fields = {field.name: getattr(abstract, field.name)
+              for field in dataclasses.fields(abstract)}
+    kept = {name: value for name, value in fields.items()
+            if name in saved or jax.tree.leaves(value)}
+    return abstract if len(kept) == len(fields) else kept
+
+
 def restore(manager: ocp.CheckpointManager, step: int, target_state: Any,
             data_iterator: grain.DatasetIterator) -> tuple[Any, bool]:
     """Restores `step` onto the shardings of `target_state` (any mesh shape).
@@ -220,7 +312,9 @@ def restore(manager: ocp.CheckpointManager, step: int, target_state: Any,
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
     layout = manager.restore(step, args=ocp.args.Composite(layout=ocp.args.JsonRestore())).layout
     state = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract))).state
+        state=ocp.args.StandardRestore(_as_saved(manager, step, abstract)))).state
+    if isinstance(state, dict):
+        state = abstract.replace(**state)
     verify(state, layout, step)
     if not layout.get("data", True):
         logging.info("checkpoint at step %d has no data position (imported weights): the data "
@@ -293,17 +387,31 @@ def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> N
                     "previous one", step, type(error).__name__, target)
 
 
-def _read_only_manager(workdir: str, partial: bool = False) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
-    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
+def _read_only_manager(workdir: str, partial: bool = False,
+                       best_of: ml_collections.ConfigDict | None = None
+                       ) -> ocp.CheckpointManager:
+    """The workdir's checkpoints, or with `best_of` (the run's checkpoint config) its best
+    ones ranked by their scores."""
+    options = dict(read_only=True, create=False, save_interval_steps=0)
+    if best_of is None:
+        return ocp.CheckpointManager(checkpoint_dir(workdir),
+                                     options=ocp.CheckpointManagerOptions(**options),
+                                     item_handlers=_item_handlers(partial))
+    if not best_of.best_metric:
+        raise CheckpointError(f"--step=best: the run in {workdir} kept no best checkpoints "
+                              "(its checkpoint.best_metric is empty); pick a step instead")
+    return ocp.CheckpointManager(best_checkpoint_dir(workdir),
+                                 options=_best_options(best_of, **options),
                                  item_handlers=_item_handlers(partial))
 
 
-def _chosen_step(manager: ocp.CheckpointManager, step: int | None) -> int:
+def _chosen_step(manager: ocp.CheckpointManager, step: int | str | None) -> int:
     steps = manager.all_steps()
     if not steps:
         raise CheckpointError(f"no checkpoint in {manager.directory}; train first, or check "
                               "--workdir")
+    if step == BEST:
+        return manager.best_step()
     if step is None:
         return max(steps)
     if step not in steps:
@@ -312,14 +420,17 @@ def _chosen_step(manager: ocp.CheckpointManager, step: int | None) -> int:
     return step
 
 
-def restore_generator(workdir: str, target: dict[str, Any], step: int | None = None
+def restore_generator(workdir: str, target: dict[str, Any], step: int | str | None = None,
+                      checkpoint_config: ml_collections.ConfigDict | None = None
                       ) -> tuple[dict[str, Any], int]:
     """The generator's part of the saved train state alone (`target`: {"g_params": ...,
-    "g_batch_stats": ...} as shapes with shardings), at `step` (default: latest); the
+    "g_batch_stats": ...}, or the moving average's names, as shapes with shardings), at `step`
+    (default: latest; BEST: the best-scoring one of the run's `checkpoint_config`); the
     discriminator and the optimizer moments stay on disk. (variables, step)."""
-    with _read_only_manager(workdir, partial=True) as manager:
+    best_of = checkpoint_config if step == BEST else None
+    with _read_only_manager(workdir, partial=True, best_of=best_of) as manager:
         step = _chosen_step(manager, step)
-        for name in ("g_params", "g_batch_stats"):  # The kernels' shapes tell the most.
+        for name in target:  # One at a time: the kernels' shapes tell the most.
             check_compatible(manager, step, {name: target[name]}, partial=True)
         variables = _restore_checked(manager, step, target, partial=True)
     return variables, step

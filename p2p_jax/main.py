@@ -73,8 +73,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (ml_colle
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, summaries and samples go; "
                                "default: workdirs/<config file name>.")
 _MODE = flags.DEFINE_enum("mode", "train", MODES, "What to do; see the module docstring.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step for eval/predict/export; "
-                             "default: the latest.")
+_STEP = flags.DEFINE_string("step", None, "Checkpoint step for eval/predict/export/serve: "
+                            "a number, or 'best' (the best-scoring one of "
+                            "checkpoint.best_metric); default: the latest.")
 _INPUT = flags.DEFINE_string("input", None, "predict: an image file or a folder of images; "
                              "import: the generator's state_dict (.pth or .safetensors).")
 _INPUT_D = flags.DEFINE_string("input_d", None, "import: the discriminator's state_dict "
@@ -206,6 +207,7 @@ def _check_mode_flags(mode: str) -> None:
     for name in REQUIRED_FLAGS.get(mode, ()):
         if not flags.FLAGS[name].value:
             raise UserError(f"--mode={mode} needs --{name}")
+    _checkpoint_step()  # A bad --step is refused before anything loads.
     if mode == "serve" and not 0 < _PORT.value < 65536:
         raise UserError(f"--port={_PORT.value} must be in 1..65535")
     if _CONFIG.value is None and (mode in CONFIG_MODES or not _WORKDIR.value):
@@ -216,6 +218,16 @@ def _check_mode_flags(mode: str) -> None:
         if path and os.path.exists(path) and not os.path.isdir(path):
             raise UserError(f"--{name}={path} is a file; give a folder (it is created if "
                             "missing)")
+
+
+def _checkpoint_step() -> int | str | None:
+    """--step as the restore takes it: a step, "best", or None (the latest)."""
+    value = _STEP.value
+    if value is None or value == "best":
+        return value
+    if not value.isdigit():
+        raise UserError(f"--step={value} must be a step number or 'best'")
+    return int(value)
 
 
 def run(config, workdir: str, mode: str) -> None:
@@ -264,22 +276,22 @@ def run(config, workdir: str, mode: str) -> None:
     if mode == "eval":
         from p2p_jax.eval import report
 
-        trained = restore.restore(config, workdir, _STEP.value)
+        trained = restore.restore(config, workdir, _checkpoint_step())
         logging.info("report written to %s", report.evaluate_checkpoint(trained, workdir))
     elif mode == "predict":
         from p2p_jax.serving import predict
 
         inputs = predict.list_inputs(_INPUT.value, _OUTPUT.value)  # Before loading the model.
-        count = predict.predict(restore.restore(config, workdir, _STEP.value), inputs)
+        count = predict.predict(restore.restore(config, workdir, _checkpoint_step()), inputs)
         logging.info("%d images translated into %s", count, _OUTPUT.value)
     elif mode == "serve":
         from p2p_jax.serving import app
 
-        app.serve(restore.restore(config, workdir, _STEP.value), _HOST.value, _PORT.value)
+        app.serve(restore.restore(config, workdir, _checkpoint_step()), _HOST.value, _PORT.value)
     else:
         from p2p_jax.serving import export
 
-        trained = restore.restore(config, workdir, _STEP.value, export.portable_impl(config))
+        trained = restore.restore(config, workdir, _checkpoint_step(), export.portable_impl(config))
         logging.info("generator at step %d exported to %s", trained.step,
                      export.export(trained, _OUTPUT.value, workdir))
 

@@ -9,12 +9,18 @@ import numpy as np
 from PIL import Image
 
 from p2p_jax import checkpointing
+from p2p_jax.serving import restore
 from p2p_jax.train import loop as trainer
 from tests.helpers import fixed_schedule
 
 
 def test_train_writes_outputs_and_resumes_exactly(tiny_config, tmp_path):
+    """With the recipe's additions on (the generator's moving average, D's own rate, the best
+    checkpoints), which resume exactly too; inference then reads the average."""
     interrupted, straight = str(tmp_path / "interrupted"), str(tmp_path / "straight")
+    tiny_config.model.ema_decay = 0.9
+    tiny_config.optimizer.d_learning_rate = 4e-4
+    tiny_config.checkpoint.best_metric = "eval/psnr"
     mirrored = tiny_config.copy_and_resolve_references()  # Also to W&B (offline): same run.
     mirrored.wandb.enabled, mirrored.wandb.mode = True, "offline"
     trainer.train_and_evaluate(fixed_schedule(mirrored, 6), interrupted)
@@ -48,3 +54,17 @@ def test_train_writes_outputs_and_resumes_exactly(tiny_config, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, a, b)
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(resumed.g_params),
                  jax.device_get(uninterrupted.g_params))
+    assert a["ema_params"] and not np.array_equal(a["ema_params"]["down_0"]["kernel"],
+                                                  a["g_params"]["down_0"]["kernel"])
+
+    # Inference restores the average; --step=best the best-scoring checkpoint's.
+    latest = restore.restore(tiny_config, straight)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(latest.variables.params),
+                 b["ema_params"])
+    with open(os.path.join(straight, "eval", "periodic.json")) as f:
+        periodic = json.load(f)
+    best_step = max(periodic, key=lambda r: r["metrics"]["psnr"])["step"]
+    best = restore.restore(tiny_config, straight, "best")
+    assert best.step == best_step
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(best.variables.params),
+                 checkpointing.load_train_state(straight, best_step)["ema_params"])

@@ -84,6 +84,23 @@ def _pix2pixhd(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("model.n_blocks_global and model.n_blocks_local must be >= 0")
 
 
+def _best_checkpoints(config: ml_collections.ConfigDict) -> None:
+    checkpoint = config.checkpoint
+    _choice("checkpoint.best_mode", checkpoint.best_mode, choices.BEST_MODES)
+    _positive("checkpoint.keep_best", checkpoint.keep_best)
+    _positive("monitor.window_steps", config.monitor.window_steps + 1)  # 0 is allowed: off.
+    if checkpoint.best_metric and not checkpoint.best_metric.startswith("eval/"):
+        raise ConfigError(f"checkpoint.best_metric={checkpoint.best_metric!r} must be a "
+                          "periodic-eval scalar such as 'eval/l1' or 'eval/psnr'")
+    if checkpoint.best_metric:
+        name = checkpoint.best_metric.removeprefix("eval/")
+        known = choices.eval_scalars(config.eval.evaluators)
+        if name not in known:
+            raise ConfigError(f"checkpoint.best_metric={checkpoint.best_metric!r} is not a "
+                              f"scalar this run evaluates; use one of "
+                              f"{', '.join('eval/' + k for k in known)}")
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the first bad key."""
     _choice("dtype", config.dtype, choices.DTYPES)
@@ -145,6 +162,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"model.dropout={config.model.dropout} must be in [0, 1)")
     if config.loss.lambda_l1 < 0:
         raise ConfigError(f"loss.lambda_l1={config.loss.lambda_l1} must be >= 0")
+    if not 0.0 <= config.model.ema_decay < 1.0:
+        raise ConfigError(f"model.ema_decay={config.model.ema_decay} must be in [0, 1) "
+                          "(0: no moving average; e.g. 0.999)")
+    if config.optimizer.d_learning_rate < 0:
+        raise ConfigError(f"optimizer.d_learning_rate={config.optimizer.d_learning_rate} must "
+                          "be >= 0 (0: optimizer.learning_rate)")
+    _best_checkpoints(config)
     multiple = downsampling_factor(config.model)
     if height % multiple or width % multiple:
         raise ConfigError(

@@ -25,6 +25,19 @@ STYLES = ("stylization", "pencil_sketch", "pencil_color", "detail_enhance")
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 PALETTES = ("cityscapes",)
 EVALUATORS = ("inception", "fcn")
+BEST_MODES = ("auto", "min", "max")
+# The scalars of a periodic eval: always, and per extra evaluator. Lower is better for the
+# distances (`checkpoint.best_mode="auto"`); higher for the rest.
+IMAGE_SCALARS = ("l1", "psnr", "ssim", "ms_ssim")
+EVALUATOR_SCALARS = {"inception": ("fid", "kid", "kid_std"),
+                     "fcn": ("fcn_pixel_acc", "fcn_class_acc", "fcn_class_iou")}
+LOWER_IS_BETTER = ("l1", "fid", "kid")
+
+
+def eval_scalars(evaluators: tuple[str, ...]) -> tuple[str, ...]:
+    """The names a periodic eval reports with these extra evaluators."""
+    return IMAGE_SCALARS + tuple(name for evaluator in evaluators
+                                 for name in EVALUATOR_SCALARS.get(evaluator, ()))
 SERVE_PALETTES = ("auto", "scenes", "cityscapes", "cityscapes_ids", "facades", "edges", "none")
 EXPORT_FORMATS = ("saved_model", "stablehlo", "onnx", "torch")
 WANDB_MODES = ("auto", "online", "offline")

@@ -112,6 +112,11 @@ def get_config() -> ml_collections.ConfigDict:
     # auto (CPU forms on CPU, XLA's own elsewhere) | xla | cpu. Exports use xla.
     config.model.conv_impl = "auto"
     config.model.eval_mode = False  # The reference's --eval: running stats, no dropout.
+    # >0 (e.g. 0.999): training keeps an exponential moving average of the generator's
+    # weights, which samples, eval, predict, serve and export use (after n updates the decay
+    # is min(ema_decay, (1 + n) / (10 + n)), so early averages are not the initial weights).
+    # 0: the trained weights themselves, as the reference.
+    config.model.ema_decay = 0.0
 
     config.loss = ml_collections.ConfigDict()
     config.loss.gan_mode = "vanilla"  # vanilla | lsgan | hinge (summed over D scales)
@@ -128,6 +133,9 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.learning_rate = 2e-4
+    # The discriminator's own rate on the same schedule (two time-scale updates, TTUR: e.g.
+    # 4e-4 with learning_rate 1e-4); 0: learning_rate, as the reference.
+    config.optimizer.d_learning_rate = 0.0
     config.optimizer.b1 = 0.5
     config.optimizer.b2 = 0.999
     config.optimizer.schedule = "linear"  # linear | cosine | step | constant
@@ -150,6 +158,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint.async_save = True
     # On SIGTERM: finish the step, save, wait for the save, exit 0; warn if slower than this.
     config.checkpoint.preemption_timeout_s = 60.0
+    # A periodic-eval scalar (e.g. "eval/l1", "eval/fid"): the keep_best checkpoints that
+    # scored best on it are also kept, in WORKDIR/checkpoints_best/ (--step=best picks the
+    # best). best_mode: min | max | auto (min for l1, fid, kid; max for the rest).
+    config.checkpoint.best_metric = ""
+    config.checkpoint.best_mode = "auto"
+    config.checkpoint.keep_best = 1
 
     config.eval = ml_collections.ConfigDict()
     config.eval.split = "val"
@@ -193,6 +207,15 @@ def get_config() -> ml_collections.ConfigDict:
     # auto (online when logged in or WANDB_API_KEY is set, else offline: `wandb sync` later)
     # | online | offline.
     config.wandb.mode = "auto"
+
+    # One warning (and the scalar train/unstable = 1) when, for window_steps in a row, D's
+    # loss stays under d_loss_floor (it wins outright: G gets no useful gradient) or G's GAN
+    # loss over g_gan_ceiling (it diverges); both per discriminator scale. The defaults suit
+    # gan_mode="vanilla"; window_steps=0 turns the watch off.
+    config.monitor = ml_collections.ConfigDict()
+    config.monitor.window_steps = 500
+    config.monitor.d_loss_floor = 0.05
+    config.monitor.g_gan_ceiling = 8.0
 
     config.debug = ml_collections.ConfigDict()
     # Fault injection for tests: these steps get NaN inputs (so a non-finite loss).
@@ -244,12 +267,26 @@ def scale_to_batch(config: ml_collections.ConfigDict, global_batch: int) -> None
     config.dtype = "bfloat16"
 
 
+def reference_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The 2017 recipe exactly (pix2pix's, or pix2pixHD's for its configs): none of the later
+    additions (moving average, two time-scale rates), so that a comparison with the PyTorch
+    reference is like for like."""
+    config.model.ema_decay = 0.0
+    config.optimizer.d_learning_rate = 0.0
+    return config
+
+
 def apply_variant(config: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
-    """`""`: the config as is; `"podB"` (e.g. `--config=configs/cityscapes.py:pod256`): scaled
-    to a global batch of B for a TPU pod slice or GPU cluster."""
-    if not variant:
-        return config
-    if variant.startswith("pod") and variant[3:].isdigit() and int(variant[3:]) > 0:
-        scale_to_batch(config, int(variant[3:]))
-        return config
-    raise ConfigError(f"unknown config variant {variant!r}; use podB, e.g. pod64")
+    """`""`: the config as is; `"reference"` (e.g. `--config=configs/facades.py:reference`):
+    the 2017 recipe exactly; `"podB"` (e.g. `--config=configs/cityscapes.py:pod256`): scaled
+    to a global batch of B for a TPU pod slice or GPU cluster. Several, comma-separated
+    (`:reference,pod64`), apply in turn."""
+    for part in filter(None, variant.split(",")):
+        if part == "reference":
+            reference_recipe(config)
+        elif part.startswith("pod") and part[3:].isdigit() and int(part[3:]) > 0:
+            scale_to_batch(config, int(part[3:]))
+        else:
+            raise ConfigError(f"unknown config variant {part!r}; use reference, or podB, "
+                              "e.g. pod64")
+    return config

@@ -43,12 +43,13 @@ def abstract_variables(generator: Generator, config: ml_collections.ConfigDict,
     return GeneratorVariables(placed["params"], placed["batch_stats"])
 
 
-def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = None,
+def restore(config: ml_collections.ConfigDict, workdir: str, step: int | str | None = None,
             conv_impl: str | None = None, devices: list[jax.Device] | None = None
             ) -> TrainedGenerator:
-    """The generator of the checkpoint at `step` (default: latest) on a mesh over `devices`
-    (default: all); `conv_impl` overrides `model.conv_impl` (exports use the portable
-    "xla")."""
+    """The generator of the checkpoint at `step` (default: latest; "best": the best-scoring
+    one, see `checkpoint.best_metric`) on a mesh over `devices` (default: all): its moving
+    average when the run kept one (`model.ema_decay`), as training's samples and evaluations
+    used. `conv_impl` overrides `model.conv_impl` (exports use the portable "xla")."""
     validate_config(config)
     config = pipeline.resolve_channels(config, workdir)
     mesh = parallel.create_mesh(config.mesh, devices)
@@ -56,8 +57,12 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = 
     generator = Generator.from_config(
         config, impl, ops.uses_label_lookups(impl, mesh, compute_dtype(config)))
     target = abstract_variables(generator, config, mesh)
+    names = (("ema_params", "ema_batch_stats") if config.model.ema_decay
+             else ("g_params", "g_batch_stats"))
     saved, step = checkpointing.restore_generator(
-        workdir, {"g_params": target.params, "g_batch_stats": target.batch_stats}, step)
-    logging.info("restored the generator of the checkpoint at step %d from %s", step, workdir)
-    variables = GeneratorVariables(saved["g_params"], saved["g_batch_stats"])
+        workdir, dict(zip(names, (target.params, target.batch_stats), strict=True)), step,
+        config.checkpoint)
+    logging.info("restored the generator%s of the checkpoint at step %d from %s",
+                 " (its moving average)" if config.model.ema_decay else "", step, workdir)
+    variables = GeneratorVariables(*(saved[name] for name in names))
     return TrainedGenerator(config, mesh, generator, variables, step)

@@ -18,7 +18,7 @@ from p2p_jax.data import images, pipeline
 from p2p_jax.eval import evaluators, grids, scoring, summaries
 from p2p_jax.models.generation import EVAL_SEED_OFFSET, SAMPLE_SEED_OFFSET, host_key
 from p2p_jax.models.translate import Translator
-from p2p_jax.train import faults, warm_start
+from p2p_jax.train import faults, monitor, warm_start
 from p2p_jax.train import progress as train_progress
 from p2p_jax.train import state as train_state
 from p2p_jax.train import step as train_step
@@ -143,6 +143,9 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
     shown = train_progress.TrainingProgress(start_step, config.num_train_steps, is_chief)
     eval_key = host_key(config.seed + EVAL_SEED_OFFSET)
     eval_history = _eval_history(workdir, start_step) if is_chief else None
+    best = (checkpointing.BestCheckpoints(workdir, config, start_step)
+            if config.checkpoint.best_metric else None)
+    watch = monitor.InstabilityWatch.from_config(config)
 
     pending, last_log_step, last_log_time = [], start_step, time.perf_counter()
     files_skipped = 0  # Bad input files passed over since this process started.
@@ -162,6 +165,7 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
                     scalars["images_per_sec"] = (
                         (step - last_log_step) * config.batch_size / max(elapsed, 1e-9))
                     scalars["steps_per_sec"] = (step - last_log_step) / max(elapsed, 1e-9)
+                    scalars["unstable"] = watch.update(step, scalars)
                     writer.write_scalars(step, {f"train/{k}": v for k, v in scalars.items()}
                                          | {"data/skipped": files_skipped})
                     shown.logged(step, scalars)
@@ -176,6 +180,8 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
                     if eval_history is not None:
                         _record_eval(workdir, eval_history, step, len(eval_examples), results)
                     shown.evaluated(step, results)
+                    if best is not None:
+                        best.offer(step, state, results)
                 preempted = watcher.reached(step)
                 if step % config.checkpoint_every_steps == 0 or last or preempted:
                     checkpointing.save(manager, step, state, train_iter)
@@ -185,6 +191,8 @@ def _resume_and_train(setup, workdir, train_iter, manager, watcher, extra_evalua
         checkpointing.wait(manager)
         watcher.report_exit(config.checkpoint.preemption_timeout_s)
     finally:
+        if best is not None:
+            best.close()
         writer.close()
     return state
 

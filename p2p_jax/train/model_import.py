@@ -79,8 +79,8 @@ def import_models(config: ml_collections.ConfigDict, workdir: str, generator_fil
     g_params, g_stats = torch_models.to_variables(
         tensors, reference_layout.generator_layout(config), jax.device_get(state.g_params),
         jax.device_get(state.g_batch_stats), generator_file, _G_HINT)
-    state = state.replace(g_params=parallel.placed_like(g_params, state.g_params),
-                          g_batch_stats=parallel.placed_like(g_stats, state.g_batch_stats))
+    state = state.with_generator(parallel.placed_like(g_params, state.g_params),
+                                 parallel.placed_like(g_stats, state.g_batch_stats))
     if d_tensors is not None:
         d_params, d_stats = torch_models.to_variables(
             d_tensors, reference_layout.discriminator_layout(config),

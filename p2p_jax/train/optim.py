@@ -12,10 +12,11 @@ import optax
 from p2p_jax.config.choices import SCHEDULES
 
 
-def learning_rate_schedule(opt: ml_collections.ConfigDict) -> optax.Schedule:
+def learning_rate_schedule(opt: ml_collections.ConfigDict, lr: float | None = None
+                           ) -> optax.Schedule:
     """`linear` is the reference's policy: constant for `constant_steps`, then linear decay to 0
-    over `decay_steps`."""
-    lr = opt.learning_rate
+    over `decay_steps`. `lr`: the peak rate (default `opt.learning_rate`)."""
+    lr = opt.learning_rate if lr is None else lr
     if opt.schedule == "linear":
         return optax.join_schedules(
             [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, max(opt.decay_steps, 1))],
@@ -91,11 +92,12 @@ def frozen_until(make_adam, frozen: Any) -> optax.GradientTransformationExtraArg
     return optax.partition({"trained": make_adam(), "frozen": gated(make_adam())}, labels)
 
 
-def make_optimizer(opt: ml_collections.ConfigDict, frozen: Any = None
+def make_optimizer(opt: ml_collections.ConfigDict, frozen: Any = None, lr: float | None = None
                    ) -> optax.GradientTransformationExtraArgs:
-    """Adam for a network; `frozen`: params -> a pytree of bools marking the parameters that
-    wait for the update's `unfrozen` flag (see `frozen_until`)."""
+    """Adam for a network at peak rate `lr` (default `opt.learning_rate`) on the config's
+    schedule; `frozen`: params -> a pytree of bools marking the parameters that wait for the
+    update's `unfrozen` flag (see `frozen_until`)."""
     def make_adam():
-        return skippable_adam(learning_rate_schedule(opt), b1=opt.b1, b2=opt.b2)
+        return skippable_adam(learning_rate_schedule(opt, lr), b1=opt.b1, b2=opt.b2)
 
     return make_adam() if frozen is None else frozen_until(make_adam, frozen)

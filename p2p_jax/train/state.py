@@ -47,10 +47,28 @@ class TrainState:
     rng: jax.Array  # Base key; per-step randomness is fold_in(rng, step), so resume is exact.
     skipped_steps: jax.Array  # Steps whose update was dropped for a non-finite loss/gradient.
     nonfinite_streak: jax.Array  # Consecutive such steps up to now.
+    # The generator's exponential moving average (`model.ema_decay`); {} when none is kept.
+    ema_params: PyTree = dataclasses.field(default_factory=dict)
+    ema_batch_stats: PyTree = dataclasses.field(default_factory=dict)
+
+    @property
+    def keeps_ema(self) -> bool:
+        return bool(jax.tree.leaves(self.ema_params))
 
     def generator_variables(self) -> GeneratorVariables:
-        """The generator's weights, as generation takes them."""
+        """The weights inference uses (samples, eval): the moving average when training keeps
+        one, else the trained weights."""
+        if self.keeps_ema:
+            return GeneratorVariables(self.ema_params, self.ema_batch_stats)
         return GeneratorVariables(self.g_params, self.g_batch_stats)
+
+    def with_generator(self, params: PyTree, batch_stats: PyTree) -> TrainState:
+        """The generator's weights replaced (imported, warm-started); a kept moving average
+        starts again from them (copies: the train step donates every buffer of the state)."""
+        ema = ({"ema_params": jax.tree.map(jnp.copy, params),
+                "ema_batch_stats": jax.tree.map(jnp.copy, batch_stats)} if self.keeps_ema
+               else {})
+        return self.replace(g_params=params, g_batch_stats=batch_stats, **ema)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +87,7 @@ class Recipe:
     perceptual: nn.Module | None = None  # VGG19 features; its weights come in `frozen`.
     update_order: str = "d_then_g"
     fix_global_steps: int = 0  # `local`: the coarse branch waits this many steps.
+    ema_decay: float = 0.0  # The generator's moving average; 0: none kept.
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, conv_impl: str = "xla",
@@ -90,7 +109,7 @@ class Recipe:
             generator=Generator.from_config(config, conv_impl, label_lookups),
             discriminator=networks.build_discriminator(config, conv_impl),
             g_tx=optim.make_optimizer(opt, frozen),
-            d_tx=optim.make_optimizer(opt),
+            d_tx=optim.make_optimizer(opt, lr=opt.d_learning_rate or opt.learning_rate),
             schedule=optim.learning_rate_schedule(opt),
             gan_mode=loss.gan_mode,
             lambda_l1=loss.lambda_l1,
@@ -99,6 +118,7 @@ class Recipe:
             perceptual=perceptual,
             update_order=opt.update_order,
             fix_global_steps=opt.fix_global_steps if frozen else 0,
+            ema_decay=model.ema_decay,
         )
 
 
@@ -110,10 +130,15 @@ def init_state(recipe: Recipe, rng: jax.Array, input_shape: tuple[int, ...]) -> 
     b = jax.eval_shape(lambda: recipe.generator.network.apply(g_vars, a, train=False))
     pair = jnp.zeros((*input_shape[:3], input_shape[3] + b.shape[3]), jnp.float32)
     d_vars = recipe.discriminator.init({"params": d_key}, pair, train=False)
+    g_batch_stats = g_vars.get("batch_stats", {})
+    ema = {}
+    if recipe.ema_decay:  # Copies: the state is donated, so no two leaves may share a buffer.
+        ema = {"ema_params": jax.tree.map(jnp.copy, g_vars["params"]),
+               "ema_batch_stats": jax.tree.map(jnp.copy, g_batch_stats)}
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         g_params=g_vars["params"],
-        g_batch_stats=g_vars.get("batch_stats", {}),
+        g_batch_stats=g_batch_stats,
         g_opt_state=recipe.g_tx.init(g_vars["params"]),
         d_params=d_vars["params"],
         d_batch_stats=d_vars.get("batch_stats", {}),
@@ -121,6 +146,7 @@ def init_state(recipe: Recipe, rng: jax.Array, input_shape: tuple[int, ...]) -> 
         rng=base,
         skipped_steps=jnp.zeros((), jnp.int32),
         nonfinite_streak=jnp.zeros((), jnp.int32),
+        **ema,
     )
 
 

@@ -40,6 +40,29 @@ def _guarded_update(tx: optax.GradientTransformationExtraArgs, grads: PyTree, op
     return jax.tree.map(lambda p, u: jnp.where(finite, p + u, p), params, updates), opt_state
 
 
+def ema_decay_at(decay: float, updates: jax.Array) -> jax.Array:
+    """The average's decay after `updates` updates: `decay`, or less early on ((1 + n) /
+    (10 + n), as TensorFlow's ExponentialMovingAverage with num_updates), so a short run's
+    average is not mostly its initial weights."""
+    n = updates.astype(jnp.float32)
+    return jnp.minimum(decay, (1.0 + n) / (10.0 + n))
+
+
+def _moving_average(recipe: Recipe, state: TrainState, params: PyTree, batch_stats: PyTree,
+                    finite: jax.Array) -> dict[str, PyTree]:
+    """The generator's averaged weights after this step ({} when none are kept); a dropped
+    (non-finite) step leaves them as they were."""
+    if not recipe.ema_decay:
+        return {}
+    decay = jnp.where(finite, ema_decay_at(recipe.ema_decay, state.step + 1), 1.0)
+
+    def average(old, new):
+        return (decay * old + (1.0 - decay) * new).astype(old.dtype)
+
+    return {"ema_params": jax.tree.map(average, state.ema_params, params),
+            "ema_batch_stats": jax.tree.map(average, state.ema_batch_stats, batch_stats)}
+
+
 def _generator_objective(recipe: Recipe, fake: jax.Array, fake_out, real_out,
                          real_b: jax.Array, frozen: dict) -> tuple[jax.Array, dict]:
     """GAN + lambda_l1 * L1 (pix2pix) + lambda_feat * feature matching + lambda_vgg * VGG
@@ -181,15 +204,17 @@ def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
                                             unfrozen=state.step >= recipe.fix_global_steps)
     d_params, d_opt_state = _guarded_update(recipe.d_tx, grads.d_grads, state.d_opt_state,
                                             state.d_params, finite)
+    g_batch_stats = jax.tree.map(functools.partial(jnp.where, finite), g_batch_stats,
+                                 state.g_batch_stats)
     new_state = state.replace(
         step=state.step + 1,
         skipped_steps=state.skipped_steps + (~finite).astype(jnp.int32),
         nonfinite_streak=jnp.where(finite, 0, state.nonfinite_streak + 1),
         g_params=g_params, g_opt_state=g_opt_state, d_params=d_params, d_opt_state=d_opt_state,
-        g_batch_stats=jax.tree.map(functools.partial(jnp.where, finite), g_batch_stats,
-                                   state.g_batch_stats),
+        g_batch_stats=g_batch_stats,
         d_batch_stats=jax.tree.map(functools.partial(jnp.where, finite), grads.d_batch_stats,
-                                   state.d_batch_stats))
+                                   state.d_batch_stats),
+        **_moving_average(recipe, state, g_params, g_batch_stats, finite))
     metrics = {
         "d_loss": grads.d_loss, "d_real": grads.d_real, "d_fake": grads.d_fake,
         "g_loss": grads.g_loss, **grads.g_terms,

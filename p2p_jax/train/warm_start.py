@@ -71,4 +71,5 @@ def warm_start(state: TrainState, config: ml_collections.ConfigDict) -> TrainSta
                         "generator settings of both runs")
     logging.info("initialised from %s (step %d): arrays taken %s; the rest fresh",
                  workdir, int(source["step"]), ", ".join(summary))
-    return state.replace(**replaced)
+    state = state.replace(**replaced)
+    return state.with_generator(state.g_params, state.g_batch_stats)
