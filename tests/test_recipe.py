@@ -14,7 +14,7 @@ from absl import logging as absl_logging
 from p2p_jax import checkpointing, parallel
 from p2p_jax.config import defaults, shipped
 from p2p_jax.data import pipeline
-from p2p_jax.train import monitor
+from p2p_jax.train import augment, losses, monitor
 from p2p_jax.train import state as train_state
 from p2p_jax.train import step as train_step
 
@@ -41,10 +41,14 @@ def test_moving_average_and_two_time_scale_rates_follow_their_definitions(tiny_c
     """EMA after n updates = d_n * EMA + (1 - d_n) * weights, d_n = min(decay, (1+n)/(10+n)),
     for the parameters and batch statistics, computed by hand from each step's weights; a
     dropped (non-finite) step leaves it where it was; inference reads the average. Adam's
-    first step moves each weight by its rate: 1e-4 for G, 4e-4 for D (TTUR)."""
+    first step moves each weight by its rate: 1e-4 for G, 4e-4 for D (TTUR). The lazy R1
+    penalty is computed on the steps it is due only."""
     tiny_config.model.ema_decay = 0.25  # Under the warm-up's 0.18, 0.25, 0.31 from step 2.
     tiny_config.optimizer.learning_rate = 1e-4
     tiny_config.optimizer.d_learning_rate = 4e-4
+    # And the other additions in the same program: R1 due on steps 1 and 3, augmentation.
+    tiny_config.loss.r1_gamma, tiny_config.loss.r1_every = 10.0, 2
+    tiny_config.loss.diff_augment = ("color", "translation", "cutout")
     built, step = compiled_step(tiny_config, devices[:1])
     state = built.state
     expected = host((state.g_params, state.g_batch_stats))
@@ -53,7 +57,8 @@ def test_moving_average_and_two_time_scale_rates_follow_their_definitions(tiny_c
     it = pipeline.create_train_iterator(built.config, 0, 1)
     for n in range(1, 4):
         before = host((state.g_params, state.d_params))
-        state, _ = step(state, next(it))
+        state, metrics = step(state, next(it))
+        assert (float(metrics["d_r1"]) > 0) == (n % 2 == 1), n
         if n == 1:
             after = host((state.g_params, state.d_params))
             moved = [max(np.abs(a - b).max() for a, b in zip(
@@ -72,6 +77,56 @@ def test_moving_average_and_two_time_scale_rates_follow_their_definitions(tiny_c
     assert state.generator_variables().params is state.ema_params
 
 
+def test_augmentation_is_one_transform_per_example_for_both_images_and_both_pairs():
+    """Translation and cutout move and blank the condition and the image alike (a condition
+    equal to the image stays equal); the same key is the same transform for a real and a fake
+    image (both linear with zero fill: twice the image gives twice the result); colour
+    changes the image only; the generator gets gradients through it."""
+    key = jax.random.PRNGKey(3)
+    x = jax.random.uniform(jax.random.PRNGKey(0), (4, 16, 16, 3), minval=-1, maxval=1)
+    spatial = ("translation", "cutout")
+    pair = augment.augment_pair(x, x, key, spatial)
+    np.testing.assert_array_equal(pair[..., :3], pair[..., 3:])
+    assert not np.array_equal(pair[..., 3:], x)
+    real = augment.augment_pair(x, x, key, spatial)[..., 3:]
+    fake = augment.augment_pair(x, 2 * x, key, spatial)[..., 3:]
+    np.testing.assert_allclose(fake, 2 * real, rtol=1e-6)
+    other = augment.augment_pair(x, x, jax.random.PRNGKey(4), spatial)
+    assert not np.array_equal(other, pair)
+    # Shifted by whole pixels with zeros coming in: the values are the image's or zero.
+    values = set(np.asarray(x[0, ..., 0]).ravel()) | {0.0}
+    assert set(np.unique(np.asarray(pair[0, ..., 0]))) <= values
+
+    coloured = augment.augment_pair(x, x, key, ("color",))
+    np.testing.assert_array_equal(coloured[..., :3], x)
+    assert np.abs(coloured[..., 3:] - x).max() > 0.05
+    grad = jax.grad(lambda image: augment.augment_pair(x, image, key, (*spatial, "color")
+                                                       ).sum())(x)
+    assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+
+
+def test_r1_is_the_squared_gradient_norm_of_d_on_real_images():
+    """Against central finite differences of a small nonlinear discriminator, per example."""
+    w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 2, 4)) * 0.5
+
+    def discriminate(image):
+        y = jax.lax.conv_general_dilated(image, w, (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jnp.tanh(y)  # Logits, one per patch and channel.
+
+    real = jax.random.uniform(jax.random.PRNGKey(2), (2, 5, 5, 2), minval=-1, maxval=1)
+    got = float(losses.r1_penalty(discriminate, real))
+    x = np.asarray(real, np.float64)
+    norms, eps = np.zeros(len(x)), 1e-2
+    for index in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[index] = eps
+        up = float(discriminate(jnp.asarray(x + step, jnp.float32)).sum())
+        down = float(discriminate(jnp.asarray(x - step, jnp.float32)).sum())
+        norms[index[0]] += ((up - down) / (2 * eps)) ** 2
+    assert got == pytest.approx(norms.mean(), rel=2e-3)
+
+
 def test_reference_variant_is_the_2017_recipe(tiny_config, devices):
     """Every shipped task config's `:reference` switches each addition off, whatever the
     defaults; with them all on, `reference_recipe` gives back exactly the config without them,
@@ -81,10 +136,13 @@ def test_reference_variant_is_the_2017_recipe(tiny_config, devices):
         if name == "tiny":  # A test config: no variants.
             continue
         config = module.get_config("reference")
-        assert config.model.ema_decay == 0 and config.optimizer.d_learning_rate == 0, name
+        assert (config.model.ema_decay == config.optimizer.d_learning_rate
+                == config.loss.r1_gamma == 0 and not config.loss.diff_augment), name
     plain = tiny_config.copy_and_resolve_references()
     tiny_config.model.ema_decay = 0.999
     tiny_config.optimizer.d_learning_rate = 8e-4
+    tiny_config.loss.diff_augment = ("translation",)
+    tiny_config.loss.r1_gamma = 1.0
     defaults.reference_recipe(tiny_config)
     assert tiny_config.to_dict() == plain.to_dict()
     batch = next(pipeline.create_train_iterator(plain, 0, 1))

@@ -169,6 +169,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"optimizer.d_learning_rate={config.optimizer.d_learning_rate} must "
                           "be >= 0 (0: optimizer.learning_rate)")
     _best_checkpoints(config)
+    for name in config.loss.diff_augment:
+        _choice("loss.diff_augment", name, choices.AUGMENTATIONS)
+    if config.loss.r1_gamma < 0:
+        raise ConfigError(f"loss.r1_gamma={config.loss.r1_gamma} must be >= 0 (0: off)")
+    _positive("loss.r1_every", config.loss.r1_every)
     multiple = downsampling_factor(config.model)
     if height % multiple or width % multiple:
         raise ConfigError(

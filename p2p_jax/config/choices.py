@@ -26,6 +26,7 @@ PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_c
 PALETTES = ("cityscapes",)
 EVALUATORS = ("inception", "fcn")
 BEST_MODES = ("auto", "min", "max")
+AUGMENTATIONS = ("color", "translation", "cutout")
 # The scalars of a periodic eval: always, and per extra evaluator. Lower is better for the
 # distances (`checkpoint.best_mode="auto"`); higher for the rest.
 IMAGE_SCALARS = ("l1", "psnr", "ssim", "ms_ssim")

@@ -130,6 +130,14 @@ def get_config() -> ml_collections.ConfigDict:
     # True: VGG sees ImageNet-normalised [0, 1] images (torchvision's convention); False:
     # [-1, 1] images as they are (what pix2pixHD feeds it).
     config.loss.vgg_normalize = True
+    # Differentiable augmentation of the pairs D sees, identical for real and fake pairs
+    # (DiffAugment), for small datasets: any of "color" (the image, not the condition),
+    # "translation", "cutout" (both images of a pair), e.g. ("color", "translation", "cutout").
+    config.loss.diff_augment = ()
+    # R1 penalty on real pairs (gamma / 2 * |grad of D wrt the real image|^2), computed every
+    # r1_every steps and weighted by it (lazy regularisation); 0 = off.
+    config.loss.r1_gamma = 0.0
+    config.loss.r1_every = 16
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.learning_rate = 2e-4
@@ -269,10 +277,12 @@ def scale_to_batch(config: ml_collections.ConfigDict, global_batch: int) -> None
 
 def reference_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The 2017 recipe exactly (pix2pix's, or pix2pixHD's for its configs): none of the later
-    additions (moving average, two time-scale rates), so that a comparison with the PyTorch
-    reference is like for like."""
+    additions (moving average, two time-scale rates, augmentation, R1), so that a comparison
+    with the PyTorch reference is like for like."""
     config.model.ema_decay = 0.0
     config.optimizer.d_learning_rate = 0.0
+    config.loss.diff_augment = ()
+    config.loss.r1_gamma = 0.0
     return config
 
 

@@ -65,6 +65,17 @@ def generator_gan_loss(gan_mode: str, fake_output: DiscriminatorOutput) -> jax.A
     return sum(_generator_scale(gan_mode, fake) for fake in _logits(fake_output))
 
 
+def r1_penalty(discriminate_real, real: jax.Array) -> jax.Array:
+    """R1 (Mescheder et al. 2018): the mean over examples of the squared norm of the gradient of
+    D's logits (summed over patches and scales) with respect to the real image;
+    `discriminate_real(image)` is D's output on the pairs with that image."""
+    def total(image):
+        return sum(logits.sum() for logits in _logits(discriminate_real(image)))
+
+    grad = jax.grad(total)(real).astype(jnp.float32)
+    return jnp.mean(jnp.sum(grad**2, axis=tuple(range(1, grad.ndim))))
+
+
 def l1_loss(prediction: jax.Array, target: jax.Array) -> jax.Array:
     return jnp.mean(jnp.abs(prediction.astype(jnp.float32) - target.astype(jnp.float32)))
 

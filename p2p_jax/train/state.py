@@ -88,6 +88,9 @@ class Recipe:
     update_order: str = "d_then_g"
     fix_global_steps: int = 0  # `local`: the coarse branch waits this many steps.
     ema_decay: float = 0.0  # The generator's moving average; 0: none kept.
+    diff_augment: tuple[str, ...] = ()  # DiffAugment's policy for the pairs D sees.
+    r1_gamma: float = 0.0  # R1 on real pairs, every r1_every steps; 0: off.
+    r1_every: int = 16
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, conv_impl: str = "xla",
@@ -119,6 +122,9 @@ class Recipe:
             update_order=opt.update_order,
             fix_global_steps=opt.fix_global_steps if frozen else 0,
             ema_decay=model.ema_decay,
+            diff_augment=tuple(loss.diff_augment),
+            r1_gamma=loss.r1_gamma,
+            r1_every=loss.r1_every,
         )
 
 

@@ -20,10 +20,11 @@ from jax.sharding import Mesh
 
 from p2p_jax import ops, parallel
 from p2p_jax.models.generation import apply_network, encode_input, to_float
-from p2p_jax.train import losses, optim
+from p2p_jax.train import augment, losses, optim
 from p2p_jax.train.state import Recipe, TrainState
 
 PyTree = Any
+AUGMENT_STREAM = 1  # The augmentation's key: fold_in(the step's key, this).
 
 
 def global_norm(tree: PyTree) -> jax.Array:
@@ -94,14 +95,43 @@ class _Forward:
 class _Gradients:
     """Both networks' losses and gradients (the generator's as the gradient of its output)."""
 
-    d_loss: jax.Array
+    d_loss: jax.Array  # The GAN part; the R1 penalty, when on, is `d_r1`.
     d_real: jax.Array
     d_fake: jax.Array
+    d_r1: jax.Array
     d_grads: PyTree
     d_batch_stats: PyTree
     g_loss: jax.Array
     g_terms: dict[str, jax.Array]
     fake_grad: jax.Array
+
+
+def _r1(recipe: Recipe, state: TrainState, forward: _Forward) -> tuple[jax.Array, PyTree]:
+    """(R1 penalty, its gradient for D, weighted gamma / 2 * r1_every) on the steps it is due
+    (lazy regularisation: every r1_every steps), (0, zeros) on the others."""
+    def weighted(d_params):
+        penalty = losses.r1_penalty(
+            lambda image: forward.discriminate(d_params, state.d_batch_stats, image)[0],
+            forward.real_b)
+        return 0.5 * recipe.r1_gamma * recipe.r1_every * penalty, penalty
+
+    def due(d_params):
+        (_, penalty), grads = jax.value_and_grad(weighted, has_aux=True)(d_params)
+        return penalty, grads
+
+    def not_due(d_params):
+        return jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, d_params)
+
+    return jax.lax.cond(state.step % recipe.r1_every == 0, due, not_due, state.d_params)
+
+
+def _with_r1(recipe: Recipe, state: TrainState, forward: _Forward, d_grads: PyTree
+             ) -> tuple[jax.Array, PyTree]:
+    """D's gradients with R1's added when it is on; (penalty, gradients)."""
+    if not recipe.r1_gamma:
+        return jnp.zeros((), jnp.float32), d_grads
+    penalty, r1_grads = _r1(recipe, state, forward)
+    return penalty, jax.tree.map(jnp.add, d_grads, r1_grads)
 
 
 def _reference_gradients(recipe: Recipe, state: TrainState, forward: _Forward,
@@ -119,6 +149,7 @@ def _reference_gradients(recipe: Recipe, state: TrainState, forward: _Forward,
 
     (d_loss, (d_real, d_fake, d_batch_stats)), d_grads = jax.value_and_grad(
         d_loss_fn, has_aux=True)(state.d_params)
+    d_r1, d_grads = _with_r1(recipe, state, forward, d_grads)
     # Whether this update is kept is decided later, with the generator's.
     d_updates, _ = recipe.d_tx.update(d_grads, state.d_opt_state, state.d_params)
     updated_d_params = optax.apply_updates(state.d_params, d_updates)
@@ -134,7 +165,7 @@ def _reference_gradients(recipe: Recipe, state: TrainState, forward: _Forward,
 
     (g_loss, (g_terms, d_batch_stats)), fake_grad = jax.value_and_grad(
         g_loss_fn, has_aux=True)(fake_b)
-    return _Gradients(d_loss, d_real, d_fake, d_grads, d_batch_stats, g_loss, g_terms,
+    return _Gradients(d_loss, d_real, d_fake, d_r1, d_grads, d_batch_stats, g_loss, g_terms,
                       fake_grad)
 
 
@@ -156,11 +187,12 @@ def _joint_gradients(recipe: Recipe, state: TrainState, forward: _Forward,
     (d_loss, (d_real, d_fake)), (d_cot_real, d_cot_fake) = jax.value_and_grad(
         d_loss_of, argnums=(0, 1), has_aux=True)(real_out, fake_out)
     d_grads = jax.tree.map(jnp.add, d_vjp_real(d_cot_real)[0], d_vjp_fake(d_cot_fake)[0])
+    d_r1, d_grads = _with_r1(recipe, state, forward, d_grads)
     (g_loss, g_terms), (fake_cot, fake_direct) = jax.value_and_grad(
         lambda out, fake: _generator_objective(recipe, fake, out, real_out, real_b, frozen),
         argnums=(0, 1), has_aux=True)(fake_out, fake_b)
     fake_grad = d_vjp_fake(fake_cot)[1] + fake_direct
-    return _Gradients(d_loss, d_real, d_fake, d_grads, d_batch_stats, g_loss, g_terms,
+    return _Gradients(d_loss, d_real, d_fake, d_r1, d_grads, d_batch_stats, g_loss, g_terms,
                       fake_grad)
 
 
@@ -183,10 +215,16 @@ def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
     # The generator runs forward once; its VJP later carries the G-loss gradient back.
     fake_b, g_vjp, g_batch_stats = jax.vjp(generator_forward, state.g_params, has_aux=True)
 
+    # One transform per example and step, the same for every pair D sees in the step.
+    augment_key = jax.random.fold_in(dropout_rng, AUGMENT_STREAM)
+
     def discriminate(d_params, stats, image):
         # In D's compute dtype, where its first layer would cast it anyway.
-        pair = jnp.concatenate([ops.as_array(condition, D.dtype).astype(D.dtype),
-                                image.astype(D.dtype)], -1)
+        condition_d, image = ops.as_array(condition, D.dtype).astype(D.dtype), image.astype(D.dtype)
+        if recipe.diff_augment:
+            pair = augment.augment_pair(condition_d, image, augment_key, recipe.diff_augment)
+        else:
+            pair = jnp.concatenate([condition_d, image], -1)
         return apply_network(D, d_params, stats, pair, True)
 
     grads = _GRADIENTS[recipe.update_order](
@@ -217,6 +255,7 @@ def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
         **_moving_average(recipe, state, g_params, g_batch_stats, finite))
     metrics = {
         "d_loss": grads.d_loss, "d_real": grads.d_real, "d_fake": grads.d_fake,
+        **({"d_r1": grads.d_r1} if recipe.r1_gamma else {}),
         "g_loss": grads.g_loss, **grads.g_terms,
         "learning_rate": optim.current_learning_rate(recipe.schedule, state.g_opt_state),
         "g_grad_norm": g_grad_norm, "d_grad_norm": d_grad_norm,
