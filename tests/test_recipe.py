@@ -14,7 +14,7 @@ from absl import logging as absl_logging
 from p2p_jax import checkpointing, parallel
 from p2p_jax.config import defaults, shipped
 from p2p_jax.data import pipeline
-from p2p_jax.train import augment, losses, monitor
+from p2p_jax.train import augment, losses, monitor, spectral
 from p2p_jax.train import state as train_state
 from p2p_jax.train import step as train_step
 
@@ -49,7 +49,9 @@ def test_moving_average_and_two_time_scale_rates_follow_their_definitions(tiny_c
     # And the other additions in the same program: R1 due on steps 1 and 3, augmentation.
     tiny_config.loss.r1_gamma, tiny_config.loss.r1_every = 10.0, 2
     tiny_config.loss.diff_augment = ("color", "translation", "cutout")
+    tiny_config.model.spectral_norm_d = True
     built, step = compiled_step(tiny_config, devices[:1])
+    first_u = host(built.state.d_spectral_u)
     state = built.state
     expected = host((state.g_params, state.g_batch_stats))
     assert jax.tree.all(jax.tree.map(np.array_equal, expected,
@@ -75,6 +77,32 @@ def test_moving_average_and_two_time_scale_rates_follow_their_definitions(tiny_c
     assert jax.tree.all(jax.tree.map(np.array_equal, host(kept["ema_params"]),
                                      host(state.ema_params)))
     assert state.generator_variables().params is state.ema_params
+    # One power-iteration vector per D kernel, moved by the steps.
+    assert len(jax.tree.leaves(first_u)) == sum(
+        path[-1].key == "kernel" for path, _ in jax.tree_util.tree_flatten_with_path(
+            state.d_params)[0])
+    assert not jax.tree.all(jax.tree.map(np.array_equal, first_u, host(state.d_spectral_u)))
+
+
+def test_spectral_norm_estimates_the_largest_singular_value():
+    """Power iteration's sigma against NumPy's SVD of the kernel as PyTorch reshapes it
+    (out, k * k * in); the normalised kernel's largest singular value is then 1."""
+    rng = np.random.default_rng(0)  # A spectrum with a gap, so 30 iterations converge.
+    left, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    right, _ = np.linalg.qr(rng.normal(size=(48, 8)))
+    matrix = left @ np.diag([5.0, 2.0, 1.5, 1.0, 0.8, 0.5, 0.3, 0.1]) @ right.T  # (out, m)
+    kernel = jnp.asarray(matrix.T.reshape(4, 4, 3, 8), jnp.float32)
+    params = {"layer": {"kernel": kernel, "bias": jnp.ones(8)}}
+    vectors = spectral.init_vectors(params, jax.random.PRNGKey(1))
+    for _ in range(30):
+        vectors = spectral.power_iteration(params, vectors)
+    largest = np.linalg.svd(np.asarray(kernel).reshape(-1, 8).T, compute_uv=False)[0]
+    assert float(spectral.sigma(kernel, vectors["layer"]["kernel"])) == pytest.approx(
+        largest, rel=1e-4)
+    normalized = spectral.normalize(params, vectors)
+    assert np.linalg.svd(np.asarray(normalized["layer"]["kernel"]).reshape(-1, 8).T,
+                         compute_uv=False)[0] == pytest.approx(1.0, rel=1e-4)
+    np.testing.assert_array_equal(normalized["layer"]["bias"], params["layer"]["bias"])
 
 
 def test_augmentation_is_one_transform_per_example_for_both_images_and_both_pairs():
@@ -137,12 +165,14 @@ def test_reference_variant_is_the_2017_recipe(tiny_config, devices):
             continue
         config = module.get_config("reference")
         assert (config.model.ema_decay == config.optimizer.d_learning_rate
-                == config.loss.r1_gamma == 0 and not config.loss.diff_augment), name
+                == config.loss.r1_gamma == 0 and not config.loss.diff_augment
+                and not config.model.spectral_norm_d), name
     plain = tiny_config.copy_and_resolve_references()
     tiny_config.model.ema_decay = 0.999
     tiny_config.optimizer.d_learning_rate = 8e-4
     tiny_config.loss.diff_augment = ("translation",)
     tiny_config.loss.r1_gamma = 1.0
+    tiny_config.model.spectral_norm_d = True
     defaults.reference_recipe(tiny_config)
     assert tiny_config.to_dict() == plain.to_dict()
     batch = next(pipeline.create_train_iterator(plain, 0, 1))

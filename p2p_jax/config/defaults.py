@@ -117,6 +117,9 @@ def get_config() -> ml_collections.ConfigDict:
     # is min(ema_decay, (1 + n) / (10 + n)), so early averages are not the initial weights).
     # 0: the trained weights themselves, as the reference.
     config.model.ema_decay = 0.0
+    # Spectral normalisation of every discriminator kernel (one power-iteration step per
+    # training step; the vectors live in the train state).
+    config.model.spectral_norm_d = False
 
     config.loss = ml_collections.ConfigDict()
     config.loss.gan_mode = "vanilla"  # vanilla | lsgan | hinge (summed over D scales)
@@ -277,9 +280,10 @@ def scale_to_batch(config: ml_collections.ConfigDict, global_batch: int) -> None
 
 def reference_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The 2017 recipe exactly (pix2pix's, or pix2pixHD's for its configs): none of the later
-    additions (moving average, two time-scale rates, augmentation, R1), so that a comparison
-    with the PyTorch reference is like for like."""
+    additions (moving average, spectral norm, two time-scale rates, augmentation, R1), so
+    that a comparison with the PyTorch reference is like for like."""
     config.model.ema_decay = 0.0
+    config.model.spectral_norm_d = False
     config.optimizer.d_learning_rate = 0.0
     config.loss.diff_augment = ()
     config.loss.r1_gamma = 0.0

@@ -28,7 +28,7 @@ from p2p_jax.data import pipeline
 from p2p_jax.models import build as networks
 from p2p_jax.models.generation import Generator, GeneratorVariables, model_input_channels
 from p2p_jax.models.vgg import VGG19Features, load_params
-from p2p_jax.train import optim
+from p2p_jax.train import optim, spectral
 
 PyTree = Any
 
@@ -50,6 +50,8 @@ class TrainState:
     # The generator's exponential moving average (`model.ema_decay`); {} when none is kept.
     ema_params: PyTree = dataclasses.field(default_factory=dict)
     ema_batch_stats: PyTree = dataclasses.field(default_factory=dict)
+    # Spectral normalisation's power-iteration vectors per D kernel (`model.spectral_norm_d`).
+    d_spectral_u: PyTree = dataclasses.field(default_factory=dict)
 
     @property
     def keeps_ema(self) -> bool:
@@ -88,6 +90,7 @@ class Recipe:
     update_order: str = "d_then_g"
     fix_global_steps: int = 0  # `local`: the coarse branch waits this many steps.
     ema_decay: float = 0.0  # The generator's moving average; 0: none kept.
+    spectral_norm_d: bool = False
     diff_augment: tuple[str, ...] = ()  # DiffAugment's policy for the pairs D sees.
     r1_gamma: float = 0.0  # R1 on real pairs, every r1_every steps; 0: off.
     r1_every: int = 16
@@ -122,6 +125,7 @@ class Recipe:
             update_order=opt.update_order,
             fix_global_steps=opt.fix_global_steps if frozen else 0,
             ema_decay=model.ema_decay,
+            spectral_norm_d=model.spectral_norm_d,
             diff_augment=tuple(loss.diff_augment),
             r1_gamma=loss.r1_gamma,
             r1_every=loss.r1_every,
@@ -137,10 +141,13 @@ def init_state(recipe: Recipe, rng: jax.Array, input_shape: tuple[int, ...]) -> 
     pair = jnp.zeros((*input_shape[:3], input_shape[3] + b.shape[3]), jnp.float32)
     d_vars = recipe.discriminator.init({"params": d_key}, pair, train=False)
     g_batch_stats = g_vars.get("batch_stats", {})
-    ema = {}
+    extra = {}
+    if recipe.spectral_norm_d:
+        extra["d_spectral_u"] = spectral.init_vectors(d_vars["params"],
+                                                      jax.random.fold_in(d_key, 1))
     if recipe.ema_decay:  # Copies: the state is donated, so no two leaves may share a buffer.
-        ema = {"ema_params": jax.tree.map(jnp.copy, g_vars["params"]),
-               "ema_batch_stats": jax.tree.map(jnp.copy, g_batch_stats)}
+        extra["ema_params"] = jax.tree.map(jnp.copy, g_vars["params"])
+        extra["ema_batch_stats"] = jax.tree.map(jnp.copy, g_batch_stats)
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         g_params=g_vars["params"],
@@ -152,7 +159,7 @@ def init_state(recipe: Recipe, rng: jax.Array, input_shape: tuple[int, ...]) -> 
         rng=base,
         skipped_steps=jnp.zeros((), jnp.int32),
         nonfinite_streak=jnp.zeros((), jnp.int32),
-        **ema,
+        **extra,
     )
 
 

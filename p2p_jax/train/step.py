@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 
 from p2p_jax import ops, parallel
 from p2p_jax.models.generation import apply_network, encode_input, to_float
-from p2p_jax.train import augment, losses, optim
+from p2p_jax.train import augment, losses, optim, spectral
 from p2p_jax.train.state import Recipe, TrainState
 
 PyTree = Any
@@ -217,8 +217,13 @@ def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
 
     # One transform per example and step, the same for every pair D sees in the step.
     augment_key = jax.random.fold_in(dropout_rng, AUGMENT_STREAM)
+    # Spectral norm: one power-iteration step, then every D pass divides by the estimate.
+    d_vectors = (spectral.power_iteration(state.d_params, state.d_spectral_u)
+                 if recipe.spectral_norm_d else None)
 
     def discriminate(d_params, stats, image):
+        if d_vectors is not None:
+            d_params = spectral.normalize(d_params, d_vectors)
         # In D's compute dtype, where its first layer would cast it anyway.
         condition_d, image = ops.as_array(condition, D.dtype).astype(D.dtype), image.astype(D.dtype)
         if recipe.diff_augment:
@@ -252,7 +257,9 @@ def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
         g_batch_stats=g_batch_stats,
         d_batch_stats=jax.tree.map(functools.partial(jnp.where, finite), grads.d_batch_stats,
                                    state.d_batch_stats),
-        **_moving_average(recipe, state, g_params, g_batch_stats, finite))
+        **_moving_average(recipe, state, g_params, g_batch_stats, finite),
+        **({} if d_vectors is None else {"d_spectral_u": jax.tree.map(
+            functools.partial(jnp.where, finite), d_vectors, state.d_spectral_u)}))
     metrics = {
         "d_loss": grads.d_loss, "d_real": grads.d_real, "d_fake": grads.d_fake,
         **({"d_r1": grads.d_r1} if recipe.r1_gamma else {}),
