@@ -1,0 +1,138 @@
+"""The recipe ablation (issue 31): the 2017 recipe, each addition alone, and all of them, at
+equal steps over several seeds on a task config, reported as val L1 / PSNR / SSIM mean and
+spread, the step rate, and a contact sheet of the same validation images per variant.
+
+  python -m p2p_jax.data.sample_photos --output=/tmp/photos128 --tile=128 --short_side=384
+  nohup .venv/bin/python -m benchmarks.ablation --data=/tmp/photos128 --out=/tmp/ablation &
+
+Every run is a plain training run in OUT/<variant>_s<seed>/ started from the task config's
+`:reference` variant; a finished run is skipped and an interrupted one resumes, so the script
+can be restarted at will. Runs go seed by seed, so a partial table already covers every
+variant. The table is OUT/ablation.md, the sheet OUT/contact_sheet.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+VARIANTS = {
+    "reference": [],
+    "ema": ["--config.model.ema_decay=0.999"],
+    "spectral_norm": ["--config.model.spectral_norm_d=True"],
+    "ttur": ["--config.optimizer.learning_rate=1e-4", "--config.optimizer.d_learning_rate=4e-4"],
+    "r1": ["--config.loss.r1_gamma=1.0"],
+    "diff_augment": ["--config.loss.diff_augment=('color','translation','cutout')"],
+}
+VARIANTS["all"] = [flag for flags in VARIANTS.values() for flag in flags]
+
+
+def run_flags(args, steps: int) -> list[str]:
+    return [f"--config.dataset.path={args.data}", f"--config.dataset.image_size={args.size}",
+            f"--config.dataset.load_size={args.size + args.size // 8}",
+            f"--config.model.generator={args.generator}", f"--config.model.ngf={args.width}",
+            f"--config.model.ndf={args.width}", f"--config.batch_size={args.batch}",
+            f"--config.num_train_steps={steps}", "--config.log_every_steps=50",
+            f"--config.eval_every_steps={steps}", f"--config.sample_every_steps={steps}",
+            f"--config.checkpoint_every_steps={min(200, steps)}",
+            f"--config.eval.num_examples={args.eval_examples}",
+            f"--config.num_sample_images={args.sheet_images}"]
+
+
+def train(args, variant: str, seed: int) -> str:
+    workdir = os.path.join(args.out, f"{variant}_s{seed}")
+    if os.path.exists(os.path.join(workdir, "samples", f"step_{args.steps:08d}.png")):
+        return workdir
+    command = [sys.executable, "-m", "p2p_jax.main", f"--config={args.config}:reference",
+               f"--workdir={workdir}", f"--config.seed={seed}", *run_flags(args, args.steps),
+               *VARIANTS[variant]]
+    print(" ".join(command), flush=True)
+    subprocess.run(command, check=True)
+    return workdir
+
+
+def results(workdir: str, steps: int) -> dict[str, float]:
+    from p2p_jax.eval import summaries
+
+    with open(os.path.join(workdir, "eval", "periodic.json")) as f:
+        final = next(r for r in json.load(f) if r["step"] == steps)["metrics"]
+    rates = [value for _, value in summaries.read_scalars(workdir)["train/steps_per_sec"]]
+    # The first logged window holds the compile; the median of the rest is the step rate.
+    return {**final, "steps_per_sec": float(np.median(rates[1:] or rates))}
+
+
+def table(args, done: dict[str, list[dict[str, float]]]) -> str:
+    lines = [f"Ablation: {args.config} `:reference` + each addition, {args.steps} steps, "
+             f"{args.generator} ngf {args.width}, {args.size} px, batch {args.batch}, "
+             f"{args.eval_examples} held-out images; mean ± std over seeds.", "",
+             "| variant | seeds | L1 | PSNR (dB) | SSIM | steps/s |",
+             "| --- | --- | --- | --- | --- | --- |"]
+
+    def cell(runs, key, digits):
+        values = np.array([r[key] for r in runs])
+        return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+
+    for variant, runs in done.items():
+        if runs:
+            lines.append(f"| {variant} | {len(runs)} | {cell(runs, 'l1', 4)} | "
+                         f"{cell(runs, 'psnr', 2)} | {cell(runs, 'ssim', 3)} | "
+                         f"{cell(runs, 'steps_per_sec', 2)} |")
+    return "\n".join(lines) + "\n"
+
+
+def contact_sheet(args, variants: list[str]) -> None:
+    """Seed 0's sample grid of each variant (input | generated | target rows), side by side
+    under the variant's name."""
+    import cv2
+
+    from p2p_jax.data import images
+
+    columns = []
+    for variant in variants:
+        path = os.path.join(args.out, f"{variant}_s0", "samples", f"step_{args.steps:08d}.png")
+        if not os.path.exists(path):
+            continue
+        grid = images.read(path)
+        label = np.full((28, grid.shape[1], 3), 255, np.uint8)
+        cv2.putText(label, variant, (4, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        columns.append(np.concatenate([label, grid], axis=0))
+        columns.append(np.full((columns[-1].shape[0], 8, 3), 255, np.uint8))
+    if columns:
+        images.write(os.path.join(args.out, "contact_sheet.png"),
+                     np.concatenate(columns[:-1], axis=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="A photo folder with train/ and val/.")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--config", default="configs/colorization.py")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--generator", default="unet_128")
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--eval_examples", type=int, default=21)
+    parser.add_argument("--sheet_images", type=int, default=4)
+    args = parser.parse_args()
+    variants = args.variants.split(",")
+    done = {variant: [] for variant in variants}
+    for seed in range(args.seeds):
+        for variant in variants:
+            done[variant].append(results(train(args, variant, seed), args.steps))
+            with open(os.path.join(args.out, "ablation.md"), "w") as f:
+                f.write(table(args, done))
+            contact_sheet(args, variants)
+    print(table(args, done))
+
+
+if __name__ == "__main__":
+    main()
