@@ -41,6 +41,7 @@ def get_config(variant: str = ""):
     model.n_layers_d = 3
     model.ndf = 64
     loss.gan_mode = "lsgan"  # pix2pixHD's default (no --no_lsgan)
+    config.monitor.g_gan_ceiling = 0.9  # lsgan's G loss is 1 when D calls every fake fake.
     loss.lambda_l1 = 0.0  # pix2pixHD has no L1 term.
     loss.lambda_feat = 10.0  # --lambda_feat 10, GAN feature matching ...
     loss.lambda_vgg = 10.0  # ... and the VGG loss, weighted by the same lambda_feat.

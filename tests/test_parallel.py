@@ -36,13 +36,16 @@ def test_fsdp_splits_large_arrays_only(devices):
 
 
 def test_fsdp_training_equals_data_parallel_and_restores_across_meshes(tiny_config, tmp_path):
+    """With the generator's moving average kept, which FSDP splits like the parameters."""
     data_parallel, fsdp = str(tmp_path / "dp"), str(tmp_path / "fsdp")
+    tiny_config.model.ema_decay = 0.9
     trainer.train_and_evaluate(fixed_schedule(tiny_config, 6), data_parallel)
     tiny_config.mesh.data, tiny_config.mesh.fsdp, tiny_config.mesh.fsdp_min_size = 2, 4, 1024
     state = trainer.train_and_evaluate(fixed_schedule(tiny_config, 6), fsdp)
     kernel = state.g_params["down_3"]["kernel"]  # (4, 4, 32, 64): split over fsdp.
     assert kernel.sharding.spec == PartitionSpec(None, None, None, "fsdp")
     assert state.g_opt_state[0].mu["down_3"]["kernel"].sharding == kernel.sharding
+    assert state.ema_params["down_3"]["kernel"].sharding == kernel.sharding
     assert_states_match(checkpointing.load_train_state(data_parallel),
                         checkpointing.load_train_state(fsdp))
     # A data-parallel checkpoint resumes on the FSDP mesh.

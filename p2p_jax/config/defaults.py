@@ -174,7 +174,7 @@ def get_config() -> ml_collections.ConfigDict:
     # best). best_mode: min | max | auto (min for l1, fid, kid; max for the rest).
     config.checkpoint.best_metric = ""
     config.checkpoint.best_mode = "auto"
-    config.checkpoint.keep_best = 1
+    config.checkpoint.keep_best = 1  # How many best checkpoints are kept.
 
     config.eval = ml_collections.ConfigDict()
     config.eval.split = "val"
@@ -219,13 +219,13 @@ def get_config() -> ml_collections.ConfigDict:
     # | online | offline.
     config.wandb.mode = "auto"
 
-    # One warning (and the scalar train/unstable = 1) when, for window_steps in a row, D's
-    # loss stays under d_loss_floor (it wins outright: G gets no useful gradient) or G's GAN
-    # loss over g_gan_ceiling (it diverges); both per discriminator scale. The defaults suit
-    # gan_mode="vanilla"; window_steps=0 turns the watch off.
     config.monitor = ml_collections.ConfigDict()
+    # One warning (and the scalar train/unstable = 1) when, for this many steps in a row, D's
+    # loss stays under d_loss_floor or G's GAN loss over g_gan_ceiling; 0 = no watch.
     config.monitor.window_steps = 500
+    # D wins outright under this loss (per discriminator scale; suits gan_mode="vanilla").
     config.monitor.d_loss_floor = 0.05
+    # G's GAN loss over this (per discriminator scale) diverges; for lsgan, use about 0.9.
     config.monitor.g_gan_ceiling = 8.0
 
     config.debug = ml_collections.ConfigDict()
