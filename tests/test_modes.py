@@ -142,6 +142,7 @@ def test_exports_are_portable_and_reproduce_predict(trained, tmp_path):
     latest = json.loads(reports[-1].read_text()) if reports else periodic[-1]
     assert f"| l1 | {latest['metrics']['l1']:.4g} |" in card
     assert "step 4" in card and "contact_sheet.png" in card and (out / "contact_sheet.png").exists()
+    assert "Weights: the trained weights." in card
     assert "net.load_state_dict(load_file('generator.safetensors'))" in card
     assert saved_config(str(out)).to_dict() == saved_config(workdir).to_dict()
     module = jax.export.deserialize(bytearray((out / "generator.stablehlo").read_bytes()))

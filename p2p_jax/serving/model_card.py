@@ -16,6 +16,13 @@ from p2p_jax.config.sizes import image_hw
 from p2p_jax.models.generation import TrainedGenerator
 
 
+def _weights(model) -> str:
+    if model.ema_decay:
+        return (f"the exponential moving average of the trained weights (decay "
+                f"{model.ema_decay:g}), as training's samples and evaluations used")
+    return "the trained weights"
+
+
 def _latest_eval(workdir: epath.Path, step: int) -> tuple[dict | None, epath.Path | None, str]:
     """(metrics, contact sheet, where they come from) of the latest eval at or before `step`:
     a `--mode=eval` report of this very step first, then training's periodic evals."""
@@ -79,6 +86,7 @@ def write(trained: TrainedGenerator, workdir: str, output: epath.Path, written: 
         f"{height}x{width}.",
         f"- Test-time normalisation: {'running statistics' if model.eval_mode else 'per-image'}"
         f" statistics{', dropout on' if not model.eval_mode and model.dropout else ''}.",
+        f"- Weights: {_weights(model)}.",
         f"- Data: {_data(config)}.",
         f"- Training: {step} of {config.num_train_steps} steps at batch {config.batch_size}; "
         f"losses {', '.join(losses)}; Adam lr {config.optimizer.learning_rate:g} "
