@@ -60,12 +60,9 @@ def _cutout(pair: jax.Array, key: jax.Array) -> jax.Array:
 def augment_pair(condition: jax.Array, image: jax.Array, key: jax.Array,
                  policy: tuple[str, ...]) -> jax.Array:
     """(condition | image) concatenated on channels, transformed by `policy` (names from
-    AUGMENTATIONS, applied as colour, translation, cutout) with the randomness of `key`: the
-    same `key` gives the same transform, which is how real and fake pairs get identical
-    ones."""
-    for name in policy:
-        if name not in AUGMENTATIONS:
-            raise ValueError(f"loss.diff_augment: {name!r} is not one of {AUGMENTATIONS}")
+    AUGMENTATIONS, checked with the config; applied as colour, translation, cutout) with the
+    randomness of `key`: the same `key` gives the same transform, which is how real and fake
+    pairs get identical ones."""
     keys = dict(zip(AUGMENTATIONS, jax.random.split(key, len(AUGMENTATIONS)), strict=True))
     if "color" in policy:
         image = _colour(image, keys["color"])

@@ -55,13 +55,10 @@ def _moving_average(recipe: Recipe, state: TrainState, params: PyTree, batch_sta
     (non-finite) step leaves them as they were."""
     if not recipe.ema_decay:
         return {}
-    decay = jnp.where(finite, ema_decay_at(recipe.ema_decay, state.step + 1), 1.0)
-
-    def average(old, new):
-        return (decay * old + (1.0 - decay) * new).astype(old.dtype)
-
-    return {"ema_params": jax.tree.map(average, state.ema_params, params),
-            "ema_batch_stats": jax.tree.map(average, state.ema_batch_stats, batch_stats)}
+    weight = 1.0 - jnp.where(finite, ema_decay_at(recipe.ema_decay, state.step + 1), 1.0)
+    return {"ema_params": optax.incremental_update(params, state.ema_params, weight),
+            "ema_batch_stats": optax.incremental_update(batch_stats, state.ema_batch_stats,
+                                                        weight)}
 
 
 def _generator_objective(recipe: Recipe, fake: jax.Array, fake_out, real_out,
