@@ -46,38 +46,48 @@ def run_flags(args, steps: int) -> list[str]:
             f"--config.num_sample_images={args.sheet_images}"]
 
 
-def train(args, variant: str, seed: int) -> str:
-    workdir = os.path.join(args.out, f"{variant}_s{seed}")
-    if os.path.exists(os.path.join(workdir, "samples", f"step_{args.steps:08d}.png")):
-        return workdir
-    command = [sys.executable, "-m", "p2p_jax.main", f"--config={args.config}:reference",
-               f"--workdir={workdir}", f"--config.seed={seed}", *run_flags(args, args.steps),
-               *VARIANTS[variant]]
+def run_command(args, variant: str, seed: int) -> list[str]:
+    """The training command of one run; `--mode=eval` appended, its evaluation."""
+    return [sys.executable, "-m", "p2p_jax.main", f"--config={args.config}:reference",
+            f"--workdir={workdir(args, variant, seed)}", f"--config.seed={seed}",
+            *run_flags(args, args.steps), *VARIANTS[variant]]
+
+
+def workdir(args, variant: str, seed: int) -> str:
+    return os.path.join(args.out, f"{variant}_s{seed}")
+
+
+def train(args, variant: str, seed: int) -> None:
+    if os.path.exists(os.path.join(workdir(args, variant, seed), "samples",
+                                   f"step_{args.steps:08d}.png")):
+        return
+    command = run_command(args, variant, seed)
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)
-    return workdir
 
 
 def report_folder(workdir: str, steps: int) -> str:
     return os.path.join(workdir, "eval", f"val_{steps:08d}")
 
 
-def evaluate(workdir: str, steps: int) -> None:
+def evaluate(args, variant: str, seed: int) -> None:
     """`--mode=eval` of the final checkpoint with the running batch statistics every variant
     was trained with, so that the comparison is of training recipes alone."""
-    if os.path.exists(os.path.join(report_folder(workdir, steps), "metrics.json")):
+    if os.path.exists(os.path.join(report_folder(workdir(args, variant, seed), args.steps),
+                                   "metrics.json")):
         return
-    subprocess.run([sys.executable, "-m", "p2p_jax.main", "--mode=eval", f"--workdir={workdir}",
+    subprocess.run([*run_command(args, variant, seed), "--mode=eval",
                     "--config.model.eval_mode=True", "--alsologtostderr=false"], check=True)
 
 
-def results(workdir: str, steps: int) -> dict[str, float]:
+def results(args, variant: str, seed: int) -> dict[str, float]:
     from p2p_jax.eval import summaries
 
-    evaluate(workdir, steps)
-    with open(os.path.join(report_folder(workdir, steps), "metrics.json")) as f:
+    evaluate(args, variant, seed)
+    run = workdir(args, variant, seed)
+    with open(os.path.join(report_folder(run, args.steps), "metrics.json")) as f:
         final = json.load(f)["metrics"]
-    rates = [value for _, value in summaries.read_scalars(workdir)["train/steps_per_sec"]]
+    rates = [value for _, value in summaries.read_scalars(run)["train/steps_per_sec"]]
     # The first logged window holds the compile; the median of the rest is the step rate.
     return {**final, "steps_per_sec": float(np.median(rates[1:] or rates))}
 
@@ -108,8 +118,8 @@ def contact_sheet(args, variants: list[str]) -> None:
 
     from p2p_jax.data import images
 
-    folders = {v: os.path.join(report_folder(os.path.join(args.out, f"{v}_s0"), args.steps),
-                               "images") for v in variants}
+    folders = {v: os.path.join(report_folder(workdir(args, v, 0), args.steps), "images")
+               for v in variants}
     folders = {v: f for v, f in folders.items() if os.path.isdir(f)}
     if not folders:
         return
@@ -156,7 +166,8 @@ def main() -> None:
     done = {variant: [] for variant in variants}
     for seed in range(args.seeds):
         for variant in variants:
-            done[variant].append(results(train(args, variant, seed), args.steps))
+            train(args, variant, seed)
+            done[variant].append(results(args, variant, seed))
             with open(os.path.join(args.out, "ablation.md"), "w") as f:
                 f.write(table(args, done))
             contact_sheet(args, variants)
