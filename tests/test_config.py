@@ -125,3 +125,32 @@ def test_config_mode_lists_every_key_with_its_choices_and_comment(tiny_config):
     assert printed.returncode == 0, printed.stderr
     assert "model.ngf = 12" in printed.stdout and "dataset.source = 'synthetic_scenes'" in (
         printed.stdout)
+
+
+@pytest.mark.parametrize("changes, running", [
+    ({}, True),  # Batch norm over 4 images: tested with those statistics.
+    ({"batch_size": 1}, False),  # The reference's batch 1: each image its own, as it tests.
+    ({"model.norm": "instance"}, False),  # Nothing to keep: the reference's test, dropout on.
+    ({"model.eval_mode": False}, False),
+    ({"batch_size": 1, "model.eval_mode": True}, True),
+])
+def test_test_time_normalisation_follows_training_unless_the_config_says(changes, running,
+                                                                         tmp_path):
+    from configs import tiny
+    from p2p_jax.models.generation import Generator
+
+    config = tiny.get_config()
+    assert config.model.eval_mode is None and config.model.norm == "batch"
+    config.update_from_flattened_dict(changes)
+    assert Generator.from_config(config).eval_mode is running
+    (tmp_path / "config.json").write_text(config.to_json_best_effort())
+    assert Generator.from_config(saved_config(str(tmp_path))).eval_mode is running
+
+
+def test_reference_variant_tests_as_the_reference_does():
+    from configs import default
+    from p2p_jax.models.generation import tests_with_running_statistics
+
+    assert default.get_config().batch_size > 1
+    assert tests_with_running_statistics(default.get_config())
+    assert not tests_with_running_statistics(default.get_config("reference"))

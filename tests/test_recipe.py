@@ -167,7 +167,9 @@ def test_reference_variant_is_the_2017_recipe(tiny_config, devices):
         assert (config.model.ema_decay == config.optimizer.d_learning_rate
                 == config.loss.r1_gamma == 0 and not config.loss.diff_augment
                 and not config.model.spectral_norm_d), name
+        assert config.model.eval_mode is False, name  # Tested per image, as the reference.
     plain = tiny_config.copy_and_resolve_references()
+    plain.model.eval_mode = False
     tiny_config.model.ema_decay = 0.999
     tiny_config.optimizer.d_learning_rate = 8e-4
     tiny_config.loss.diff_augment = ("translation",)

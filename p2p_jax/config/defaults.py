@@ -6,6 +6,7 @@ Override anything from the command line: `--config.batch_size=16 --config.model.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from p2p_jax.errors import ConfigError
 
@@ -111,7 +112,12 @@ def get_config() -> ml_collections.ConfigDict:
     # How convolutions run (same function and parameters either way; see p2p_jax/ops):
     # auto (CPU forms on CPU, XLA's own elsewhere) | xla | cpu. Exports use xla.
     config.model.conv_impl = "auto"
-    config.model.eval_mode = False  # The reference's --eval: running stats, no dropout.
+    # Test-time normalisation for samples, eval, predict, serve and export. True: running
+    # statistics, no dropout (the reference's --eval); False: each image normalised by its own
+    # statistics, dropout on (the reference's default test). Unset: True where training
+    # normalised over batches of several images (norm batch, batch_size > 1), else False, so
+    # a model is tested with the statistics it was trained with.
+    config.model.eval_mode = config_dict.placeholder(bool)
     # >0 (e.g. 0.999): training keeps an exponential moving average of the generator's
     # weights, which samples, eval, predict, serve and export use (after n updates the decay
     # is min(ema_decay, (1 + n) / (10 + n)), so early averages are not the initial weights).
@@ -280,13 +286,15 @@ def scale_to_batch(config: ml_collections.ConfigDict, global_batch: int) -> None
 
 def reference_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The 2017 recipe exactly (pix2pix's, or pix2pixHD's for its configs): none of the later
-    additions (moving average, spectral norm, two time-scale rates, augmentation, R1), so
-    that a comparison with the PyTorch reference is like for like."""
+    additions (moving average, spectral norm, two time-scale rates, augmentation, R1), and
+    tested as the reference's test script does by default (per-image statistics, dropout on),
+    so that a comparison with the PyTorch reference is like for like."""
     config.model.ema_decay = 0.0
     config.model.spectral_norm_d = False
     config.optimizer.d_learning_rate = 0.0
     config.loss.diff_augment = ()
     config.loss.r1_gamma = 0.0
+    config.model.eval_mode = False  # The reference tests without --eval.
     return config
 
 

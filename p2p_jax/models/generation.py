@@ -36,7 +36,8 @@ class Generator:
     `label_nc`: A holds class ids, one-hot encoded into this many channels (`instance_maps`:
     plus the boundary map E as one more); `label_lookups`: the ids stay ids and convolve as
     lookups (`ops.uses_label_lookups`). `eval_mode` False is the reference's test: per-image
-    batch statistics and dropout; True: running statistics, no dropout."""
+    batch statistics and dropout; True: running statistics, no dropout (`from_config`
+    resolves an unset `model.eval_mode` with `tests_with_running_statistics`)."""
 
     network: nn.Module
     label_nc: int = 0
@@ -53,11 +54,21 @@ class Generator:
         return cls(network=build_generator(config, dataset.output_channels, conv_impl),
                    label_nc=dataset.label_nc, instance_maps=dataset.instance_maps,
                    label_lookups=label_lookups and bool(dataset.label_nc),
-                   eval_mode=config.model.eval_mode)
+                   eval_mode=tests_with_running_statistics(config))
 
     @property
     def dtype(self):
         return self.network.dtype
+
+
+def tests_with_running_statistics(config: ml_collections.ConfigDict) -> bool:
+    """`model.eval_mode`, or where it is unset, whether training normalised over batches of
+    several images: such running statistics are what the model learned with, while one
+    image's own statistics (down to 2x2 pixels inside a U-Net) are not. Batch 1 keeps the
+    reference's per-image test exact."""
+    if config.model.eval_mode is not None:
+        return bool(config.model.eval_mode)
+    return config.model.norm == "batch" and config.batch_size > 1
 
 
 @flax.struct.dataclass

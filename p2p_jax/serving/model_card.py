@@ -66,6 +66,7 @@ def write(trained: TrainedGenerator, workdir: str, output: epath.Path, written: 
     the PyTorch call generator.safetensors loads into, when it was written."""
     config, step = trained.config, trained.step
     model, loss = config.model, config.loss
+    running = trained.generator.eval_mode
     height, width = image_hw(config.dataset.image_size)
     metrics, sheet, source = _latest_eval(epath.Path(workdir), step)
     parameters = parameter_overview.count_parameters(trained.variables.params)
@@ -84,8 +85,8 @@ def write(trained: TrainedGenerator, workdir: str, output: epath.Path, written: 
         f"- Generator `{model.generator}` ({parameters:,} parameters), ngf "
         f"{model.ngf}, norm `{model.norm}`, dropout {model.dropout:g}; trained at "
         f"{height}x{width}.",
-        f"- Test-time normalisation: {'running statistics' if model.eval_mode else 'per-image'}"
-        f" statistics{', dropout on' if not model.eval_mode and model.dropout else ''}.",
+        f"- Test-time normalisation: {'running' if running else 'per-image'}"
+        f" statistics{', dropout on' if not running and model.dropout else ''}.",
         f"- Weights: {_weights(model)}.",
         f"- Data: {_data(config)}.",
         f"- Training: {step} of {config.num_train_steps} steps at batch {config.batch_size}; "
