@@ -109,3 +109,16 @@ def test_train_predict_and_export_from_and_to_the_bucket_equal_local_disk(tmp_pa
     for name in ("generator.pth", "generator_variables.msgpack"):
         assert fileio.read_bytes(f"{bucket}/export/{name}") == (
             tmp_path / "export" / name).read_bytes()
+
+
+def test_eval_curves_are_written_to_the_bucket(bucket):
+    from etils import epath
+
+    from p2p_jax.eval import report
+
+    path = epath.Path(bucket) / "eval" / "val_00000004" / "curves.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert report.write_curves({"train/g_l1": [(1, 0.5), (2, 0.4)]}, path)
+    curves = images.read(str(path))
+    assert curves.ndim == 3 and curves.shape[0] > 100
+    assert [p.name for p in path.parent.iterdir()] == ["curves.png"]  # No staging file left.

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import html
+import io
 import json
 import math
 import os
@@ -131,9 +132,9 @@ def write_curves(series: dict[str, list[tuple[int, float]]], path: epath.Path) -
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     figure.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    figure.savefig(str(tmp), dpi=80)
-    tmp.replace(path)
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=80)
+    fileio.write_bytes(path, png.getvalue())  # Atomic, and to gs:// as well.
     return True
 
 
