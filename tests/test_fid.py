@@ -76,14 +76,43 @@ def test_inception_features_shape_determinism_and_weight_mapping(devices, tmp_pa
     mesh = parallel.create_mesh(devices=devices[:2])
     pictures = [np.random.default_rng(i).integers(0, 256, (40, 56, 3), dtype=np.uint8)
                 for i in range(3)]
+    pictures.insert(1, np.random.default_rng(3).integers(0, 256, (24, 20, 1), dtype=np.uint8))
     features = _features(variables, mesh, pictures)
-    assert features.shape == (3, inception.FEATURES) and np.isfinite(features).all()
-    np.testing.assert_allclose(_features(variables, mesh, pictures[1:2])[0], features[1],
-                               rtol=1e-4, atol=1e-5)  # Independent of the batch.
+    assert features.shape == (4, inception.FEATURES) and np.isfinite(features).all()
+    for i in (1, 2):  # Independent of the batch and of the other sizes beside it.
+        np.testing.assert_allclose(_features(variables, mesh, pictures[i:i + 1])[0],
+                                   features[i], rtol=1e-4, atol=1e-5)
+    # Each image goes in at its own size, as floats; only the network resizes it.
+    direct = model.apply(variables, jnp.asarray(pictures[2][None], jnp.float32) / 255.0)
+    np.testing.assert_allclose(features[2], direct[0], rtol=1e-4, atol=1e-5)
     with pytest.raises(FileNotFoundError, match="pt_inception-2015-12-05"):
         inception.load_variables(str(tmp_path / "missing.pth"))
     with pytest.raises(UserError, match="does not hold the FID Inception-v3 weights"):
         inception.load_variables("tests/data/tiny_state_zip.pth")
+
+
+def _torch_bilinear(image, height, width):
+    """NumPy port of torch's F.interpolate(mode='bilinear', align_corners=False) on (H, W, C):
+    source coordinate (i + 0.5) * scale - 0.5, clamped at 0, blended with its right neighbour
+    (clamped at the last pixel)."""
+    def taps(size_in, size_out):
+        source = np.maximum((np.arange(size_out) + 0.5) * size_in / size_out - 0.5, 0.0)
+        first = np.minimum(np.floor(source).astype(int), size_in - 1)
+        return first, np.minimum(first + 1, size_in - 1), source - first
+
+    y0, y1, fy = taps(image.shape[0], height)
+    x0, x1, fx = taps(image.shape[1], width)
+    rows = image[y0] * (1 - fy)[:, None, None] + image[y1] * fy[:, None, None]
+    return rows[:, x0] * (1 - fx)[None, :, None] + rows[:, x1] * fx[None, :, None]
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (600, 404), (299, 299), (299, 1000)])
+def test_resize_to_the_network_input_is_pytorch_fids(shape):
+    image = np.random.default_rng(0).random((*shape, 3)).astype(np.float32)
+    resized = inception.resize_to_input(jnp.asarray(image[None]))[0]
+    size = inception.INPUT_SIZE
+    np.testing.assert_allclose(resized, _torch_bilinear(image.astype(np.float64), size, size),
+                               atol=1e-4)  # float32 weights: under 1/40 of a grey level.
 
 
 def _features(variables, mesh, pictures):

@@ -80,19 +80,23 @@ class InceptionDistances:
                                  out_shardings=parallel.replicated(mesh))
 
     def features(self, pictures: list[np.ndarray]) -> np.ndarray:
-        """(N, 2048) features of uint8 images of any sizes (resized to 299 on the host)."""
-        size = inception.INPUT_SIZE
-        prepared = [images.resize(images.to_channels(p, 3), size, size, shrink="bilinear")
-                    for p in pictures]
-        out = []
-        for start in range(0, len(prepared), self._batch_size):
-            chunk = prepared[start:start + self._batch_size]
-            batch = np.stack(chunk + [chunk[-1]] * (self._batch_size - len(chunk)))
-            device = parallel.global_batch_from_host_copy({"x": batch.astype(np.float32)},
-                                                          self._mesh)["x"]
-            out.append(np.asarray(jax.device_get(self._features(self._variables, device)))
-                       [:len(chunk)])
-        return np.concatenate(out).astype(np.float64)
+        """(N, 2048) features of uint8 images of any sizes. Each goes in at its own size, as
+        floats, and the network resizes it (pytorch-fid's preprocessing); images of one size
+        are batched together (one compile per size)."""
+        prepared = [images.to_channels(p, 3).astype(np.float32) for p in pictures]
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for index, picture in enumerate(prepared):
+            by_shape.setdefault(picture.shape, []).append(index)
+        out = np.zeros((len(prepared), inception.FEATURES), np.float64)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), self._batch_size):
+                chunk = indices[start:start + self._batch_size]
+                padded = chunk + [chunk[-1]] * (self._batch_size - len(chunk))
+                batch = np.stack([prepared[i] for i in padded])
+                device = parallel.global_batch_from_host_copy({"x": batch}, self._mesh)["x"]
+                out[chunk] = np.asarray(jax.device_get(
+                    self._features(self._variables, device)))[:len(chunk)]
+        return out
 
     def __call__(self, examples: list[dict], outputs: list[np.ndarray]) -> dict[str, float]:
         fake = self.features(outputs)

@@ -129,14 +129,20 @@ class InceptionE(nn.Module):
         return jnp.concatenate([b1, b3, bd, bp], -1)
 
 
+def resize_to_input(images: jax.Array) -> jax.Array:
+    """(N, H, W, C) float images to 299x299 as pytorch-fid does (`F.interpolate(...,
+    mode='bilinear', align_corners=False)`: half-pixel centres, no antialiasing), so that FID
+    is comparable with published figures."""
+    n, _, _, c = images.shape
+    return jax.image.resize(images, (n, INPUT_SIZE, INPUT_SIZE, c), "bilinear", antialias=False)
+
+
 class FIDInceptionV3(nn.Module):
     """[0, 1] images (N, H, W, 3), any size -> 2048-d pool features (N, 2048)."""
 
     @nn.compact
     def __call__(self, images):
-        n, _, _, c = images.shape
-        x = jax.image.resize(images, (n, INPUT_SIZE, INPUT_SIZE, c), "bilinear", antialias=False)
-        x = 2.0 * x - 1.0
+        x = 2.0 * resize_to_input(images) - 1.0
         x = BasicConv(32, (3, 3), stride=2, name="Conv2d_1a_3x3")(x)
         x = BasicConv(32, (3, 3), name="Conv2d_2a_3x3")(x)
         x = BasicConv(64, (3, 3), padding=(1, 1), name="Conv2d_2b_3x3")(x)
