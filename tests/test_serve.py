@@ -252,3 +252,20 @@ def test_a_browser_draws_on_the_canvas_and_gets_a_photo(served, tmp_path):
         assert (tmp_path / "serve.png").stat().st_size > 0
     finally:
         driver.quit()
+
+
+def test_the_canvas_opens_on_an_eval_scene_at_the_models_size(trained, tmp_path):
+    config, workdir = trained
+    restored = restore.restore(config, workdir)
+    scenes = serve_app._example_inputs(restored, 2)
+    palette = palettes.for_config(config)
+    height, width = config.dataset.image_size, config.dataset.image_size
+    start = serve_app.canvas_start(scenes, palette, height, width)
+    np.testing.assert_array_equal(start, images.resize_nearest(scenes[0], height, width))
+    assert len(np.unique(start.reshape(-1, 3), axis=0)) > 1  # A scene, not a blank.
+    blank = serve_app.canvas_start([], palette, height, width)
+    assert blank.shape == (height, width, 3) and (blank == palette.background).all()
+    app = serve_app.build_app(restored, str(tmp_path))
+    canvas = next(block for block in app.blocks.values()
+                  if getattr(block, "elem_id", None) == "canvas")
+    np.testing.assert_array_equal(images.read(canvas.value["background"]["path"]), start)

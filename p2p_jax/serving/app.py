@@ -125,6 +125,18 @@ def _example_inputs(trained: TrainedGenerator, count: int) -> list[np.ndarray]:
     return shown
 
 
+def canvas_start(examples: list[np.ndarray], palette: palettes.Palette, height: int,
+                 width: int) -> np.ndarray:
+    """What the canvas opens on: the first eval-split scene in the palette's colours at the
+    model's size, so one click on Translate shows the model on what it learned; a blank
+    canvas when the data is not there."""
+    if not examples:
+        blank = np.empty((height, width, 3), np.uint8)
+        blank[:] = palette.background
+        return blank
+    return images.resize_nearest(examples[0], height, width)  # Label colours stay exact.
+
+
 def build_app(trained: TrainedGenerator, scratch_dir: str,
               requests: Requests | None = None) -> gr.Blocks:
     """The app; it keeps its example inputs and outputs in `scratch_dir`. `requests` is a
@@ -133,6 +145,7 @@ def build_app(trained: TrainedGenerator, scratch_dir: str,
     requests = requests or Requests(trained)
     palette = palettes.for_config(config)
     height, width = image_hw(config.dataset.image_size)
+    examples = _example_inputs(trained, config.serve.num_examples)
 
     def from_canvas(editor):
         canvas = None if editor is None else editor.get("composite")
@@ -165,11 +178,10 @@ def build_app(trained: TrainedGenerator, scratch_dir: str,
             with gr.Column():
                 if palette.classes:
                     with gr.Tab("Draw"):
-                        blank = np.empty((height, width, 3), np.uint8)
-                        blank[:] = palette.background
+                        start = canvas_start(examples, palette, height, width)
                         colours = [palettes.hex_colour(c) for _, c in palette.classes]
                         canvas = gr.ImageEditor(
-                            value={"background": blank, "layers": [], "composite": blank},
+                            value={"background": start, "layers": [], "composite": start},
                             type="numpy", image_mode="RGB", canvas_size=(width, height),
                             format="png", fixed_canvas=True, sources=["upload", "clipboard"],
                             brush=gr.Brush(colors=colours, default_color=next(
@@ -196,7 +208,6 @@ def build_app(trained: TrainedGenerator, scratch_dir: str,
                                       file_types=["image"])
                     upload_button = gr.Button("Translate upload", variant="primary",
                                               elem_id="translate-upload")
-                    examples = _example_inputs(trained, config.serve.num_examples)
                     if examples:
                         paths = []
                         for i, example in enumerate(examples):
