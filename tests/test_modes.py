@@ -58,8 +58,29 @@ def test_eval_mode_writes_a_consistent_report(trained, tmp_path):
         assert images.read(str(folder / source)).size > 0
     assert page.rows == sorted(page.rows, reverse=True)  # Worst L1 first.
     sheet = images.read(str(folder / "contact_sheet.png"))
-    assert sheet.shape[0] >= 96 and sheet.shape[2] == 3
+    assert sheet.shape[0] >= report.SHEET_MIN_HEIGHT and sheet.shape[2] == 3
     assert "train/g_loss" in summaries.read_scalars(workdir)
+
+
+def test_contact_sheet_labels_its_columns_and_keeps_the_models_pixels():
+    rng = np.random.default_rng(0)
+    examples = [{"A": rng.integers(0, 256, (64, 48, 1), np.uint8),
+                 "B": rng.integers(0, 256, (64, 48, 3), np.uint8)} for _ in range(5)]
+    outputs = [rng.integers(0, 256, (64, 48, 3), np.uint8) for _ in range(5)]
+    sheet = report.contact_sheet(examples, outputs)
+    header = 22
+    # 64 px shown at 128 by whole pixels: the first output, exactly, right of its input.
+    top, left = header + 4, 4 + 96 + 2
+    np.testing.assert_array_equal(sheet[top:top + 128, left:left + 96],
+                                  outputs[0].repeat(2, 0).repeat(2, 1))
+    np.testing.assert_array_equal(sheet[top:top + 128, 4:100],
+                                  examples[0]["A"].repeat(2, 0).repeat(2, 1).repeat(3, 2))
+    assert sheet.shape == (header + 2 * (128 + 8), 4 * (3 * 96 + 2 * 2 + 8), 3)
+    for column in range(3):  # A name drawn above each of input, output, target.
+        assert (sheet[:header, 4 + column * 98:4 + column * 98 + 40] < 128).any()
+    large = [{"A": np.zeros((512, 1024, 3), np.uint8), "B": np.zeros((512, 1024, 3), np.uint8)}]
+    assert report.contact_sheet(large, [np.zeros((512, 1024, 3), np.uint8)]).shape[0] == (
+        header + report.SHEET_MAX_HEIGHT + 8)
 
 
 def test_predict_keeps_names_and_sizes_and_skips_bad_files(trained, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from p2p_jax.data.cityscapes import LABEL_COLOURS
@@ -38,6 +39,19 @@ def side_by_side(parts, gap: int = 2) -> np.ndarray:
     for part in parts[1:]:
         row += [sep, as_rgb(part)]
     return np.concatenate(row, axis=1)
+
+
+def column_labels(widths: list[int], names: list[str], gap: int = 2, indent: int = 0,
+                  height: int = 22) -> np.ndarray:
+    """A white band naming the images of a `side_by_side` row (their `widths`, `gap` apart,
+    starting `indent` pixels in), each name at its image's left edge."""
+    band = np.full((height, indent + sum(widths) + gap * (len(widths) - 1), 3), 255, np.uint8)
+    left = indent
+    for width, name in zip(widths, names, strict=True):
+        cv2.putText(band, name, (left + 2, height - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+        left += width + gap
+    return band
 
 
 def triptych_grid(inputs, outputs, targets, gap: int = 2) -> np.ndarray:

@@ -138,22 +138,56 @@ def write_curves(series: dict[str, list[tuple[int, float]]], path: epath.Path) -
     return True
 
 
-def contact_sheet(examples: list[dict], outputs: list[np.ndarray], columns: int = 4,
-                  height: int = 96, limit: int = 64) -> np.ndarray:
-    """Thumbnails of (input | output | target) for the first `limit` examples, in a grid."""
-    cells = []
-    for example, output in list(zip(examples, outputs, strict=True))[:limit]:
-        row = grids.side_by_side(
-            [example["A"], output] + ([example["B"]] if "B" in example else []))
-        scale = height / row.shape[0]
-        cells.append(images.resize(row, height, max(round(row.shape[1] * scale), 1)))
+# Sheet thumbnails: at the model's own resolution, enlarged by whole pixels to at least
+# SHEET_MIN_HEIGHT (crisp, not interpolated) and reduced to at most SHEET_MAX_HEIGHT.
+SHEET_MIN_HEIGHT, SHEET_MAX_HEIGHT = 128, 256
+
+
+def sheet_height(image_height: int) -> int:
+    if image_height >= SHEET_MIN_HEIGHT:
+        return min(image_height, SHEET_MAX_HEIGHT)
+    return image_height * -(-SHEET_MIN_HEIGHT // image_height)
+
+
+def _thumbnail(image: np.ndarray, height: int) -> np.ndarray:
+    image = grids.as_rgb(image)
+    width = max(round(image.shape[1] * height / image.shape[0]), 1)
+    if height > image.shape[0] and height % image.shape[0] == 0:  # Whole pixels: crisp.
+        return images.resize_nearest(image, height, width)
+    return images.resize(image, height, width)
+
+
+def contact_sheet(examples: list[dict], outputs: list[np.ndarray], limit: int = 64,
+                  max_width: int = 2048) -> np.ndarray:
+    """(input | output | target) of the first `limit` examples in a grid under a labelled
+    header, at the model's resolution (`sheet_height`), up to four examples a row within
+    `max_width` pixels."""
+    pairs = list(zip(examples, outputs, strict=True))[:limit]
+    height = sheet_height(outputs[0].shape[0])
+    names = ["input", "output"] + (["target"] if "B" in examples[0] else [])
+    cells, parts = [], []
+    for example, output in pairs:
+        parts = [_thumbnail(p, height)
+                 for p in [example["A"], output] + ([example["B"]] if "B" in example else [])]
+        cells.append(grids.side_by_side(parts))
     width = max(c.shape[1] for c in cells)
+    columns = max(1, min(4, max_width // (width + 8)))
     cells = [np.pad(c, ((4, 4), (4, 4 + width - c.shape[1]), (0, 0)), constant_values=255)
              for c in cells]
     blank = np.full_like(cells[0], 255)
     cells += [blank] * (-len(cells) % columns)
-    return np.concatenate([np.concatenate(cells[r:r + columns], axis=1)
+    grid = np.concatenate([np.concatenate(cells[r:r + columns], axis=1)
                            for r in range(0, len(cells), columns)], axis=0)
+    header = grids.column_labels([p.shape[1] for p in parts], names, gap=2, indent=4)
+    header = np.pad(header, ((0, 0), (0, width + 8 - header.shape[1]), (0, 0)),
+                    constant_values=255)  # One cell's width, repeated over the columns.
+    return _stack(np.tile(header, (1, min(columns, len(pairs)), 1)), grid)
+
+
+def _stack(header: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    header = np.pad(header, ((0, 0), (0, grid.shape[1] - header.shape[1]), (0, 0)),
+                    constant_values=255)
+    return np.concatenate([header, grid], axis=0)
 
 
 def write_report(workdir: str, folder: epath.Path, title: str, examples: list[dict],
