@@ -44,6 +44,7 @@ def test_predict_outputs_are_bit_identical_to_before(run, tmp_path, devices):
             images.read(os.path.join(FIXTURES, f"{run}_outputs", name)), err_msg=name)
 
 
+@pytest.mark.slow
 def test_pix2pixhd_workdir_needs_no_vgg_file_to_evaluate_serve_and_export(tmp_path, devices):
     """Inference restores the generator alone: the VGG19 weights the run trained with (a
     training loss) are gone, and so are the discriminator and optimizer from memory."""
@@ -82,6 +83,7 @@ def test_pix2pixhd_workdir_needs_no_vgg_file_to_evaluate_serve_and_export(tmp_pa
     assert np.abs(served.astype(int) - want).max() <= 1
 
 
+@pytest.mark.slow
 def test_unet_workdir_resumes_training(tmp_path, devices):
     workdir = copied("unet", tmp_path)
     config = saved_config(workdir)

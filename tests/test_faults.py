@@ -28,6 +28,7 @@ from p2p_jax.train import step as train_step
 from tests.helpers import fixed_schedule, xla_flags
 
 
+@pytest.mark.slow
 def test_nonfinite_step_is_skipped_and_counted(tiny_config, devices):
     tiny_config.optimizer.schedule = "cosine"  # A rate that moves at every applied step.
     tiny_config.optimizer.decay_steps = 10
@@ -61,6 +62,7 @@ def test_nonfinite_step_is_skipped_and_counted(tiny_config, devices):
     assert float(schedule(1)) != pytest.approx(float(schedule(2)))
 
 
+@pytest.mark.slow
 def test_too_many_nonfinite_steps_stop_with_last_good_checkpoint(tiny_config, tmp_path, devices):
     tiny_config.debug.nonfinite_steps = (4, 5, 6)
     tiny_config.nan_patience = 2
@@ -72,6 +74,7 @@ def test_too_many_nonfinite_steps_stop_with_last_good_checkpoint(tiny_config, tm
     assert os.path.isdir(tmp_path / "checkpoints" / "3")
 
 
+@pytest.mark.slow
 def test_nonfinite_run_between_log_steps_still_stops_training(tiny_config, tmp_path, devices):
     """Three bad steps that recover before the log step (log_every_steps > nan_patience): the
     window's longest streak counts, not its last value."""
@@ -182,6 +185,7 @@ def damage(checkpoint_folder, item="state"):
                 f.truncate(7)
 
 
+@pytest.mark.slow
 def test_damaged_latest_checkpoint_falls_back_to_previous(tiny_config, tmp_path, devices):
     workdir, straight = str(tmp_path / "run"), str(tmp_path / "straight")
     one = devices[:1]
@@ -243,6 +247,7 @@ def alter(checkpoint_folder):
         f.write(bytes(b ^ 0x5A for b in data))
 
 
+@pytest.mark.slow
 def test_no_restorable_checkpoint_is_a_clear_error(tiny_config, tmp_path, devices):
     """Bytes changed inside an array file are caught by the checksums saved with the
     checkpoint: reading it is one error naming the step and the others to pick. With every
@@ -264,6 +269,7 @@ def test_no_restorable_checkpoint_is_a_clear_error(tiny_config, tmp_path, device
     shutil.rmtree(tmp_path)
 
 
+@pytest.mark.slow
 def test_one_run_per_workdir_and_a_refused_resume_keeps_the_config(tiny_config, tmp_path,
                                                                      devices):
     """A second run on a workdir in use is refused, naming the holder, before it writes

@@ -63,6 +63,7 @@ def _state_dict_of(variables):
     return state
 
 
+@pytest.mark.slow
 def test_inception_features_shape_determinism_and_weight_mapping(devices, tmp_path):
     model = inception.FIDInceptionV3()
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 75, 75, 3)))

@@ -188,6 +188,7 @@ def test_channels_come_from_the_file_and_label_maps_must_agree():
         model_import._with_channels(config_for(**CASES["hd_global"]), (6, 3), "g").dataset) == 6
 
 
+@pytest.mark.slow
 def test_import_gives_a_checkpoint_that_predict_export_and_fine_tuning_accept(tmp_path):
     """The reference's U-Net (batch norm, dropout) into a workdir: its config travels with it,
     predict (eval mode) equals the network on the file's weights, the PyTorch export gives the

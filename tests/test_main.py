@@ -6,6 +6,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 from PIL import Image
 
 from p2p_jax import checkpointing
@@ -14,6 +15,7 @@ from p2p_jax.train import loop as trainer
 from tests.helpers import fixed_schedule
 
 
+@pytest.mark.slow
 def test_train_writes_outputs_and_resumes_exactly(tiny_config, tmp_path):
     """With the recipe's additions on (the generator's moving average, D's own rate, the best
     checkpoints), which resume exactly too; inference then reads the average."""

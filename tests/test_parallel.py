@@ -35,6 +35,7 @@ def test_fsdp_splits_large_arrays_only(devices):
     assert parallel.parameter_sharding((4, 4, 512, 256), data_only, 1).spec == PartitionSpec()
 
 
+@pytest.mark.slow
 def test_fsdp_training_equals_data_parallel_and_restores_across_meshes(tiny_config, tmp_path):
     """With the generator's moving average kept, which FSDP splits like the parameters."""
     data_parallel, fsdp = str(tmp_path / "dp"), str(tmp_path / "fsdp")

@@ -139,6 +139,7 @@ def test_one_hot_and_instance_boundaries():
     np.testing.assert_array_equal(encoded[0, 1, 1], [0, 1, 0, 0, 1])
 
 
+@pytest.mark.slow
 def test_a_label_map_kept_as_ids_gives_the_dense_one_hot_result():
     """The generator on a OneHotMap (its head as lookups on CPU, its pooled scale dense) gives
     what it gives on the dense one-hot tensor through XLA's convolutions: values and gradients,
@@ -339,6 +340,7 @@ def relative_difference(a, b) -> float:
     return (sum(jax.tree.leaves(squares)) / sum(jax.tree.leaves(norms))) ** 0.5
 
 
+@pytest.mark.slow
 def test_joint_update_matches_the_plain_pix2pixhd_iteration(hd_data, devices):
     config = tiny_hd_config(*hd_data)
     config.model.remat = "none"
@@ -393,6 +395,7 @@ def global_runs(hd_data, tmp_path_factory, worker_id):
 
 
 # One worker runs both, so the global runs are trained once.
+@pytest.mark.slow
 @pytest.mark.xdist_group("pix2pixhd_runs")
 def test_global_run_trains_resumes_exactly_and_evaluates(global_runs):
     config, interrupted, straight = global_runs
@@ -407,6 +410,7 @@ def test_global_run_trains_resumes_exactly_and_evaluates(global_runs):
     assert shown.shape == (32, 64, 3) and shown.max() > 100  # Label ids drawn in colours.
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("pix2pixhd_runs")
 def test_local_run_starts_from_the_global_run_and_frees_the_coarse_branch(hd_data, global_runs,
                                                                          tmp_path, devices):

@@ -36,6 +36,7 @@ def host(tree):
     return jax.tree.map(lambda x: np.asarray(x, np.float64), jax.device_get(tree))
 
 
+@pytest.mark.slow
 def test_moving_average_and_two_time_scale_rates_follow_their_definitions(tiny_config,
                                                                          devices):
     """EMA after n updates = d_n * EMA + (1 - d_n) * weights, d_n = min(decay, (1+n)/(10+n)),
@@ -155,6 +156,7 @@ def test_r1_is_the_squared_gradient_norm_of_d_on_real_images():
     assert got == pytest.approx(norms.mean(), rel=2e-3)
 
 
+@pytest.mark.slow
 def test_reference_variant_is_the_2017_recipe(tiny_config, devices):
     """Every shipped task config's `:reference` switches each addition off, whatever the
     defaults; with them all on, `reference_recipe` gives back exactly the config without them,

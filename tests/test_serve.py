@@ -81,6 +81,7 @@ def test_concurrent_requests_are_all_answered(served, tmp_path):
         assert list(pool.map(request, range(8))) == [(40, 30, 3)] * 8
 
 
+@pytest.mark.slow
 def test_a_full_queue_turns_requests_away_and_the_server_keeps_answering(trained, tmp_path):
     """serve.queue_size bounds what waits: with one request translating (held for seconds)
     and one waiting, the others are told the queue is full at once, not held in memory."""
@@ -144,6 +145,7 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_answering(served, tmp_pa
         32, 32, 3)
 
 
+@pytest.mark.slow
 def test_the_serve_command_answers_and_stops_cleanly_on_sigterm(trained, tmp_path):
     """As a user starts it: the URL answers after the warm-up, a bad upload is one line in the
     log (no traceback), and SIGTERM (twice, as `timeout` and a shell both send it) closes the
@@ -219,6 +221,7 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 @pytest.mark.skipif(not os.path.exists(CHROMEDRIVER),
                     reason="needs chromium and chromium-driver (.ci/run installs them)")
+@pytest.mark.slow
 def test_a_browser_draws_on_the_canvas_and_gets_a_photo(served, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -225,6 +225,7 @@ def test_a_dataset_of_only_bad_files_stops_at_start_up(tmp_path, tiny_config):
         pipeline.create_train_iterator(tiny_config, 0, 1)
 
 
+@pytest.mark.slow
 def test_model_channels_follow_a_grayscale_to_colour_dataset(tmp_path, tiny_config, devices):
     from p2p_jax import checkpointing
     from p2p_jax.train import loop as trainer

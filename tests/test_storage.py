@@ -76,6 +76,7 @@ def test_array_record_shards_are_staged_to_local_disk_once(tmp_path, bucket, mon
     assert not list((tmp_path / "staged").glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_train_predict_and_export_from_and_to_the_bucket_equal_local_disk(tmp_path, bucket):
     write_aligned(tmp_path / "data" / "train", 8, height=32, width=64)
     write_aligned(tmp_path / "data" / "val", 4, height=32, width=64)

@@ -65,6 +65,7 @@ def naive_step(opt, recipe, state, batch):
     return d_value, g_value, d_params, optax.apply_updates(state.g_params, g_updates)
 
 
+@pytest.mark.slow
 def test_step_matches_plain_reference_iteration(tiny_config, devices):
     mesh, recipe, state = setup(tiny_config, devices[:1])
     batch = parallel.global_batch(batches(tiny_config, 1)[0], mesh)
@@ -111,6 +112,7 @@ def test_compile_options_reach_xla(tiny_config, devices):
                                       compiler_options={"xla_no_such_option": True})
 
 
+@pytest.mark.slow
 def test_sharded_step_equals_single_device(tiny_config, devices):
     """Batch norm statistics are global, so 8 devices compute what 1 device computes, up to the
     order of float sums: XLA picks kernels per CPU and the all-reduce adds in another order.
@@ -142,6 +144,7 @@ def test_sharded_step_equals_single_device(tiny_config, devices):
         jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=0, atol=bound), a, b)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_parameters(tiny_config, devices):
     tiny_config.dtype = "bfloat16"
     state, history = run_steps(tiny_config, devices[:2], 2)
@@ -171,6 +174,7 @@ def test_generated_image_does_not_depend_on_its_batch(tiny_config, devices):
     assert [call.args[-1] for call in run.call_args_list] == [1, 4]
 
 
+@pytest.mark.slow
 def test_l1_to_target_falls_on_embedded_task(tiny_config, devices):
     """Learnability: 120 steps on the synthetic labels->photo task cut eval L1 by over a third."""
     tiny_config.num_train_steps = 120  # The linear schedule decays to 0 at the last step.
