@@ -48,7 +48,7 @@ def screenshot(url: str, output: str) -> None:
 
     options = webdriver.ChromeOptions()
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1280,820"):
+                     "--window-size=1280,900"):
         options.add_argument(argument)
     driver = webdriver.Chrome(
         service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
@@ -61,6 +61,7 @@ def screenshot(url: str, output: str) -> None:
         time.sleep(2.0)  # The canvas draws its background after the element appears.
         driver.find_element(By.CSS_SELECTOR, "#translate-drawing").click()
         wait.until(lambda d: "translated in" in d.find_element(By.ID, "latency").text)
+        driver.execute_script("window.scrollTo(0, 0)")  # The click scrolled to the button.
         time.sleep(1.0)
         driver.save_screenshot(output)
     finally:
