@@ -4,8 +4,9 @@ Low-resolution inputs are derived on the fly from any folder of photos (train/ a
 subfolders): --config.dataset.path=/data/photos; change the factor or kernel with
 --config.dataset.derived.sr_factor=2 --config.dataset.derived.sr_kernel=gaussian
 
-Fidelity first: L1 weighs LAMBDA_L1 against the GAN loss, so outputs beat their bicubic input
-on PSNR and SSIM. `:gan` is the sharper, GAN-weighted model (the reference's L1 x100): more
+Fidelity first: the generator adds a learned correction to its bicubic input
+(`model.residual`) and L1 weighs LAMBDA_L1 against the GAN loss, so outputs beat that input on
+PSNR and SSIM. `:gan` is the sharper, GAN-weighted model (the reference's L1 x100): more
 texture, lower PSNR.
 """
 
@@ -23,6 +24,7 @@ def get_config(variant: str = ""):
     config.dataset.preprocess = "crop"  # Resizing would blur the high-resolution target.
     config.batch_size = 4
     config.loss.lambda_l1 = LAMBDA_L1
+    config.model.residual = True  # Starts from the bicubic input; learns what to add.
     parts = variant.split(",")
     if "gan" in parts or "reference" in parts:
         config.loss.lambda_l1 = 100.0

@@ -154,3 +154,15 @@ def test_reference_variant_tests_as_the_reference_does():
     assert default.get_config().batch_size > 1
     assert tests_with_running_statistics(default.get_config())
     assert not tests_with_running_statistics(default.get_config("reference"))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"model.generator": "global"}, "model.residual is for the U-Net and ResNet generators"),
+    ({"dataset.label_nc": 35}, "a label map .dataset.label_nc. is not an image"),
+])
+def test_residual_output_refuses_what_it_cannot_add_to(tiny_config, changes, message):
+    tiny_config.model.residual = True
+    validate_config(tiny_config)
+    tiny_config.update_from_flattened_dict(changes)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(tiny_config)

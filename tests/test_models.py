@@ -140,3 +140,22 @@ def test_pix2pix_generators_take_a_label_map_kept_as_ids(generator):
         jax.jit(functools.partial(on_ids.apply, train=True))(params, labels),
         jax.jit(functools.partial(generator.apply, train=True))(params, labels.dense()),
         atol=1e-5)
+
+
+@pytest.mark.parametrize("plain", [UNetGenerator(num_downs=5, ngf=8, dropout_rate=0.0),
+                                   ResnetGenerator(num_blocks=1, ngf=8, dropout_rate=0.0)],
+                         ids=["unet", "resnet"])
+def test_a_residual_generator_adds_its_input_with_the_same_parameters(plain):
+    x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3), minval=-1.0, maxval=1.0)
+    variables = plain.init({"params": jax.random.key(0)}, x, train=False)
+    residual = plain.clone(residual=True)
+    assert jax.tree.structure(residual.init({"params": jax.random.key(0)}, x, train=False)) == (
+        jax.tree.structure(variables))
+    correction = np.asarray(plain.apply(variables, x, train=False))
+    out = np.asarray(residual.apply(variables, x, train=False))
+    np.testing.assert_allclose(out, np.clip(np.asarray(x) + correction, -1, 1), atol=1e-6)
+    from p2p_jax.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="input has 1 channels and the output 3; set "
+                                          "dataset.input_channels=3 or model.residual=False"):
+        residual.init({"params": jax.random.key(0)}, x[..., :1], train=False)

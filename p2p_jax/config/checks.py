@@ -121,6 +121,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _choice("dataset.derived.style", config.dataset.derived.style, choices.STYLES)
     if config.dataset.tfds_palette:
         _choice("dataset.tfds_palette", config.dataset.tfds_palette, choices.PALETTES)
+    if config.model.residual and not config.model.generator.startswith(("unet", "resnet")):
+        raise ConfigError(f"model.residual is for the U-Net and ResNet generators, not "
+                          f"model.generator={config.model.generator!r}; set "
+                          "model.residual=False")
+    if config.model.residual and config.dataset.label_nc:
+        raise ConfigError("model.residual adds the input image to the output; a label map "
+                          "(dataset.label_nc) is not an image: set model.residual=False")
     for key in ("input_channels", "output_channels"):
         if config.dataset[key] not in (0, 1, 3):
             raise ConfigError(f"dataset.{key}={config.dataset[key]} must be 0 (as in the data), "

@@ -109,6 +109,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.dropout = 0.5
     # conv_transpose (the reference's) | resize_nearest | resize_bilinear (resize, then 3x3 conv)
     config.model.upsample = "conv_transpose"
+    # True: the generator outputs its input plus what it learns to add (clipped to the image
+    # range), as super-resolution networks since VDSR do, so training starts from the input
+    # (the bicubic image for super-resolution) rather than from noise. U-Net and ResNet
+    # generators, image inputs with as many channels as the output; no new parameters.
+    config.model.residual = False
     # How convolutions run (same function and parameters either way; see p2p_jax/ops):
     # auto (CPU forms on CPU, XLA's own elsewhere) | xla | cpu. Exports use xla.
     config.model.conv_impl = "auto"
@@ -295,6 +300,7 @@ def reference_recipe(config: ml_collections.ConfigDict) -> ml_collections.Config
     config.loss.diff_augment = ()
     config.loss.r1_gamma = 0.0
     config.model.eval_mode = False  # The reference tests without --eval.
+    config.model.residual = False
     return config
 
 

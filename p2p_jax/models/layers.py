@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from p2p_jax import ops
+from p2p_jax.errors import ConfigError
 
 Dtype = Any
 
@@ -74,3 +75,14 @@ class Upsample2x(nn.Module):
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(self.dtype)
         return y
+
+
+def residual_output(image: jax.Array, correction: jax.Array) -> jax.Array:
+    """`model.residual`: the input image plus the network's [-1, 1] output, clipped to the
+    image range."""
+    if image.shape[-1] != correction.shape[-1]:
+        raise ConfigError(
+            f"model.residual adds the input to the output, but the input has "
+            f"{image.shape[-1]} channels and the output {correction.shape[-1]}; set "
+            f"dataset.input_channels={correction.shape[-1]} or model.residual=False")
+    return jnp.clip(image.astype(jnp.float32) + correction, -1.0, 1.0)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from p2p_jax import ops
-from p2p_jax.models.layers import Conv, Dtype, Upsample2x
+from p2p_jax.models.layers import Conv, Dtype, Upsample2x, residual_output
 from p2p_jax.models.norms import make_norm, uses_bias
 
 
@@ -36,7 +36,8 @@ class ResnetBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """c7s1-64, d128, d256, N residual blocks, u128, u64, c7s1-out, tanh."""
+    """c7s1-64, d128, d256, N residual blocks, u128, u64, c7s1-out, tanh; `residual`: the
+    input plus that (`layers.residual_output`)."""
 
     output_channels: int = 3
     num_blocks: int = 9
@@ -45,6 +46,7 @@ class ResnetGenerator(nn.Module):
     dropout_rate: float = 0.5
     upsample: str = "conv_transpose"
     conv_impl: str = "xla"
+    residual: bool = False
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -52,6 +54,7 @@ class ResnetGenerator(nn.Module):
         norm = make_norm(self.norm, train, self.dtype)
         bias = uses_bias(self.norm)
         conv = functools.partial(Conv, impl=self.conv_impl, dtype=self.dtype)
+        image = x
         x = conv(self.ngf, kernel_size=7, use_bias=bias)(ops.reflect_pad(x.astype(self.dtype), 3))
         x = nn.relu(norm()(x))
         for mult in (2, 4):
@@ -66,4 +69,5 @@ class ResnetGenerator(nn.Module):
                            dtype=self.dtype)(x)
             x = nn.relu(norm()(x))
         x = conv(self.output_channels, kernel_size=7, use_bias=True)(ops.reflect_pad(x, 3))
-        return jnp.tanh(x.astype(jnp.float32))
+        out = jnp.tanh(x.astype(jnp.float32))
+        return residual_output(image, out) if self.residual else out

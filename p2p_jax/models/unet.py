@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from p2p_jax.models.layers import Conv, Dtype, Upsample2x
+from p2p_jax.models.layers import Conv, Dtype, Upsample2x, residual_output
 from p2p_jax.models.norms import make_norm, uses_bias
 
 
@@ -14,7 +14,8 @@ class UNetGenerator(nn.Module):
     """U-Net with skip connections, built inside-out like the reference's skip blocks.
 
     Level i (0 = outermost) has `ngf * min(2**i, 8)` channels. Dropout follows the up-path
-    norm of the `num_downs - 5` blocks just outside the innermost one.
+    norm of the `num_downs - 5` blocks just outside the innermost one. `residual`: the output
+    is the input plus the network's (`layers.residual_output`).
     """
 
     output_channels: int = 3
@@ -24,6 +25,7 @@ class UNetGenerator(nn.Module):
     dropout_rate: float = 0.5
     upsample: str = "conv_transpose"
     conv_impl: str = "xla"
+    residual: bool = False
     dtype: Dtype = jnp.float32
 
     def channels(self, level: int) -> int:
@@ -33,7 +35,7 @@ class UNetGenerator(nn.Module):
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         norm = make_norm(self.norm, train, self.dtype)
         bias = uses_bias(self.norm)
-        x = x.astype(self.dtype)
+        image, x = x, x.astype(self.dtype)
         skips = []
         for level in range(self.num_downs):
             outermost, innermost = level == 0, level == self.num_downs - 1
@@ -53,7 +55,8 @@ class UNetGenerator(nn.Module):
             if level == 0:
                 x = Upsample2x(self.output_channels, mode=self.upsample, impl=self.conv_impl,
                                dtype=self.dtype, name="up_0")(x)
-                return jnp.tanh(x.astype(jnp.float32))
+                out = jnp.tanh(x.astype(jnp.float32))
+                return residual_output(image, out) if self.residual else out
             x = Upsample2x(self.channels(level - 1), use_bias=bias, mode=self.upsample,
                            impl=self.conv_impl, dtype=self.dtype, name=f"up_{level}")(x)
             x = norm(name=f"up_{level}_norm")(x)

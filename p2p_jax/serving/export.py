@@ -211,8 +211,11 @@ def torch_definition(config) -> dict:
                      "use_dropout": model.dropout > 0}
     written = ", ".join(f"{name}={value if name == 'norm_layer' else repr(value)}"
                         for name, value in arguments.items())
-    return {"repository": repository, "call": call, "arguments": arguments,
-            "python": f"from models import networks; net = {call}({written})"}
+    definition = {"repository": repository, "call": call, "arguments": arguments,
+                  "python": f"from models import networks; net = {call}({written})"}
+    if model.residual:  # The PyTorch module computes the correction alone.
+        definition["output"] = "(input + net(input)).clamp(-1, 1)  # model.residual"
+    return definition
 
 
 def export(trained: TrainedGenerator, output_dir: str, workdir: str) -> epath.Path:

@@ -87,6 +87,9 @@ def write(trained: TrainedGenerator, workdir: str, output: epath.Path, written: 
         f"{height}x{width}.",
         f"- Test-time normalisation: {'running' if running else 'per-image'}"
         f" statistics{', dropout on' if not running and model.dropout else ''}.",
+        *([("- Output: the input plus the network's output, clipped to [-1, 1] "
+            "(`model.residual`; in PyTorch: `(x + net(x)).clamp(-1, 1)`).")]
+          if model.residual else []),
         f"- Weights: {_weights(model)}.",
         f"- Data: {_data(config)}.",
         f"- Training: {step} of {config.num_train_steps} steps at batch {config.batch_size}; "
