@@ -165,11 +165,10 @@ def contact_sheet(examples: list[dict], outputs: list[np.ndarray], limit: int = 
     pairs = list(zip(examples, outputs, strict=True))[:limit]
     height = sheet_height(outputs[0].shape[0])
     names = ["input", "output"] + (["target"] if "B" in examples[0] else [])
-    cells, parts = [], []
-    for example, output in pairs:
-        parts = [_thumbnail(p, height)
-                 for p in [example["A"], output] + ([example["B"]] if "B" in example else [])]
-        cells.append(grids.side_by_side(parts))
+    rows = [[_thumbnail(p, height)
+             for p in [example["A"], output] + ([example["B"]] if "B" in example else [])]
+            for example, output in pairs]
+    cells = [grids.side_by_side(parts) for parts in rows]
     width = max(c.shape[1] for c in cells)
     columns = max(1, min(4, max_width // (width + 8)))
     cells = [np.pad(c, ((4, 4), (4, 4 + width - c.shape[1]), (0, 0)), constant_values=255)
@@ -178,7 +177,7 @@ def contact_sheet(examples: list[dict], outputs: list[np.ndarray], limit: int = 
     cells += [blank] * (-len(cells) % columns)
     grid = np.concatenate([np.concatenate(cells[r:r + columns], axis=1)
                            for r in range(0, len(cells), columns)], axis=0)
-    header = grids.column_labels([p.shape[1] for p in parts], names, gap=2, indent=4)
+    header = grids.column_labels([p.shape[1] for p in rows[0]], names, gap=2, indent=4)
     header = np.pad(header, ((0, 0), (0, width + 8 - header.shape[1]), (0, 0)),
                     constant_values=255)  # One cell's width, repeated over the columns.
     return _stack(np.tile(header, (1, min(columns, len(pairs)), 1)), grid)
