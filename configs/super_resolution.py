@@ -6,8 +6,9 @@ subfolders): --config.dataset.path=/data/photos; change the factor or kernel wit
 
 Fidelity first: the generator adds a learned correction to its bicubic input
 (`model.residual`) and L1 weighs LAMBDA_L1 against the GAN loss, so training starts at that
-input and improves on it (without the residual, 600 steps at 128 px stay 3 dB below bicubic). `:gan` is the sharper, GAN-weighted model (the reference's L1 x100): more
-texture, lower PSNR.
+input and improves on it (without the residual, 600 steps at 128 px stay 3 dB below
+bicubic). `:gan` is the sharper, GAN-weighted model (the reference's L1 x100): more texture,
+lower PSNR.
 """
 
 from p2p_jax.config import defaults as default
