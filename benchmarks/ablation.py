@@ -116,9 +116,8 @@ def table(args, done: dict[str, list[dict[str, float]]]) -> str:
 def contact_sheet(args, variants: list[str]) -> None:
     """The same validation images through seed 0 of each variant: one row per image, columns
     input | each variant | target, labelled."""
-    import cv2
-
     from p2p_jax.data import images
+    from p2p_jax.eval import grids
 
     folders = {v: os.path.join(report_folder(workdir(args, v, 0), args.steps), "images")
                for v in variants}
@@ -128,25 +127,18 @@ def contact_sheet(args, variants: list[str]) -> None:
     first = next(iter(folders.values()))
     names = sorted(n[:-len("_output.png")] for n in os.listdir(first)
                    if n.endswith("_output.png"))[:args.sheet_images]
-    columns = [("input", [os.path.join(first, f"{n}_input.png") for n in names])]
-    columns += [(v, [os.path.join(f, f"{n}_output.png") for n in names])
-                for v, f in folders.items()]
-    columns.append(("target", [os.path.join(first, f"{n}_target.png") for n in names]))
-    pad = 4
-    blocks = []
-    for title, paths in columns:
-        cells = [images.read(p) for p in paths]
-        cells = [c.reshape(*c.shape[:2], -1) for c in cells]
-        cells = [np.repeat(c, 3 // c.shape[-1], -1) for c in cells]  # Gray inputs as RGB.
-        width = max(c.shape[1] for c in cells)
-        label = np.full((28, width, 3), 255, np.uint8)
-        cv2.putText(label, title, (4, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-        cells = [np.pad(c, ((0, pad), (0, width - c.shape[1]), (0, 0)), constant_values=255)
-                 for c in cells]
-        blocks.append(np.concatenate([label, *cells], axis=0))
-        blocks.append(np.full((blocks[-1].shape[0], pad, 3), 255, np.uint8))
-    images.write(os.path.join(args.out, "contact_sheet.png"), np.concatenate(blocks[:-1], 1))
+    columns = [("input", first, "input"), *[(v, f, "output") for v, f in folders.items()],
+               ("target", first, "target")]
+    rows = [[images.read(os.path.join(folder, f"{name}_{kind}.png"))
+             for _, folder, kind in columns] for name in names]
+    gap = 4
+    header = grids.column_labels([image.shape[1] for image in rows[0]],
+                                 [title for title, _, _ in columns], gap=gap)
+    band = np.full((gap, header.shape[1], 3), 255, np.uint8)
+    sheet = [header]
+    for row in rows:
+        sheet += [grids.side_by_side(row, gap=gap), band]
+    images.write(os.path.join(args.out, "contact_sheet.png"), np.concatenate(sheet[:-1], 0))
 
 
 def main() -> None:

@@ -20,6 +20,13 @@ from p2p_jax.data import images
 from p2p_jax.eval import summaries
 from tests.helpers import assert_states_match, write_segmenter, xla_flags
 
+# 1x1, 1x4 and 2x2 runs sum in different orders (per-device batches, in-process and
+# cross-process all-reduces, XLA's convolutions over several processes, the CPU forms in one),
+# and Adam's first step turns last-bit differences of near-zero gradients into +-learning-rate
+# moves that later steps grow: at the default 2e-4 the moments of 2x2 and 1x4 differed by up
+# to 5e-3 after 4 steps on one machine (and passed on another). At a tenth of the rate they
+# stay within `assert_states_match`'s reassociation bounds.
+
 # Subprocesses: the product run as users run it; several processes at once, so these tests
 # share one xdist group and never overlap each other.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("processes")]
@@ -29,7 +36,8 @@ FLAGS = ["--config.batch_size=8", "--config.num_train_steps=4",
          "--config.log_every_steps=2", "--config.checkpoint_every_steps=2",
          "--config.model.ngf=8", "--config.model.ndf=8", "--config.dataset.num_train=32",
          "--config.dataset.num_eval=8", "--config.eval.num_examples=8",
-         "--config.num_sample_images=4", "--config.eval.evaluators=('fcn',)"]
+         "--config.num_sample_images=4", "--config.eval.evaluators=('fcn',)",
+         "--config.optimizer.learning_rate=2e-5"]
 
 
 def env_with_devices(count):

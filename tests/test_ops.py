@@ -1,6 +1,8 @@
 """The CPU forms of the convolutions (p2p_jax.ops.cpu) against PyTorch's definition and
 XLA's own convolutions, in values and gradients; the implementation is chosen once."""
 
+import types
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -268,11 +270,17 @@ def test_transposed_conv_form_choice_and_the_impl_resolved_once():
     assert cpu.transpose_form(4, 1, 0, pixels=64) == "matmul"
     assert cpu.transpose_form(4, 1, 0, pixels=256) == "space_to_depth"
     assert cpu.transpose_form(3, 1, 1, pixels=4096) == "subpixel"
-    assert ops.resolve_impl("auto", "cpu") == "cpu"
-    assert ops.resolve_impl("auto", "tpu") == ops.resolve_impl("auto", "gpu") == "xla"
-    assert ops.resolve_impl("xla", "cpu") == "xla" and ops.resolve_impl("cpu", "gpu") == "cpu"
+    def mesh(platform, processes=(0,)):
+        devices = [types.SimpleNamespace(platform=platform, process_index=p) for p in processes]
+        return types.SimpleNamespace(devices=np.array(devices, dtype=object))
+
+    assert ops.resolve_impl("auto", mesh("cpu", (0, 0))) == "cpu"
+    assert ops.resolve_impl("auto", mesh("cpu", (0, 1))) == "xla"  # Several processes.
+    assert ops.resolve_impl("auto", mesh("tpu")) == ops.resolve_impl("auto", mesh("gpu")) == "xla"
+    assert ops.resolve_impl("xla", mesh("cpu")) == "xla"
+    assert ops.resolve_impl("cpu", mesh("gpu")) == "cpu"
     with pytest.raises(ValueError, match="model.conv_impl"):
-        ops.resolve_impl("fast", "cpu")
+        ops.resolve_impl("fast", mesh("cpu"))
 
 
 @pytest.mark.parametrize("shape", [(2, 4, 4, 8), (1, 16, 16, 8)])

@@ -115,7 +115,8 @@ def get_config() -> ml_collections.ConfigDict:
     # generators, image inputs with as many channels as the output; no new parameters.
     config.model.residual = False
     # How convolutions run (same function and parameters either way; see p2p_jax/ops):
-    # auto (CPU forms on CPU, XLA's own elsewhere) | xla | cpu. Exports use xla.
+    # auto (CPU forms on CPU within one process, XLA's own elsewhere) | xla | cpu. Exports
+    # use xla.
     config.model.conv_impl = "auto"
     # Test-time normalisation for samples, eval, predict, serve and export. True: running
     # statistics, no dropout (the reference's --eval); False: each image normalised by its own

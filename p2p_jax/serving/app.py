@@ -125,15 +125,18 @@ def _example_inputs(trained: TrainedGenerator, count: int) -> list[np.ndarray]:
     return shown
 
 
+def plain_canvas(colour: tuple[int, int, int], height: int, width: int) -> np.ndarray:
+    """A canvas of one colour (the background, or a class to paint over)."""
+    return np.full((height, width, 3), colour, np.uint8)
+
+
 def canvas_start(examples: list[np.ndarray], palette: palettes.Palette, height: int,
                  width: int) -> np.ndarray:
     """What the canvas opens on: the first eval-split scene in the palette's colours at the
     model's size, so one click on Translate shows the model on what it learned; a blank
     canvas when the data is not there."""
     if not examples:
-        blank = np.empty((height, width, 3), np.uint8)
-        blank[:] = palette.background
-        return blank
+        return plain_canvas(palette.background, height, width)
     return images.resize_nearest(examples[0], height, width)  # Label colours stay exact.
 
 
@@ -165,9 +168,7 @@ def build_app(trained: TrainedGenerator, scratch_dir: str,
         return upload(path)[0]
 
     def fill(editor, name):
-        colour = dict(palette.classes)[name]
-        background = np.empty((height, width, 3), np.uint8)
-        background[:] = colour
+        background = plain_canvas(dict(palette.classes)[name], height, width)
         return {"background": background, "layers": [], "composite": background}
 
     title = f"p2p_jax: {config.model.generator} at step {trained.step}"

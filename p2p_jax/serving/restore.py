@@ -53,7 +53,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step: int | str | N
     validate_config(config)
     config = pipeline.resolve_channels(config, workdir)
     mesh = parallel.create_mesh(config.mesh, devices)
-    impl = ops.resolve_impl(conv_impl or config.model.conv_impl, mesh.devices.flat[0].platform)
+    impl = ops.resolve_impl(conv_impl or config.model.conv_impl, mesh)
     generator = Generator.from_config(
         config, impl, ops.uses_label_lookups(impl, mesh, compute_dtype(config)))
     target = abstract_variables(generator, config, mesh)

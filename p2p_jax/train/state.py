@@ -224,7 +224,7 @@ def build(config: ml_collections.ConfigDict, channels: int | None = None,
     config = pipeline.resolve_channels(config)
     mesh = parallel.create_mesh(config.mesh, devices)
     parallel.check_batch_size(config.batch_size, mesh)
-    impl = ops.resolve_impl(config.model.conv_impl, mesh.devices.flat[0].platform)
+    impl = ops.resolve_impl(config.model.conv_impl, mesh)
     recipe = Recipe.from_config(config, impl,
                                 ops.uses_label_lookups(impl, mesh, networks.compute_dtype(config)))
     frozen = {}
