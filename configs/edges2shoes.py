@@ -10,7 +10,7 @@ from p2p_jax.config import defaults as default
 def get_config(variant: str = ""):
     """Variants (default.apply_variant): `configs/edges2shoes.py:reference`, the 2017
     recipe exactly; `:podB`, a global batch of B; both: `:reference,podB`."""
-    config = default.reference_256(default.get_config())
+    config = default.measured_recipe(default.reference_256(default.get_config()))
     config.dataset.direction = "AtoB"
     config.serve.palette = "edges"  # --mode=serve paints with these.
     config.dataset.load_size = 256

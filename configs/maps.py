@@ -9,7 +9,7 @@ from p2p_jax.config import defaults as default
 def get_config(variant: str = ""):
     """Variants (default.apply_variant): `configs/maps.py:reference`, the 2017
     recipe exactly; `:podB`, a global batch of B; both: `:reference,podB`."""
-    config = default.reference_256(default.get_config())
+    config = default.measured_recipe(default.reference_256(default.get_config()))
     config.dataset.direction = "AtoB"
     config.num_train_steps = 200 * 1096
     config.log_every_steps = 200
