@@ -159,8 +159,9 @@ def test_r1_is_the_squared_gradient_norm_of_d_on_real_images():
 @pytest.mark.slow
 def test_reference_variant_is_the_2017_recipe(tiny_config, devices):
     """The pix2pix task configs ship the measured recipe (moving average and R1), and every
-    shipped task config's `:reference` switches each addition off, whatever the defaults; with them all on, `reference_recipe` gives back exactly the config without them,
-    and a train step of that config gives the same losses as the plain recipe."""
+    shipped task config's `:reference` switches each addition off, whatever the defaults; with
+    them all on, `reference_recipe` gives back exactly the config without them, and a train
+    step of that config gives the same losses as the plain recipe."""
     for name in shipped.names():
         module = shipped.sibling(str(shipped.config_folder() / "x.py"), name)
         if name == "tiny":  # A test config: no variants.
