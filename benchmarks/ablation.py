@@ -59,9 +59,13 @@ def workdir(args, variant: str, seed: int) -> str:
     return os.path.join(args.out, f"{variant}_s{seed}")
 
 
+def finished(args, variant: str, seed: int) -> bool:
+    return os.path.exists(os.path.join(workdir(args, variant, seed), "samples",
+                                       f"step_{args.steps:08d}.png"))
+
+
 def train(args, variant: str, seed: int) -> None:
-    if os.path.exists(os.path.join(workdir(args, variant, seed), "samples",
-                                   f"step_{args.steps:08d}.png")):
+    if finished(args, variant, seed):
         return
     command = run_command(args, variant, seed)
     print(" ".join(command), flush=True)
@@ -155,11 +159,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--eval_examples", type=int, default=21)
     parser.add_argument("--sheet_images", type=int, default=6)
+    parser.add_argument("--tabulate_only", action="store_true",
+                        help="Tabulate the finished runs; train none.")
     args = parser.parse_args()
     variants = args.variants.split(",")
     done = {variant: [] for variant in variants}
     for seed in range(args.seeds):
         for variant in variants:
+            if args.tabulate_only and not finished(args, variant, seed):
+                continue
             train(args, variant, seed)
             done[variant].append(results(args, variant, seed))
             with open(os.path.join(args.out, "ablation.md"), "w") as f:
