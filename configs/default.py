@@ -21,6 +21,6 @@ __all__ = ["apply_variant", "get_config", "measured_recipe", "photo_task", "refe
 
 
 def get_config(variant: str = ""):
-    """The recipe with the additions that measured best (`measured_recipe`);
+    """The 2017 recipe with what measured to help (`measured_recipe`: R1);
     `configs/default.py:reference`: the 2017 recipe exactly; `:podB`: a global batch of B."""
     return apply_variant(measured_recipe(defaults.get_config()), variant)

@@ -25,9 +25,9 @@ from tests.helpers import assert_states_match, write_segmenter, xla_flags
 # and Adam's first step turns last-bit differences of near-zero gradients into +-learning-rate
 # moves that later steps grow: at the default 2e-4 the moments of 2x2 and 1x4 differed by up
 # to 5e-3 after 4 steps on one machine (and passed on another). At a tenth of the rate they
-# stay within `assert_states_match`'s reassociation bounds. R1 is off: its second-order
-# gradient at step 0 left D's moments 4e-4 apart at step 6 (`test_recipe.py` checks R1
-# itself); the moving average of `configs/default.py` stays on.
+# stay within `assert_states_match`'s reassociation bounds. R1 (on in `configs/default.py`)
+# is off: its second-order gradient at step 0 left D's moments 4e-4 apart at step 6
+# (`test_recipe.py` checks R1 itself); the moving average is on, as the state to compare.
 
 # Subprocesses: the product run as users run it; several processes at once, so these tests
 # share one xdist group and never overlap each other.
@@ -39,7 +39,8 @@ FLAGS = ["--config.batch_size=8", "--config.num_train_steps=4",
          "--config.model.ngf=8", "--config.model.ndf=8", "--config.dataset.num_train=32",
          "--config.dataset.num_eval=8", "--config.eval.num_examples=8",
          "--config.num_sample_images=4", "--config.eval.evaluators=('fcn',)",
-         "--config.optimizer.learning_rate=2e-5", "--config.loss.r1_gamma=0.0"]
+         "--config.optimizer.learning_rate=2e-5", "--config.loss.r1_gamma=0.0",
+         "--config.model.ema_decay=0.999"]
 
 
 def env_with_devices(count):
