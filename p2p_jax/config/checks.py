@@ -115,6 +115,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _choice("dataset.preprocess", config.dataset.preprocess, choices.PREPROCESS_MODES)
     _choice("dataset.direction", config.dataset.direction, choices.DIRECTIONS)
     _choice("dataset.task", config.dataset.task, choices.TASKS)
+    _choice("model.chroma", config.model.chroma, choices.CHROMA_SPACES)
     _choice("dataset.derived.color_space", config.dataset.derived.color_space,
             choices.COLOR_SPACES)
     _choice("dataset.derived.sr_kernel", config.dataset.derived.sr_kernel, choices.SR_KERNELS)
@@ -128,6 +129,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.model.residual and config.dataset.label_nc:
         raise ConfigError("model.residual adds the input image to the output; a label map "
                           "(dataset.label_nc) is not an image: set model.residual=False")
+    _chroma(config)
     for key in ("input_channels", "output_channels"):
         if config.dataset[key] not in (0, 1, 3):
             raise ConfigError(f"dataset.{key}={config.dataset[key]} must be 0 (as in the data), "
@@ -196,3 +198,27 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                           f"{multiple}x{multiple} tile, the generator's smallest input")
     if config.model.generator == "unet" and config.model.num_downs < 2:
         raise ConfigError(f"model.num_downs={config.model.num_downs} must be at least 2")
+
+
+def _chroma(config: ml_collections.ConfigDict) -> None:
+    """`model.chroma` colours a one-channel image with a U-Net or ResNet, in the space whose
+    lightness the derived colorization input is."""
+    model, dataset = config.model, config.dataset
+    if model.chroma == "none":
+        return
+    fix = "or set model.chroma=none"
+    if not model.generator.startswith(("unet", "resnet")) or model.residual:
+        raise ConfigError(f"model.chroma={model.chroma!r} is for the U-Net and ResNet "
+                          f"generators without model.residual; set model.generator=unet_256 "
+                          f"and model.residual=False, {fix}")
+    if dataset.label_nc or dataset.input_channels not in (0, 1) or (
+            dataset.output_channels not in (0, 3)):
+        raise ConfigError(f"model.chroma={model.chroma!r} colours a gray image: set "
+                          f"dataset.input_channels=1 and dataset.output_channels=3, {fix}")
+    if dataset.task == "colorization":
+        space = {"gray": "ycbcr", "lab": "lab"}[dataset.derived.color_space]
+        if model.chroma != space:
+            raise ConfigError(
+                f"model.chroma={model.chroma!r} does not match the input's lightness "
+                f"(dataset.derived.color_space={dataset.derived.color_space!r}): set "
+                f"model.chroma={space}")

@@ -114,6 +114,12 @@ def get_config() -> ml_collections.ConfigDict:
     # (the bicubic image for super-resolution) rather than from noise. U-Net and ResNet
     # generators, image inputs with as many channels as the output; no new parameters.
     config.model.residual = False
+    # Colorization: the generator predicts two chroma channels and its output is the gray
+    # input's lightness in that colour, so lightness is never lost and an unsure colour falls
+    # back to gray instead of a cast (p2p_jax/models/color.py). none | ycbcr (a luma input:
+    # dataset.derived.color_space=gray) | lab (a CIE L* input: color_space=lab). U-Net and
+    # ResNet generators, 1 channel in, 3 out.
+    config.model.chroma = "none"
     # How convolutions run (same function and parameters either way; see p2p_jax/ops):
     # auto (CPU forms on CPU within one process, XLA's own elsewhere) | xla | cpu. Exports
     # use xla.
@@ -311,6 +317,7 @@ def reference_recipe(config: ml_collections.ConfigDict) -> ml_collections.Config
     config.loss.r1_gamma = 0.0
     config.model.eval_mode = False  # The reference tests without --eval.
     config.model.residual = False
+    config.model.chroma = "none"
     return config
 
 

@@ -24,7 +24,8 @@ def build_generator(config: ml_collections.ConfigDict, output_channels: int,
     model = config.model
     common = dict(output_channels=output_channels, ngf=model.ngf, norm=model.norm,
                   dropout_rate=model.dropout, upsample=model.upsample, conv_impl=conv_impl,
-                  residual=model.residual, dtype=compute_dtype(config))
+                  residual=model.residual, chroma=model.chroma,
+                  dtype=compute_dtype(config))
     name = model.generator
     if name.startswith("unet"):
         num_downs = unet_levels(model)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from p2p_jax import ops
 from p2p_jax.errors import ConfigError
+from p2p_jax.models import color
 
 Dtype = Any
 
@@ -77,12 +78,26 @@ class Upsample2x(nn.Module):
         return y
 
 
-def residual_output(image: jax.Array, correction: jax.Array) -> jax.Array:
-    """`model.residual`: the input image plus the network's [-1, 1] output, clipped to the
-    image range."""
-    if image.shape[-1] != correction.shape[-1]:
+def final_channels(output_channels: int, chroma: str) -> int:
+    """The last convolution's channels: the image's, or two chroma channels (`model.chroma`)."""
+    return output_channels if chroma == "none" else 2
+
+
+def generator_output(image: jax.Array, out: jax.Array, residual: bool, chroma: str
+                     ) -> jax.Array:
+    """The image a U-Net or ResNet generator returns from its final tanh `out`: `out` itself;
+    with `residual` (`model.residual`) the input plus `out`, clipped to the image range; with
+    `chroma` (`model.chroma`) the input's lightness coloured by `out` (`models.color`)."""
+    if chroma != "none":
+        if image.shape[-1] != 1:
+            raise ConfigError(f"model.chroma={chroma!r} colours a one-channel input, not "
+                              f"{image.shape[-1]} channels: set dataset.input_channels=1")
+        return color.chroma_output(chroma, image, out)
+    if not residual:
+        return out
+    if image.shape[-1] != out.shape[-1]:
         raise ConfigError(
             f"model.residual adds the input to the output, but the input has "
-            f"{image.shape[-1]} channels and the output {correction.shape[-1]}; set "
-            f"dataset.input_channels={correction.shape[-1]} or model.residual=False")
-    return jnp.clip(image.astype(jnp.float32) + correction, -1.0, 1.0)
+            f"{image.shape[-1]} channels and the output {out.shape[-1]}; set "
+            f"dataset.input_channels={out.shape[-1]} or model.residual=False")
+    return jnp.clip(image.astype(jnp.float32) + out, -1.0, 1.0)

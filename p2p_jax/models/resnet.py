@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from p2p_jax import ops
-from p2p_jax.models.layers import Conv, Dtype, Upsample2x, residual_output
+from p2p_jax.models.layers import Conv, Dtype, Upsample2x, final_channels, generator_output
 from p2p_jax.models.norms import make_norm, uses_bias
 
 
@@ -36,8 +36,8 @@ class ResnetBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """c7s1-64, d128, d256, N residual blocks, u128, u64, c7s1-out, tanh; `residual`: the
-    input plus that (`layers.residual_output`)."""
+    """c7s1-64, d128, d256, N residual blocks, u128, u64, c7s1-out, tanh; `residual`, `chroma`:
+    how the output is made of the input and that (`layers.generator_output`)."""
 
     output_channels: int = 3
     num_blocks: int = 9
@@ -47,6 +47,7 @@ class ResnetGenerator(nn.Module):
     upsample: str = "conv_transpose"
     conv_impl: str = "xla"
     residual: bool = False
+    chroma: str = "none"
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -68,6 +69,7 @@ class ResnetGenerator(nn.Module):
                            use_bias=bias, mode=self.upsample, impl=self.conv_impl,
                            dtype=self.dtype)(x)
             x = nn.relu(norm()(x))
-        x = conv(self.output_channels, kernel_size=7, use_bias=True)(ops.reflect_pad(x, 3))
+        x = conv(final_channels(self.output_channels, self.chroma), kernel_size=7,
+                 use_bias=True)(ops.reflect_pad(x, 3))
         out = jnp.tanh(x.astype(jnp.float32))
-        return residual_output(image, out) if self.residual else out
+        return generator_output(image, out, self.residual, self.chroma)

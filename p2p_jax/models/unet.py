@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from p2p_jax.models.layers import Conv, Dtype, Upsample2x, residual_output
+from p2p_jax.models.layers import Conv, Dtype, Upsample2x, final_channels, generator_output
 from p2p_jax.models.norms import make_norm, uses_bias
 
 
@@ -14,8 +14,8 @@ class UNetGenerator(nn.Module):
     """U-Net with skip connections, built inside-out like the reference's skip blocks.
 
     Level i (0 = outermost) has `ngf * min(2**i, 8)` channels. Dropout follows the up-path
-    norm of the `num_downs - 5` blocks just outside the innermost one. `residual`: the output
-    is the input plus the network's (`layers.residual_output`).
+    norm of the `num_downs - 5` blocks just outside the innermost one. `residual`, `chroma`:
+    how the output is made of the input and the last layer's (`layers.generator_output`).
     """
 
     output_channels: int = 3
@@ -26,6 +26,7 @@ class UNetGenerator(nn.Module):
     upsample: str = "conv_transpose"
     conv_impl: str = "xla"
     residual: bool = False
+    chroma: str = "none"
     dtype: Dtype = jnp.float32
 
     def channels(self, level: int) -> int:
@@ -53,10 +54,11 @@ class UNetGenerator(nn.Module):
                 x = jnp.concatenate([skips[level], x], axis=-1)
             x = nn.relu(x)
             if level == 0:
-                x = Upsample2x(self.output_channels, mode=self.upsample, impl=self.conv_impl,
-                               dtype=self.dtype, name="up_0")(x)
+                x = Upsample2x(final_channels(self.output_channels, self.chroma),
+                               mode=self.upsample, impl=self.conv_impl, dtype=self.dtype,
+                               name="up_0")(x)
                 out = jnp.tanh(x.astype(jnp.float32))
-                return residual_output(image, out) if self.residual else out
+                return generator_output(image, out, self.residual, self.chroma)
             x = Upsample2x(self.channels(level - 1), use_bias=bias, mode=self.upsample,
                            impl=self.conv_impl, dtype=self.dtype, name=f"up_{level}")(x)
             x = norm(name=f"up_{level}_norm")(x)

@@ -47,6 +47,7 @@ from p2p_jax.config.sizes import image_hw
 from p2p_jax.interop import reference_layout, safetensors_files, torch_files, torch_models
 from p2p_jax.models import generation
 from p2p_jax.models.generation import Generator, GeneratorVariables, TrainedGenerator
+from p2p_jax.models.layers import final_channels
 from p2p_jax.serving import model_card
 
 
@@ -190,8 +191,9 @@ def torch_definition(config) -> dict:
     model, dataset = config.model, config.dataset
     input_nc = dataset.label_nc or dataset.input_channels  # One-hot classes, or image channels.
     input_nc += int(dataset.instance_maps)
+    output_nc = final_channels(dataset.output_channels, model.chroma)
     if model.generator in ("global", "local"):
-        arguments = {"input_nc": input_nc, "output_nc": dataset.output_channels,
+        arguments = {"input_nc": input_nc, "output_nc": output_nc,
                      "ngf": model.ngf, "netG": model.generator,
                      "n_downsample_global": model.n_downsample_global,
                      "n_blocks_global": model.n_blocks_global,
@@ -200,13 +202,13 @@ def torch_definition(config) -> dict:
         repository, call = "NVIDIA/pix2pixHD", "networks.define_G"
     elif model.generator == "unet":  # define_G names only 7 and 8 levels (unet_128, unet_256).
         repository, call = "junyanz/pytorch-CycleGAN-and-pix2pix", "networks.UnetGenerator"
-        arguments = {"input_nc": input_nc, "output_nc": dataset.output_channels,
+        arguments = {"input_nc": input_nc, "output_nc": output_nc,
                      "num_downs": model.num_downs, "ngf": model.ngf,
                      "norm_layer": f"networks.get_norm_layer({model.norm!r})",
                      "use_dropout": model.dropout > 0}
     else:
         repository, call = "junyanz/pytorch-CycleGAN-and-pix2pix", "networks.define_G"
-        arguments = {"input_nc": input_nc, "output_nc": dataset.output_channels,
+        arguments = {"input_nc": input_nc, "output_nc": output_nc,
                      "ngf": model.ngf, "netG": model.generator, "norm": model.norm,
                      "use_dropout": model.dropout > 0}
     written = ", ".join(f"{name}={value if name == 'norm_layer' else repr(value)}"
@@ -215,6 +217,10 @@ def torch_definition(config) -> dict:
                   "python": f"from models import networks; net = {call}({written})"}
     if model.residual:  # The PyTorch module computes the correction alone.
         definition["output"] = "(input + net(input)).clamp(-1, 1)  # model.residual"
+    if model.chroma != "none":  # The PyTorch module computes the two chroma channels alone.
+        definition["output"] = (f"{model.chroma}_to_rgb(input, net(input))  # model.chroma: "
+                                "the gray input's lightness in the predicted chroma, as "
+                                "p2p_jax/models/color.py")
     return definition
 
 

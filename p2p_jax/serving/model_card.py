@@ -90,6 +90,9 @@ def write(trained: TrainedGenerator, workdir: str, output: epath.Path, written: 
         *([("- Output: the input plus the network's output, clipped to [-1, 1] "
             "(`model.residual`; in PyTorch: `(x + net(x)).clamp(-1, 1)`).")]
           if model.residual else []),
+        *([(f"- Output: the input's lightness coloured by the network's two chroma channels "
+            f"(`model.chroma={model.chroma}`; `p2p_jax/models/color.py`).")]
+          if model.chroma != "none" else []),
         f"- Weights: {_weights(model)}.",
         f"- Data: {_data(config)}.",
         f"- Training: {step} of {config.num_train_steps} steps at batch {config.batch_size}; "
