@@ -7,7 +7,10 @@
 # Tasks: colorization, super_resolution (L1-weighted), super_resolution_gan (GAN-weighted),
 # style_transfer (photos from scikit-image's photographs, p2p_jax.data.sample_photos, 128 px
 # tiles of 384 px photos), labels_to_photo (the pix2pix facades dataset in $FACADES:
-# `python -m p2p_jax.data.download --dataset=facades`; skipped with a message without it).
+# `python -m p2p_jax.data.download --dataset=facades`; skipped with a message without it),
+# outlines_to_photo (real person photos and their outlines in $OUTLINES, train/ and val/ of
+# side-by-side pairs: the `facades/` folder of github.com/pt990platina/pix2pix-tensorflow at
+# commit d4206191, which despite its name holds 100 + 155 such pairs; skipped without it).
 # Environment: PYTHON (.venv/bin/python), OUT (docs/results), SIZE (128), EXTRA (more flags
 # for every run, e.g. a smaller model for a smoke test).
 set -euo pipefail
@@ -15,11 +18,13 @@ cd "$(dirname "$0")/.."
 work=${1:-/tmp/p2p_results}
 steps=${2:-4000}
 shift 2 || shift $#
-tasks=("${@:-colorization super_resolution super_resolution_gan style_transfer labels_to_photo}")
+tasks=("${@:-colorization super_resolution super_resolution_gan style_transfer labels_to_photo
+             outlines_to_photo}")
 py=${PYTHON:-.venv/bin/python}
 out=${OUT:-docs/results}
 size=${SIZE:-128}
 facades=${FACADES:-$work/facades}
+outlines=${OUTLINES:-$work/outlines}
 mkdir -p "$work" "$out"
 [ -d "$work/photos/train" ] || $py -m p2p_jax.data.sample_photos --output="$work/photos" \
   --tile="$size" --short_side=$((size * 3)) --alsologtostderr=false >&2
@@ -40,10 +45,16 @@ declare -A task_flags=(
   [style_transfer]="--config=configs/style_transfer.py ${photos[*]}"
   [labels_to_photo]="--config=configs/facades.py --config.dataset.path=$facades
                      --config.dataset.load_size=$(( size * 286 / 256 ))"
+  [outlines_to_photo]="--config=configs/facades.py --config.dataset.path=$outlines
+                       --config.dataset.load_size=$(( size * 286 / 256 ))"
 )
 for task in ${tasks[@]}; do
   if [[ $task == labels_to_photo && ! -d $facades/train ]]; then
     echo "labels_to_photo skipped: no facades dataset in $facades (FACADES=DIR)" >&2
+    continue
+  fi
+  if [[ $task == outlines_to_photo && ! -d $outlines/train ]]; then
+    echo "outlines_to_photo skipped: no outline pairs in $outlines (OUTLINES=DIR)" >&2
     continue
   fi
   # shellcheck disable=SC2086  # task_flags and EXTRA hold several flags.
