@@ -1,7 +1,8 @@
 """One row of the results table (scripts/results.sh): a task's output and its input baseline
 against the targets of an eval report, as L1 / PSNR / SSIM; colour tasks also by chroma in
 CIE Lab, where a colour cast shows: the mean per-pixel a/b error (dE_ab of chroma alone) and
-the cast (the length of the mean a/b offset over an image), averaged over images.
+the cast (the length of the mean a/b offset over an image), averaged over images; and on how
+many images the output's PSNR beats the input's (the spread behind the means).
 
   python -m benchmarks.results_metrics TASK W/eval/val_STEP     a table row
   python -m benchmarks.results_metrics --header                 the table's header
@@ -22,7 +23,8 @@ from p2p_jax.data import images
 from p2p_jax.eval import metrics
 
 HEADER = ("| task | images | L1 | PSNR (dB) | SSIM | chroma dE_ab | cast | "
-          "baseline: L1 | PSNR | SSIM | chroma dE_ab | cast |\n" + "| --- " * 12 + "|")
+          "baseline: L1 | PSNR | SSIM | chroma dE_ab | cast | PSNR beats baseline |\n"
+          + "| --- " * 13 + "|")
 
 
 def chroma_errors(image: np.ndarray, target: np.ndarray) -> tuple[float, float]:
@@ -35,7 +37,8 @@ def chroma_errors(image: np.ndarray, target: np.ndarray) -> tuple[float, float]:
             float(np.linalg.norm(offset.reshape(-1, 2).mean(0))))
 
 
-def scores(pictures: list[np.ndarray], targets: list[np.ndarray]) -> dict[str, float]:
+def scores(pictures: list[np.ndarray], targets: list[np.ndarray]) -> list[dict[str, float]]:
+    """Per image: L1, PSNR, SSIM, chroma error and cast."""
     per_image = []
     for picture, target in zip(pictures, targets, strict=True):
         values = metrics.image_metrics(jnp.asarray(picture[None] / 127.5 - 1.0),
@@ -43,6 +46,10 @@ def scores(pictures: list[np.ndarray], targets: list[np.ndarray]) -> dict[str, f
         row = {k: float(values[k][0]) for k in ("l1", "psnr", "ssim")}
         row["chroma"], row["cast"] = chroma_errors(picture, target)
         per_image.append(row)
+    return per_image
+
+
+def means(per_image: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in per_image])) for k in per_image[0]}
 
 
@@ -53,6 +60,7 @@ def row(task: str, report: str) -> str:
 
     targets = read("target")
     output, baseline = scores(read("output"), targets), scores(read("input"), targets)
+    wins = sum(o["psnr"] > b["psnr"] for o, b in zip(output, baseline, strict=True))
     with open(os.path.join(report, "metrics.json")) as f:
         count = json.load(f)["num_examples"]
 
@@ -60,7 +68,8 @@ def row(task: str, report: str) -> str:
         return (f"{s['l1']:.4f} | {s['psnr']:.2f} | {s['ssim']:.3f} | {s['chroma']:.2f} | "
                 f"{s['cast']:.2f}")
 
-    return f"| {task} | {count} | {cells(output)} | {cells(baseline)} |"
+    return (f"| {task} | {count} | {cells(means(output))} | {cells(means(baseline))} | "
+            f"{wins}/{len(output)} |")
 
 
 def main(argv: list[str]) -> None:

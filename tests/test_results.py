@@ -23,8 +23,8 @@ def test_results_script_writes_the_sheet_and_metrics_row(tmp_path):
            "FACADES": str(tmp_path / "no_facades"), "OUTLINES": str(tmp_path / "no_outlines"),
            "EXTRA": small}
     done = subprocess.run(["bash", "scripts/results.sh", str(tmp_path / "work"), "2",
-                           "colorization", "labels_to_photo", "outlines_to_photo"], env=env, capture_output=True,
-                          text=True, timeout=600)
+                           "colorization", "labels_to_photo", "outlines_to_photo"],
+                          env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "labels_to_photo skipped: no facades dataset in" in done.stderr
     assert "outlines_to_photo skipped: no outline pairs in" in done.stderr
@@ -32,6 +32,8 @@ def test_results_script_writes_the_sheet_and_metrics_row(tmp_path):
     assert table[0].startswith("| task | images | L1 |") and len(table) == 3
     cells = table[2].strip("| ").split(" | ")
     assert cells[:2] == ["colorization", "21"]  # Every held-out tile.
-    assert len(cells) == 12 and all(np.isfinite(float(c)) for c in cells[2:])
+    assert len(cells) == 13 and all(np.isfinite(float(c)) for c in cells[2:12])
+    wins, images_scored = map(int, cells[12].split("/"))
+    assert images_scored == 21 and 0 <= wins <= 21
     sheet = images.read(str(tmp_path / "sheets" / "colorization.png"))
     assert sheet.shape[0] >= 128 and (sheet[:22] < 128).any()  # Labelled columns.
