@@ -175,6 +175,9 @@ def test_reference_variant_is_the_2017_recipe(tiny_config, devices):
                 == config.loss.r1_gamma == 0 and not config.loss.diff_augment
                 and not config.model.spectral_norm_d), name
         assert config.model.eval_mode is False, name  # Tested per image, as the reference.
+    from configs import super_resolution  # R1 held D at chance on its near-bicubic outputs.
+
+    assert super_resolution.get_config("gan").loss.r1_gamma == 0.0
     plain = tiny_config.copy_and_resolve_references()
     plain.model.eval_mode = False
     tiny_config.model.ema_decay = 0.999
