@@ -3,7 +3,8 @@
 # evaluated with --mode=eval on held-out images that no training tile overlaps; contact sheets
 # land in OUT, the metrics table (output and input baseline) in WORK_DIR/metrics.md.
 #   scripts/results.sh [WORK_DIR] [STEPS] [TASKS...]
-#   (defaults: /tmp/p2p_results, 4000 steps, every task below: about an hour a task here)
+#   (defaults: /tmp/p2p_results, 4000 steps, every task below: about 20 minutes a task on
+#   this 2-core CPU)
 # Tasks: colorization, super_resolution (L1-weighted), super_resolution_gan (GAN-weighted),
 # style_transfer (photos from scikit-image's photographs, p2p_jax.data.sample_photos, 128 px
 # tiles of 384 px photos), labels_to_photo (the pix2pix facades dataset in $FACADES:
