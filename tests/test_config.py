@@ -90,7 +90,7 @@ def test_with_a_config_given_a_damaged_saved_config_leaves_channels_to_the_data(
 
     for text in ("[1, 2]", '{"dataset": {"input_channels": null}}', "{"):
         (tmp_path / "config.json").write_text(text)
-        resolved = pipeline.resolve_channels(tiny_config, str(tmp_path))
+        resolved = pipeline.resolve_data(tiny_config, str(tmp_path))
         assert (resolved.dataset.input_channels, resolved.dataset.output_channels) == (3, 3)
 
 

@@ -52,12 +52,16 @@ def encodings() -> dict[str, bytes]:
         .tobytes()
     out["gray16.png"] = cv2.imencode(".png", rng.integers(0, 65535, (24, 40), dtype=np.uint16))[1]\
         .tobytes()
+    out["bands.tif"] = images.encode(rng.random((24, 40, 6), dtype=np.float32), ".tif")
+    out["bands.npy"] = images.encode(rng.integers(0, 65535, (24, 40, 2), dtype=np.uint16),
+                                     ".npy")
     return out
 
 
 def test_seeded_fuzz_of_every_format_gives_images_or_bad_files():
-    """Bit flips and truncations of PNG, JPEG, BMP, WebP and 16-bit TIFF/PNG files: each decodes
-    to a uint8 (H, W, 1|3) image or is a BadImageError; nothing else escapes."""
+    """Bit flips and truncations of PNG, JPEG, BMP, WebP, 16-bit TIFF/PNG, 6-band float TIFF
+    and .npy files: each decodes to a (H, W, C) uint8, uint16 or float32 image or is a
+    BadImageError; nothing else escapes."""
     rng = np.random.default_rng(7)
     counts = {"decoded": 0, "bad": 0}
     for name, original in encodings().items():
@@ -73,9 +77,11 @@ def test_seeded_fuzz_of_every_format_gives_images_or_bad_files():
             except images.BadImageError:
                 counts["bad"] += 1
                 continue
-            assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] in (1, 3)
+            assert image.dtype in (np.uint8, np.uint16, np.float32) and image.ndim == 3
+            assert image.shape[2] in ((1, 3) if name.endswith(("png", "jpg", "bmp", "webp"))
+                                      else (1, 2, 3, 6)), (name, image.shape)
             counts["decoded"] += 1
-    assert counts["bad"] > 50 and sum(counts.values()) == 300, counts
+    assert counts["bad"] > 50 and sum(counts.values()) == 400, counts
 
 
 def test_tiles_cover_the_image_and_blend_exactly():

@@ -14,7 +14,7 @@ import pytest
 
 from configs import cityscapes_hd
 from p2p_jax import checkpointing, ops, parallel
-from p2p_jax.data import images, labels, pipeline, sources, transforms
+from p2p_jax.data import images, labels, pipeline, sources, transforms, values
 from p2p_jax.eval import report, summaries
 from p2p_jax.models import generation, vgg
 from p2p_jax.models.generation import Generator, GeneratorVariables
@@ -302,7 +302,7 @@ def naive_joint_step(setup, state, batch):
     the networks before the step, each loss through its own D passes."""
     recipe, frozen = setup.recipe, setup.frozen
     cond = generation.encode_input(recipe.generator, batch)
-    real = generation.to_float(batch["B"])
+    real = generation.to_float(batch["B"], values.UINT8)
     rng = jax.random.fold_in(state.rng, state.step)
 
     def d_apply(params, image):

@@ -46,19 +46,21 @@ def test_paired_folders_match_by_name_and_report_the_rest(tmp_path, caplog):
     assert source[0]["A"][0, 0, 0] == 1 and source[0]["B"][0, 0, 0] == 2
 
 
-def test_channels_bit_depths_and_alpha_decode_to_uint8(tmp_path):
+def test_photo_channels_bit_depths_and_alpha_decode_without_loss(tmp_path):
     gray16 = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000)
     rgba = np.zeros((3, 4, 4), np.uint8)
     rgba[..., 2], rgba[..., 3] = 255, 7  # OpenCV order: BGRA, so red; alpha 7.
     write_png(tmp_path / "g16.png", gray16)
     write_png(tmp_path / "rgba.png", rgba)
     write_png(tmp_path / "rgb16.tif", np.full((3, 4, 3), 65535, np.uint16))
-    gray = images.read(str(tmp_path / "g16.png"))
-    assert gray.shape == (3, 4, 1) and gray.dtype == np.uint8
+    gray16_read = images.read(str(tmp_path / "g16.png"))
+    assert gray16_read.shape == (3, 4, 1) and gray16_read.dtype == np.uint16
+    np.testing.assert_array_equal(gray16_read[..., 0], gray16)  # 16 bits kept.
+    gray = images.convert(gray16_read, "uint8", "g16.png")  # A uint8 side: rounded.
     np.testing.assert_array_equal(gray[..., 0], np.round(gray16 / 257).astype(np.uint8))
     rgb = images.read(str(tmp_path / "rgba.png"))
     assert rgb.shape == (3, 4, 3) and tuple(rgb[0, 0]) == (255, 0, 0)
-    assert images.read(str(tmp_path / "rgb16.tif")).min() == 255
+    assert images.read(str(tmp_path / "rgb16.tif")).min() == 65535
     assert images.to_channels(rgb, 1)[0, 0, 0] == 76  # 0.299 * 255, PIL's "L".
     assert images.to_channels(gray, 3).shape == (3, 4, 3)
 
@@ -107,7 +109,8 @@ def test_a_dataset_mixing_gray_and_colour_trains_colour_and_says_so(tmp_path, ti
     config.dataset.source, config.dataset.path = "images", str(tmp_path)
     config.dataset.task = "super_resolution"
     with caplog.at_level(logging.WARNING):
-        assert pipeline.data_channels(config) == {"A": 3, "B": 3}
+        resolved = pipeline.resolve_data(config).dataset
+    assert (resolved.input_channels, resolved.output_channels) == (3, 3)
     assert "1 of 6 sampled input images have fewer than 3 channels" in caplog.text
     assert "dataset.output_channels" in caplog.text
     batch = next(pipeline.create_train_iterator(config, 0, 1))
@@ -121,7 +124,9 @@ def test_derived_task_pipeline_from_a_photo_folder(tmp_path, tiny_config):
     config = tiny_config
     config.dataset.source, config.dataset.path = "images", str(tmp_path)
     config.dataset.task = "colorization"
-    assert pipeline.data_channels(config) == {"A": 1, "B": 3}
+    resolved = pipeline.resolve_data(config).dataset
+    assert (resolved.input_channels, resolved.output_channels) == (1, 3)
+    assert (resolved.input_dtype, resolved.normalize.output_high) == ("uint8", (255.0,))
     batch = next(pipeline.create_train_iterator(config, 0, 1))
     assert batch["A"].shape == (8, 32, 32, 1) and batch["B"].shape == (8, 32, 32, 3)
     gray = cv2.cvtColor(np.ascontiguousarray(batch["B"][0]), cv2.COLOR_RGB2GRAY)

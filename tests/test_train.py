@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from p2p_jax import parallel
-from p2p_jax.data import pipeline
+from p2p_jax.data import pipeline, values
 from p2p_jax.eval import metrics, scoring
 from p2p_jax.models import generation
 from p2p_jax.models.translate import Translator
@@ -33,7 +33,7 @@ def naive_step(opt, recipe, state, batch):
     """The reference iteration written plainly: G forward for D, and again inside the G loss,
     with optax's own Adam."""
     adam = optax.adam(recipe.schedule, b1=opt.b1, b2=opt.b2)
-    a, b = generation.to_float(batch["A"]), generation.to_float(batch["B"])
+    a, b = (generation.to_float(batch[k], values.UINT8) for k in ("A", "B"))
     rng = jax.random.fold_in(state.rng, state.step)
 
     def gen(g_params):

@@ -130,10 +130,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("model.residual adds the input image to the output; a label map "
                           "(dataset.label_nc) is not an image: set model.residual=False")
     _chroma(config)
-    for key in ("input_channels", "output_channels"):
-        if config.dataset[key] not in (0, 1, 3):
-            raise ConfigError(f"dataset.{key}={config.dataset[key]} must be 0 (as in the data), "
-                              "1 or 3")
+    _values(config.dataset)
+    if config.dataset.source == "synthetic_cells" and config.dataset.task == "paired":
+        raise ConfigError("dataset.source='synthetic_cells' holds clean cell images only; set "
+                          "dataset.task=fluorescence")
     if config.dataset.source == "images" and config.dataset.task == "paired":
         raise ConfigError("dataset.source='images' holds photos only; set dataset.task to a "
                           f"derived task ({', '.join(choices.TASKS[1:])})")
@@ -198,6 +198,68 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                           f"{multiple}x{multiple} tile, the generator's smallest input")
     if config.model.generator == "unet" and config.model.num_downs < 2:
         raise ConfigError(f"model.num_downs={config.model.num_downs} must be at least 2")
+
+
+# Channels beyond any image format's (a hyperspectral cube still fits); more is a mistake.
+MAX_CHANNELS = 1024
+
+
+def _values(dataset: ml_collections.ConfigDict) -> None:
+    """Channels, pixel types and the value mapping of both sides."""
+    norm = dataset.normalize
+    for side in ("input", "output"):
+        channels = dataset[f"{side}_channels"]
+        if not 0 <= channels <= MAX_CHANNELS:
+            raise ConfigError(f"dataset.{side}_channels={channels} must be 0 (as in the data) "
+                              f"or a channel count up to {MAX_CHANNELS}")
+        if dataset[f"{side}_dtype"]:
+            _choice(f"dataset.{side}_dtype", dataset[f"{side}_dtype"], choices.DATA_DTYPES)
+        _choice(f"dataset.normalize.{side}", norm[side], choices.NORMALIZATIONS)
+        low, high = tuple(norm[f"{side}_low"]), tuple(norm[f"{side}_high"])
+        key = f"dataset.normalize.{side}_low/_high"
+        if len(low) != len(high) or not all(isinstance(v, int | float) for v in low + high):
+            raise ConfigError(f"{key} must be numbers of equal count (one per channel, or one "
+                              f"for all); got {low} and {high}")
+        if any(h <= lo for lo, h in zip(low, high, strict=True)):
+            raise ConfigError(f"{key}: each high must be above its low; got {low}, {high}")
+        if norm[side] == "range" and not low:
+            raise ConfigError(f"dataset.normalize.{side}='range' maps the values given: set "
+                              f"dataset.normalize.{side}_low and _high, e.g. (0.0,) and (4095.0,)")
+        if channels and len(low) not in (0, 1, channels):
+            raise ConfigError(f"{key} give {len(low)} values for {channels} channels: give one "
+                              "per channel, or one for all")
+    lo, hi = tuple(norm.percentiles) if len(norm.percentiles) == 2 else (-1, -1)
+    if not 0 <= lo < hi <= 100:
+        raise ConfigError(f"dataset.normalize.percentiles={tuple(norm.percentiles)} must be "
+                          "(low, high) with 0 <= low < high <= 100, e.g. (0.1, 99.9)")
+    _positive("dataset.normalize.sample", norm.sample)
+    for key in ("psf_sigma", "photons", "read_noise"):
+        if dataset.derived[key] < 0 or (key == "photons" and not dataset.derived[key]):
+            raise ConfigError(f"dataset.derived.{key}={dataset.derived[key]} must be "
+                              f"{'positive' if key == 'photons' else '>= 0'}")
+
+
+def check_resolved_data(config: ml_collections.ConfigDict) -> None:
+    """What only the data's resolved channels and types can tell: the losses and evaluators
+    that take RGB photos."""
+    dataset, loss = config.dataset, config.loss
+    if loss.lambda_vgg and dataset.output_channels not in (1, 3):
+        raise ConfigError(f"loss.lambda_vgg: the VGG loss sees RGB photos; these targets have "
+                          f"{dataset.output_channels} channels: set loss.lambda_vgg=0 (feature "
+                          "matching, loss.lambda_feat, takes any channels)")
+    chosen = tuple(config.eval.preview_channels)
+    most = max(dataset.output_channels, 0 if dataset.label_nc else dataset.input_channels)
+    if chosen and (len(chosen) != 3 or not all(isinstance(c, int) and 0 <= c < most
+                                                for c in chosen)):
+        raise ConfigError(f"eval.preview_channels={chosen} must be () (by channel count) or "
+                          f"three channel indices below {most}, shown as red, green, blue")
+    photos = dataset.output_dtype == "uint8" and dataset.output_channels in (1, 3)
+    for name in set(config.eval.evaluators) & {"inception", "fcn"}:
+        if not photos:
+            raise ConfigError(f"eval.evaluators={name!r} scores 8-bit RGB photos; these targets "
+                              f"are {dataset.output_channels}-channel {dataset.output_dtype}: "
+                              f"leave {name} out of eval.evaluators (L1, PSNR and SSIM use the "
+                              "data's range)")
 
 
 def _chroma(config: ml_collections.ConfigDict) -> None:

@@ -14,12 +14,17 @@ UPSAMPLE_MODES = ("conv_transpose", "resize_nearest", "resize_bilinear")
 CONV_IMPLS = ("auto", "xla", "cpu")
 GAN_MODES = ("vanilla", "lsgan", "hinge")
 SCHEDULES = ("linear", "cosine", "step", "constant")
-SOURCES = ("synthetic_scenes", "aligned", "paired", "images", "array_record", "tfds",
-           "cityscapes", "pix2pixhd")
+SOURCES = ("synthetic_scenes", "synthetic_cells", "aligned", "paired", "images",
+           "array_record", "tfds", "cityscapes", "pix2pixhd")
 # Sources whose A is a label map (class ids), and those that also carry instance maps.
 LABEL_SOURCES = ("cityscapes", "pix2pixhd")
 DIRECTIONS = ("AtoB", "BtoA")
-TASKS = ("paired", "colorization", "super_resolution", "edges", "stylize", "denoise")
+TASKS = ("paired", "colorization", "super_resolution", "edges", "stylize", "denoise",
+         "fluorescence")
+# Pixel types a dataset side is held in (dataset.input_dtype / output_dtype), narrowest first.
+DATA_DTYPES = ("uint8", "uint16", "float32")
+# How a side's values map to [-1, 1] (dataset.normalize.input / output).
+NORMALIZATIONS = ("dtype", "percentile", "range")
 COLOR_SPACES = ("gray", "lab")
 SR_KERNELS = ("bicubic", "area", "bilinear", "gaussian")
 STYLES = ("stylization", "pencil_sketch", "pencil_color", "detail_enhance")

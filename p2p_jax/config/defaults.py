@@ -31,7 +31,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.mesh.fsdp_min_size = 2**18  # Arrays smaller than this stay replicated.
 
     config.dataset = ml_collections.ConfigDict()
-    # synthetic_scenes (embedded) | aligned (A|B files) | paired (A/ and B/ folders) |
+    # synthetic_scenes (embedded) | synthetic_cells (embedded 16-bit 2-channel cell images,
+    # for task=fluorescence) | aligned (A|B files) | paired (A/ and B/ folders) |
     # images (plain photos, for derived tasks) | array_record (p2p_jax.data.convert) | tfds |
     # cityscapes (gtFine/ + leftImg8bit/ label ids, instance ids, photos) |
     # pix2pixhd (pix2pixHD's <split>_label/, <split>_inst/, <split>_img/, or _A/ and _B/)
@@ -42,8 +43,8 @@ def get_config() -> ml_collections.ConfigDict:
     # each process copies its split's shards to once (atomically; kept ones are reused).
     config.dataset.stage_to_local = ""
     config.dataset.direction = "AtoB"
-    config.dataset.num_train = 2000  # synthetic_scenes only.
-    config.dataset.num_eval = 64  # synthetic_scenes only.
+    config.dataset.num_train = 2000  # synthetic_* sources only.
+    config.dataset.num_eval = 64  # synthetic_* sources only.
     config.dataset.tfds_name = ""  # e.g. cityscapes/semantic_segmentation
     config.dataset.tfds_data_dir = ""  # "" = TFDS's default (~/tensorflow_datasets).
     config.dataset.tfds_a_key = ""  # Feature for A; "" = derived from B by `task`.
@@ -61,6 +62,12 @@ def get_config() -> ml_collections.ConfigDict:
     # stylization | pencil_sketch | pencil_color | detail_enhance (OpenCV renderings)
     config.dataset.derived.style = "stylization"
     config.dataset.derived.noise_std = 25.0  # denoise: Gaussian noise on the 0..255 scale.
+    # fluorescence: a widefield-like view of clean multi-channel images (any dtype): the
+    # channels summed, blurred by a Gaussian PSF of this sigma (pixels), with Poisson shot
+    # noise at `photons` per full-scale value and Gaussian read noise (fraction of full scale).
+    config.dataset.derived.psf_sigma = 2.0
+    config.dataset.derived.photons = 200.0
+    config.dataset.derived.read_noise = 0.01
     # Training crop, the reference's crop_size: a side, or (height, width) as
     # --config.dataset.image_size="(512, 1024)".
     config.dataset.image_size = ml_collections.FieldReference(64, field_type=object)
@@ -77,6 +84,25 @@ def get_config() -> ml_collections.ConfigDict:
     # converted to it. The same for the targets (output_channels).
     config.dataset.input_channels = 0
     config.dataset.output_channels = 0
+    # Pixel types, read without loss (16-bit PNG and TIFF, float TIFF, .npy): "" = as in the
+    # data (the widest among the sampled examples) | uint8 | uint16 | float32. Outputs are
+    # written in output_dtype (predict: 16-bit PNG, TIFF or .npy as the type needs).
+    config.dataset.input_dtype = ""
+    config.dataset.output_dtype = ""
+    # How each side's values map to the networks' [-1, 1], per channel: dtype (0..255,
+    # 0..65535; float32 as 0..1) | percentile (the `percentiles` of the training split's
+    # values, from up to `sample` examples spread over it) | range (input_low/high as given).
+    # Resolved once when training starts and saved in config.json (the low/high keys), so
+    # eval, predict, export and serve map values exactly as training did.
+    config.dataset.normalize = ml_collections.ConfigDict()
+    config.dataset.normalize.input = "dtype"
+    config.dataset.normalize.output = "dtype"
+    config.dataset.normalize.percentiles = (0.1, 99.9)
+    config.dataset.normalize.sample = 256
+    config.dataset.normalize.input_low = ()  # Per channel, or one value for every channel.
+    config.dataset.normalize.input_high = ()
+    config.dataset.normalize.output_low = ()
+    config.dataset.normalize.output_high = ()
     # Images of more pixels are bad files (skipped and counted), refused from their header
     # before decoding: a few MB of PNG can decode to tens of GB. At most 178956970 (PIL's).
     config.dataset.max_image_pixels = 100_000_000
@@ -205,6 +231,9 @@ def get_config() -> ml_collections.ConfigDict:
     # predict: inputs of more pixels are translated in overlapping square tiles of at most
     # this many, blended over tile_overlap pixels (bounded memory; per-image normalisation
     # is then per tile).
+    # Channels shown as RGB in sheets, samples and serve: () = by count (1 gray; 2 a
+    # green/magenta composite; 3 RGB; more: the first three), or three channel indices.
+    config.eval.preview_channels = ()
     config.eval.tile_pixels = 2**22
     config.eval.tile_overlap = 64
     config.eval.inception_weights = ""

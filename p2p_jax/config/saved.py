@@ -68,9 +68,10 @@ def saved_config(workdir: str) -> ml_collections.ConfigDict:
     return config
 
 
-def saved_channels(workdir: str) -> dict[str, int] | None:
-    """{"A": input, "B": output} channels as the run in `workdir` resolved them; None (the
-    data decides) if it has no config.json, or one that cannot say."""
+def saved_dataset(workdir: str) -> dict | None:
+    """The dataset values of the run in `workdir` as it resolved them from its data (channels,
+    pixel types, value ranges); None (the data decides) if it has no config.json, or one that
+    cannot say (a run from before pixel types were saved reads as 8-bit photos)."""
     try:
         values = saved_values(workdir)
     except UserError as e:
@@ -78,12 +79,22 @@ def saved_channels(workdir: str) -> dict[str, int] | None:
         return None
     if values is None:
         return None
+    dataset = values.get("dataset")
+    dataset = dataset if isinstance(dataset, dict) else {}
     try:
-        channels = {"A": int(values["dataset"]["input_channels"]),
-                    "B": int(values["dataset"]["output_channels"])}
-    except (KeyError, TypeError, ValueError):
-        channels = {}
-    if not (channels and all(channels.values())):
+        saved = {key: int(dataset[key]) for key in ("input_channels", "output_channels")}
+        normalize = dict(dataset.get("normalize") or {})
+        for side in ("input", "output"):
+            saved[f"{side}_dtype"] = str(dataset.get(f"{side}_dtype") or "uint8")
+            low, high = (list(normalize.get(f"{side}_{end}") or []) for end in ("low", "high"))
+            if not low:  # Saved before value ranges were: the dtype's.
+                low, high = [0.0], [{"uint8": 255.0, "uint16": 65535.0}.get(
+                    saved[f"{side}_dtype"], 1.0)]
+            normalize[f"{side}_low"], normalize[f"{side}_high"] = low, high
+        saved["normalize"] = normalize
+    except (KeyError, TypeError, ValueError, AttributeError):
+        saved = {}
+    if not (saved and saved["input_channels"] and saved["output_channels"]):
         logging.warning("%s/config.json names no channels; they come from the data", workdir)
         return None
-    return channels
+    return saved

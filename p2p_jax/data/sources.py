@@ -1,4 +1,5 @@
-"""Random-access sources of examples {'A', 'B'} (uint8 HWC), chosen by `dataset.source`.
+"""Random-access sources of examples {'A', 'B'} (HWC arrays as decoded: uint8 photos, or
+uint16 / float32 data of any channels), chosen by `dataset.source`.
 
 Files become *records* (encoded bytes under 'AB' for side-by-side files, 'A'/'B' for pairs, 'B'
 alone for plain photos of a derived task; 'L' for a label map of class ids and 'I' for an
@@ -22,6 +23,7 @@ from p2p_jax import fileio
 from p2p_jax.config.choices import SOURCES
 from p2p_jax.data import cityscapes, images
 from p2p_jax.data.synthetic import SyntheticScenes
+from p2p_jax.data.synthetic_cells import SyntheticCells
 from p2p_jax.errors import MissingFileError
 
 Record = dict[str, bytes]
@@ -321,7 +323,7 @@ def make_source(dataset: ml_collections.ConfigDict, split: str, seed: int):
     round trip per folder), never again per epoch or step."""
     start = time.perf_counter()
     source = _make_source(dataset, split, seed)
-    if dataset.source not in ("synthetic_scenes", "tfds"):
+    if dataset.source not in ("synthetic_scenes", "synthetic_cells", "tfds"):
         logging.info("dataset %s: %d examples, listed in %.2f s", getattr(source, "where", ""),
                      len(source), time.perf_counter() - start)
     return source
@@ -331,6 +333,9 @@ def _make_source(dataset: ml_collections.ConfigDict, split: str, seed: int):
     if dataset.source == "synthetic_scenes":
         num = dataset.num_train if split == "train" else dataset.num_eval
         return SyntheticScenes(num, dataset.load_size, seed, split)
+    if dataset.source == "synthetic_cells":
+        num = dataset.num_train if split == "train" else dataset.num_eval
+        return SyntheticCells(num, dataset.load_size, seed, split)
     if dataset.source == "tfds":
         if not dataset.tfds_name:
             raise DatasetError("dataset.tfds_name is empty; e.g. "

@@ -1,7 +1,9 @@
 """Derived tasks: paired training data made from plain photos (B), the input A computed.
 
-Each task is a function (photo uint8 HWC, rng, config) -> input uint8 HWC, applied after the
-crop and flip, so it sees exactly the pixels the generator will be asked to reproduce.
+Each task is a function (photo HWC, rng, config) -> input HWC, applied after the crop and
+flip, so it sees exactly the pixels the generator will be asked to reproduce. The photo tasks
+take 8-bit photos (a 16-bit or float photo is reduced to 8 bits for them); `fluorescence`
+keeps its images' own type and channels.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import cv2
 import ml_collections
 import numpy as np
 
-from p2p_jax.data import images
+from p2p_jax.data import images, values
 
 
 def _rgb(photo: np.ndarray) -> np.ndarray:
@@ -72,10 +74,28 @@ def denoise(photo, rng, dataset) -> np.ndarray:
     return np.clip(photo + noise, 0, 255).round().astype(np.uint8)
 
 
+def fluorescence(image, rng, dataset) -> np.ndarray:
+    """A widefield-like view of clean multi-channel fluorescence (the target): the channels'
+    sum blurred by a Gaussian PSF, with Poisson shot noise (`photons` per full-scale value)
+    and Gaussian read noise, as one channel of the image's own dtype. Fresh noise every draw."""
+    full_scale = values.DTYPE_RANGES[image.dtype.name][1]
+    signal = image.astype(np.float32).sum(axis=2) / image.shape[2]
+    if dataset.psf_sigma:
+        signal = cv2.GaussianBlur(signal, (0, 0), dataset.psf_sigma)
+    scale = dataset.photons / full_scale
+    counts = rng.poisson(np.maximum(signal, 0) * scale).astype(np.float32) / scale
+    noisy = counts + rng.normal(0.0, dataset.read_noise * full_scale, signal.shape)
+    if image.dtype == np.float32:
+        return noisy.astype(np.float32)[:, :, None]
+    return np.clip(np.round(noisy), 0, full_scale).astype(image.dtype)[:, :, None]
+
+
 DERIVE: dict[str, Callable[[np.ndarray, np.random.Generator, ml_collections.ConfigDict],
                            np.ndarray]] = {
     "colorization": colorization, "super_resolution": super_resolution, "edges": edges,
-    "stylize": stylize, "denoise": denoise}
+    "stylize": stylize, "denoise": denoise, "fluorescence": fluorescence}
+# Tasks that take any pixel type and channel count; the others take 8-bit photos.
+ANY_DATA = ("fluorescence",)
 
 
 def apply(example: dict[str, np.ndarray], rng: np.random.Generator,
@@ -85,6 +105,8 @@ def apply(example: dict[str, np.ndarray], rng: np.random.Generator,
     if dataset.task == "paired":
         return example
     photo = example["B"]
+    if dataset.task not in ANY_DATA and photo.dtype != np.uint8:
+        photo = images.convert(photo, "uint8", "a photo of a derived photo task")
     derived = DERIVE[dataset.task](photo, rng, dataset.derived)
     if dataset.direction == "BtoA":
         return {"A": photo, "B": derived}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import cv2
+import ml_collections
 import numpy as np
 
+from p2p_jax.data import values
 from p2p_jax.data.cityscapes import LABEL_COLOURS
 
 
@@ -18,9 +20,23 @@ def label_colours(ids: np.ndarray) -> np.ndarray:
     return palette[ids[..., 0]]
 
 
-def input_view(example: dict[str, np.ndarray], label_nc: int) -> np.ndarray:
-    """An example's input as it is shown: the image, or its label map in colours."""
-    return label_colours(example["A"]) if label_nc else example["A"]
+def previews(examples: list[dict[str, np.ndarray]], outputs: list[np.ndarray],
+             dataset: ml_collections.ConfigDict, chosen: tuple[int, ...] = ()
+             ) -> tuple[list[dict[str, np.ndarray]], list[np.ndarray]]:
+    """Examples and outputs as people see them (uint8 gray or RGB): a label map in colours,
+    images of any pixel type and channel count by `values.preview` (`chosen`: the
+    eval.preview_channels); 8-bit photos as they are."""
+    input_map = values.side_map(dataset, "input")
+    output_map = values.side_map(dataset, "output")
+    shown = []
+    for example in examples:
+        view = dict(example)
+        view["A"] = (label_colours(example["A"]) if dataset.label_nc
+                     else values.preview(example["A"], input_map, chosen))
+        if "B" in example:
+            view["B"] = values.preview(example["B"], output_map, chosen)
+        shown.append(view)
+    return shown, [values.preview(output, output_map, chosen) for output in outputs]
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:

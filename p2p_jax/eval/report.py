@@ -225,9 +225,10 @@ def evaluate_checkpoint(trained: TrainedGenerator, workdir: str) -> epath.Path:
             on_batch=bar.update)
     folder = epath.Path(workdir) / "eval" / f"{split}_{step:08d}"
     if chief:
-        shown = [{**e, "A": grids.input_view(e, config.dataset.label_nc)} for e in examples]
+        shown, shown_outputs = grids.previews(examples, outputs, config.dataset,
+                                              tuple(config.eval.preview_channels))
         sheet = write_report(workdir, folder, f"{workdir}: {split} split at step {step}",
-                             shown, outputs, scores, means)
+                             shown, shown_outputs, scores, means)
         writer = summaries.create_writer(workdir)
         writer.write_scalars(step, {f"eval_{split}/{k}": v for k, v in means.items()})
         writer.write_images(step, {f"eval_{split}/contact_sheet": sheet[None]})

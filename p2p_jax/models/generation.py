@@ -20,6 +20,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from p2p_jax import ops
+from p2p_jax.data import values
 from p2p_jax.models.build import build_generator
 
 PyTree = Any
@@ -37,13 +38,17 @@ class Generator:
     plus the boundary map E as one more); `label_lookups`: the ids stay ids and convolve as
     lookups (`ops.uses_label_lookups`). `eval_mode` False is the reference's test: per-image
     batch statistics and dropout; True: running statistics, no dropout (`from_config`
-    resolves an unset `model.eval_mode` with `tests_with_running_statistics`)."""
+    resolves an unset `model.eval_mode` with `tests_with_running_statistics`).
+    `input_values` / `output_values`: the pixel types and value ranges of A and B
+    (`data/values.py`); 8-bit photos by default."""
 
     network: nn.Module
     label_nc: int = 0
     instance_maps: bool = False
     label_lookups: bool = False
     eval_mode: bool = False
+    input_values: values.ValueMap = values.UINT8
+    output_values: values.ValueMap = values.UINT8
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, conv_impl: str = "xla",
@@ -54,7 +59,9 @@ class Generator:
         return cls(network=build_generator(config, dataset.output_channels, conv_impl),
                    label_nc=dataset.label_nc, instance_maps=dataset.instance_maps,
                    label_lookups=label_lookups and bool(dataset.label_nc),
-                   eval_mode=tests_with_running_statistics(config))
+                   eval_mode=tests_with_running_statistics(config),
+                   input_values=values.side_map(dataset, "input"),
+                   output_values=values.side_map(dataset, "output"))
 
     @property
     def dtype(self):
@@ -99,17 +106,27 @@ def model_input_channels(dataset: ml_collections.ConfigDict) -> int:
     return dataset.input_channels
 
 
-def to_float(images: jax.Array) -> jax.Array:
-    """uint8 [0, 255] -> float32 [-1, 1]; float images are taken as already in [-1, 1]."""
-    if jnp.issubdtype(images.dtype, jnp.floating):
-        return images.astype(jnp.float32)
-    return images.astype(jnp.float32) / 127.5 - 1.0
+def to_float(images: jax.Array, value_map: values.ValueMap) -> jax.Array:
+    """Pixel values -> float32, `value_map`'s low..high as -1..1 (per channel); for uint8
+    photos x / 127.5 - 1, the reference's."""
+    low, half = value_map.scale()
+    x = images.astype(jnp.float32)
+    if np.any(low):
+        x = x - low
+    return x / half - 1.0
 
 
-def to_uint8(values: jax.Array) -> jax.Array:
-    """[-1, 1] floats -> uint8, on the device (4x less to fetch than float32)."""
-    return jnp.clip(jnp.round((values.astype(jnp.float32) + 1.0) * 127.5), 0, 255).astype(
-        jnp.uint8)
+def to_data(floats: jax.Array, value_map: values.ValueMap) -> jax.Array:
+    """[-1, 1] floats -> `value_map`'s values and dtype, on the device (uint8: 4x less to
+    fetch than float32); integer types rounded and clipped to their range."""
+    low, half = value_map.scale()
+    x = (floats.astype(jnp.float32) + 1.0) * half
+    if np.any(low):
+        x = x + low
+    if not value_map.integer:
+        return x
+    top = values.DTYPE_RANGES[value_map.dtype][1]
+    return jnp.clip(jnp.round(x), 0, top).astype(value_map.dtype)
 
 
 def apply_network(module: nn.Module, params: PyTree, stats: PyTree, x: jax.Array, train: bool,
@@ -122,12 +139,13 @@ def apply_network(module: nn.Module, params: PyTree, stats: PyTree, x: jax.Array
 
 
 def encode_input(generator: Generator, batch: dict[str, jax.Array]) -> jax.Array | ops.OneHotMap:
-    """The generator's (and the discriminator's conditioning) input: an image A in [-1, 1],
+    """The generator's (and the discriminator's conditioning) input: an image A in [-1, 1]
+    (its `input_values` mapped),
     or a label map's class ids one-hot (0/1, pix2pixHD's encoding, in the compute dtype) with
     the instance-boundary map E as one more 0/1 channel; with `generator.label_lookups` kept
     as ids (`ops.OneHotMap`, whose convolutions are lookups)."""
     if not generator.label_nc:
-        return to_float(batch["A"])
+        return to_float(batch["A"], generator.input_values)
     boundary = batch["E"][..., 0] if generator.instance_maps else None
     labels = ops.OneHotMap.encode(batch["A"][..., 0], generator.label_nc, boundary)
     # 0/1 are exact in bfloat16: half the bytes at 2048x1024.
@@ -147,7 +165,7 @@ def image_keys(key: jax.Array, indices: jax.Array) -> jax.Array:
 
 def generate(generator: Generator, variables: GeneratorVariables,
              inputs: dict[str, jax.Array], keys: jax.Array | None) -> jax.Array:
-    """Generator outputs in [-1, 1] for uint8 inputs ('A', and 'E' with instance maps), as
+    """Generator outputs in [-1, 1] for inputs ('A', and 'E' with instance maps), as
     the reference's test script makes them.
 
     Without `eval_mode` (the reference's default) each image is normalised with its own batch

@@ -36,7 +36,7 @@ def ramp(length: int, overlap: int) -> np.ndarray:
 def translate_tiled(image: np.ndarray, tile: int, overlap: int,
                     translate: Callable[[list[np.ndarray], int], list[np.ndarray]]
                     ) -> np.ndarray:
-    """`translate(tiles, first)` (uint8 tiles numbered from `first` -> their uint8 outputs)
+    """`translate(tiles, first)` (tiles numbered from `first` -> their outputs, of any dtype)
     applied to the whole `image` (H, W, C) through overlapping tiles, a row at a time;
     returns the (H, W, C_out) output."""
     height, width = image.shape[:2]
@@ -50,7 +50,7 @@ def translate_tiled(image: np.ndarray, tile: int, overlap: int,
         outputs = translate(tiles, index * len(columns))
         tile_height = tiles[0].shape[0]
         if output is None:
-            output = np.zeros((height, width, outputs[0].shape[2]), np.uint8)
+            output = np.zeros((height, width, outputs[0].shape[2]), outputs[0].dtype)
             strip = np.zeros((tile_height, width, outputs[0].shape[2]), np.float32)
             weights = np.zeros((tile_height, width, 1), np.float32)
         row_weight = ramp(tile_height, overlap if len(rows) > 1 else 0)
@@ -61,8 +61,10 @@ def translate_tiled(image: np.ndarray, tile: int, overlap: int,
             strip[offset:offset + tile_height, left:left + out.shape[1]] += weight * out
             weights[offset:offset + tile_height, left:left + out.shape[1]] += weight
         done = (rows[index + 1] if index + 1 < len(rows) else height) - strip_top
-        output[strip_top:strip_top + done] = np.clip(
-            np.round(strip[:done] / np.maximum(weights[:done], 1e-12)), 0, 255)
+        blended = strip[:done] / np.maximum(weights[:done], 1e-12)
+        if np.issubdtype(output.dtype, np.integer):  # Between tiles' values: no clipping.
+            blended = np.round(blended)
+        output[strip_top:strip_top + done] = blended
         strip = np.concatenate([strip[done:], np.zeros_like(strip[:done])])
         weights = np.concatenate([weights[done:], np.zeros_like(weights[:done])])
         strip_top += done

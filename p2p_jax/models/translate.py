@@ -38,8 +38,9 @@ Score = Callable[[jax.Array, jax.Array], dict[str, jax.Array]]
 
 
 class Translator:
-    """Translates uint8 images of any sizes with one generator on one mesh; with `score`,
-    also scores the outputs of examples that carry a target 'B'."""
+    """Translates images of any sizes with one generator on one mesh, into the targets' pixel
+    type (`generator.output_values`); with `score`, also scores the outputs of examples that
+    carry a target 'B' (both mapped to [-1, 1] as training maps them: the data's range)."""
 
     def __init__(self, generator: Generator, mesh: Mesh, batch_size: int, multiple: int,
                  score: Score | None = None):
@@ -50,13 +51,15 @@ class Translator:
         @functools.partial(jax.jit, static_argnums=(4, 5), out_shardings=replicated)
         def translate(variables, inputs, indices, key, height, width):
             keys = generation.image_keys(key, indices)
-            return generation.to_uint8(
-                generation.generate(generator, variables, inputs, keys)[:, :height, :width])
+            return generation.to_data(
+                generation.generate(generator, variables, inputs, keys)[:, :height, :width],
+                generator.output_values)
 
         self._translate = translate
         self._score = score and jax.jit(
-            lambda outputs, targets: score(generation.to_float(outputs),
-                                           generation.to_float(targets)),
+            lambda outputs, targets: score(
+                generation.to_float(outputs, generator.output_values),
+                generation.to_float(targets, generator.output_values)),
             out_shardings=replicated)
 
     @classmethod
@@ -75,7 +78,7 @@ class Translator:
                  batch_size: int | None = None,
                  on_batch: Callable[[int], object] | None = None
                  ) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
-        """(uint8 outputs in example order, per-image scores where examples have 'B' and the
+        """(outputs in example order, per-image scores where examples have 'B' and the
         translator a `score`). A score the size of some images does not allow (MS-SSIM below
         161 px) is NaN for those.
 

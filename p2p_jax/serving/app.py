@@ -25,7 +25,7 @@ from absl import logging
 
 from p2p_jax import fileio
 from p2p_jax.config.sizes import image_hw
-from p2p_jax.data import cityscapes, images, pipeline
+from p2p_jax.data import cityscapes, images, pipeline, values
 from p2p_jax.errors import UserError
 from p2p_jax.models.generation import TrainedGenerator, host_key
 from p2p_jax.models.translate import Translator
@@ -44,13 +44,17 @@ class Requests:
         self._translator = Translator.for_config(trained.generator, trained.mesh, trained.config)
         self._key = host_key(self._config.seed)
 
+    @property
+    def config(self) -> ml_collections.ConfigDict:
+        return self._config
+
     def example(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """A decoded upload or canvas as the generator's input (channels or class ids)."""
         dataset = self._config.dataset
         if dataset.label_nc:
             return predict.label_example(image[..., 0] if image.ndim == 3 else image,
                                          "the drawing", dataset)
-        return {"A": images.to_channels(image, dataset.input_channels)}
+        return {"A": predict.input_image(image, "the upload", dataset)}
 
     def translate(self, example: dict[str, np.ndarray]) -> np.ndarray:
         return predict.translate_example(self._translator, self._trained.variables, example,
@@ -76,25 +80,35 @@ def _checked_upload(path: str | None) -> str:
     return path
 
 
-def _saved_output(image: np.ndarray, folder: str) -> str:
-    """The output as a PNG named by its content, written atomically. Gradio then copies it
-    into its cache atomically; an array handed to Gradio is written in place instead, so
-    concurrent requests with equal outputs could be served each other's half-written file."""
-    data = images.encode(image)
-    path = os.path.join(folder, hashlib.sha256(data).hexdigest()[:20] + ".png")
+def _saved_output(image: np.ndarray, folder: str, extension: str = ".png") -> str:
+    """The output in the format of `extension`, named by its content, written atomically.
+    Gradio then copies it into its cache atomically; an array handed to Gradio is written in
+    place instead, so concurrent requests with equal outputs could be served each other's
+    half-written file."""
+    data = images.encode(image, extension)
+    path = os.path.join(folder, hashlib.sha256(data).hexdigest()[:20] + extension)
     if not os.path.exists(path):
         fileio.write_bytes(path, data)
     return path
 
 
-def _run(requests: Requests, make_example, folder: str) -> tuple[str, str]:
+def _run(requests: Requests, make_example, folder: str) -> tuple[str, str, str]:
+    """(the output as shown, the latency line, the output file at full precision: the same
+    PNG for photos, else 16-bit PNG or TIFF in the targets' type and channels)."""
     start = time.perf_counter()
     try:
         output = requests.translate(make_example())
     except (images.BadImageError, UserError) as e:
         raise _refuse(str(e).replace(tempfile.gettempdir(), "<upload>")) from None
     latency = f"translated in {1000 * (time.perf_counter() - start):.0f} ms"
-    return _saved_output(output, folder), latency
+    config = requests.config
+    shown = values.preview(output, values.side_map(config.dataset, "output"),
+                           tuple(config.eval.preview_channels))
+    shown_path = _saved_output(shown, folder)
+    if shown is output:
+        return shown_path, latency, shown_path
+    return shown_path, latency, _saved_output(output, folder,
+                                              images.lossless_extension(".png", output))
 
 
 def _legend(palette: palettes.Palette) -> str:
@@ -121,7 +135,8 @@ def _example_inputs(trained: TrainedGenerator, count: int) -> list[np.ndarray]:
         a = example["A"]
         if trained.config.dataset.label_nc:  # Class ids in the palette's colours.
             a = cityscapes.LABEL_COLOURS[np.minimum(a[..., 0], cityscapes.MAX_LABEL_ID)]
-        shown.append(a if a.shape[-1] == 3 else np.repeat(a, 3, axis=-1))
+        gray_photo = a.dtype == np.uint8 and a.shape[-1] == 1
+        shown.append(np.repeat(a, 3, axis=-1) if gray_photo else a)  # Data stays as it is.
     return shown
 
 
@@ -149,6 +164,8 @@ def build_app(trained: TrainedGenerator, scratch_dir: str,
     palette = palettes.for_config(config)
     height, width = image_hw(config.dataset.image_size)
     examples = _example_inputs(trained, config.serve.num_examples)
+    photos = (values.side_map(config.dataset, "output") == values.UINT8
+              and config.dataset.output_channels in (1, 3))
 
     def from_canvas(editor):
         canvas = None if editor is None else editor.get("composite")
@@ -165,7 +182,7 @@ def build_app(trained: TrainedGenerator, scratch_dir: str,
         return _run(requests, lambda: predict.read_input(path, config.dataset), scratch_dir)
 
     def translate_api(path):
-        return upload(path)[0]
+        return upload(path)[2]
 
     def fill(editor, name):
         background = plain_canvas(dict(palette.classes)[name], height, width)
@@ -206,25 +223,34 @@ def build_app(trained: TrainedGenerator, scratch_dir: str,
                     # A file, not gr.Image: the upload reaches predict's decoder (its pixel
                     # limit and messages) undecoded.
                     picture = gr.File(type="filepath", label="input image", elem_id="upload",
-                                      file_types=["image"])
+                                      file_types=list(images.IMAGE_EXTENSIONS))
                     upload_button = gr.Button("Translate upload", variant="primary",
                                               elem_id="translate-upload")
                     if examples:
                         paths = []
                         for i, example in enumerate(examples):
-                            paths.append(os.path.join(scratch_dir, f"example_{i}.png"))
+                            extension = images.lossless_extension(".png", example)
+                            paths.append(os.path.join(scratch_dir, f"example_{i}{extension}"))
                             images.write(paths[-1], example)
                         gr.Examples(paths, inputs=picture, label="examples from the eval split")
             with gr.Column():
                 output = gr.Image(type="filepath", label="output", elem_id="output",
                                   interactive=False, height=400)
                 latency = gr.Markdown(elem_id="latency")
+                # Outputs that are not 8-bit photos are shown as previews (eval.preview_channels)
+                # and offered here in their own type and channels.
+                download = gr.File(label="output at full precision", elem_id="download",
+                                   visible=not photos, interactive=False)
         if palette.classes:
-            draw_button.click(paint, canvas, [output, latency], api_name="translate_drawing")
-        upload_button.click(upload, picture, [output, latency], api_name="translate_upload")
-        # The programmatic endpoint: an image file in, the translated image file out.
+            draw_button.click(paint, canvas, [output, latency, download],
+                              api_name="translate_drawing")
+        upload_button.click(upload, picture, [output, latency, download],
+                            api_name="translate_upload")
+        # The programmatic endpoint: an image file in, the translated image file out (at full
+        # precision).
         api_input = gr.File(type="filepath", visible=False)
-        api_output = gr.Image(type="filepath", visible=False)
+        api_output = (gr.Image(type="filepath", visible=False) if photos
+                      else gr.File(visible=False))
         api_button = gr.Button(visible=False)
         api_button.click(translate_api, api_input, api_output, api_name="translate")
     return app.queue(default_concurrency_limit=config.serve.concurrency,
@@ -233,8 +259,11 @@ def build_app(trained: TrainedGenerator, scratch_dir: str,
 
 def warm_up(requests: Requests, height: int, width: int) -> float:
     """Compiles the generator for the canvas size (the shape most requests have); seconds."""
+    dataset = requests.config.dataset
+    channels, dtype = ((3, "uint8") if dataset.label_nc
+                       else (dataset.input_channels, dataset.input_dtype or "uint8"))
     start = time.perf_counter()
-    requests.translate(requests.example(np.zeros((height, width, 3), np.uint8)))
+    requests.translate(requests.example(np.zeros((height, width, channels), dtype)))
     return time.perf_counter() - start
 
 

@@ -1,8 +1,11 @@
 """`--mode=export`: the generator for serving, in the formats `export.formats` names.
 
-The first three take uint8 images (batch, H, W, C) at the training crop size
-(`dataset.image_size`; pad or tile other sizes; label-map models take class ids, and the
-instance-boundary map as a second channel) and return uint8 images, batch polymorphic:
+The first three take images (batch, H, W, C) in the data's pixel type (uint8 photos; uint16
+or float32 scientific data, `dataset.input_dtype`) at the training crop size
+(`dataset.image_size`; pad or tile other sizes; label-map models take uint8 class ids, and the
+instance-boundary map as a second channel) and return images in the targets' type
+(`dataset.output_dtype`), the value mapping of config.json applied both ways, batch
+polymorphic:
 
   OUT/saved_model/      tf.saved_model.load(...).translate(images, key)
   OUT/generator.stablehlo + OUT/generator_variables.msgpack
@@ -62,8 +65,9 @@ def _translate(generator: Generator, variables: dict, images, key):
     batch draws from fold_in(key, i), as the i-th file of `--mode=predict`. Label-map models
     take class ids, and with instance maps the boundary map as a second channel."""
     keys = generation.image_keys(key, jnp.arange(images.shape[0], dtype=jnp.uint32))
-    return generation.to_uint8(generation.generate(
-        generator, _as_variables(variables), _split_inputs(generator, images), keys))
+    return generation.to_data(generation.generate(
+        generator, _as_variables(variables), _split_inputs(generator, images), keys),
+        generator.output_values)
 
 
 def _as_variables(variables: dict) -> GeneratorVariables:
@@ -87,7 +91,8 @@ def _image_spec(trained: TrainedGenerator, batch) -> jax.ShapeDtypeStruct:
     dataset = trained.config.dataset
     height, width = image_hw(dataset.image_size)
     channels = dataset.input_channels + int(dataset.instance_maps)
-    return jax.ShapeDtypeStruct((batch, height, width, channels), jnp.uint8)
+    return jax.ShapeDtypeStruct((batch, height, width, channels),
+                                trained.generator.input_values.dtype)
 
 
 def export_stablehlo(trained: TrainedGenerator, output: epath.Path) -> None:
@@ -113,7 +118,8 @@ def export_saved_model(trained: TrainedGenerator, output: epath.Path) -> None:
                                polymorphic_shapes=[None, "(b, ...)", None], with_gradient=False)
     module.translate = tf.function(
         lambda images, key: converted(module.variables_tree, images, key), autograph=False,
-        input_signature=[tf.TensorSpec(spec.shape, tf.uint8), tf.TensorSpec((2,), tf.uint32)])
+        input_signature=[tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype)),
+                         tf.TensorSpec((2,), tf.uint32)])
     tmp = output / "saved_model.tmp"
     tf.saved_model.save(module, str(tmp))
     final = output / "saved_model"
@@ -153,7 +159,7 @@ def export_onnx(trained: TrainedGenerator, output: epath.Path) -> None:
                                            variables["batch_stats"], x, True)[0]
         else:
             out = generation.generate(generator, _as_variables(variables), inputs, None)
-        return generation.to_uint8(out)
+        return generation.to_data(out, generator.output_values)
 
     spec = _image_spec(trained, 1 if per_image else "batch")
     if per_image:  # Traced here, so the converter sees the statistics' reductions, not its
@@ -250,7 +256,7 @@ def export(trained: TrainedGenerator, output_dir: str, workdir: str) -> epath.Pa
 
 
 def load_stablehlo(output_dir: str):
-    """(call(images, key) -> uint8 images) from a StableHLO export."""
+    """(call(images, key) -> images in the targets' type) from a StableHLO export."""
     output = epath.Path(output_dir)
     exported = jax.export.deserialize(bytearray((output / "generator.stablehlo").read_bytes()))
     variables = serialization.msgpack_restore((output / "generator_variables.msgpack")

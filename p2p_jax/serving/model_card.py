@@ -125,9 +125,20 @@ def write(trained: TrainedGenerator, workdir: str, output: epath.Path, written: 
             "net.load_state_dict(load_file('generator.safetensors'))", "```", "",
             "  Inputs and outputs are in [-1, 1], NCHW.",
         ]
+    dataset = config.dataset
     if "generator.onnx" in written:
         lines += ["- ONNX Runtime: `InferenceSession('generator.onnx').run(None, "
-                  "{'images': uint8_nhwc})`."]
+                  f"{{'images': {dataset.input_dtype or 'uint8'}_nhwc}})`."]
+    if (dataset.input_dtype, dataset.output_dtype) != ("uint8", "uint8") or any(
+            dataset.normalize[f"{side}_low"] not in ((), (0.0,)) for side in ("input", "output")):
+        lines += [
+            f"- Pixel values: inputs {dataset.input_channels}-channel {dataset.input_dtype}, "
+            f"outputs {dataset.output_channels}-channel {dataset.output_dtype}; the networks "
+            "see each channel's low..high as -1..1 (inputs "
+            f"{_range(dataset.normalize, 'input')}, outputs "
+            f"{_range(dataset.normalize, 'output')}, `dataset.normalize` in config.json), and "
+            "the SavedModel, StableHLO and ONNX exports apply that mapping both ways "
+            "(generator.pth takes and returns the -1..1 values)."]
     lines += [
         "", "## Intended use and limits", "",
         "Translating inputs like its training data, at about its training size (larger "
@@ -136,3 +147,8 @@ def write(trained: TrainedGenerator, workdir: str, output: epath.Path, written: 
         "validation. Trained on the data above only; it inherits that data's biases.", "",
     ]
     fileio.write_text(output / "README.md", "\n".join(lines))
+
+
+def _range(normalize, side: str) -> str:
+    low, high = normalize[f"{side}_low"], normalize[f"{side}_high"]
+    return ", ".join(f"{lo:.6g}..{hi:.6g}" for lo, hi in zip(low, high, strict=True))

@@ -72,13 +72,29 @@ def read_input(path: str, dataset) -> dict[str, np.ndarray]:
     or (label_nc > 0) a label map of class ids, with a zero boundary map if the model takes
     one."""
     if not dataset.label_nc:
-        image = images.read(path, dataset.max_image_pixels)
-        return {"A": images.to_channels(image, dataset.input_channels)}
+        return {"A": input_image(images.read(path, dataset.max_image_pixels), path, dataset)}
     try:
         data = fileio.read_bytes(path)
     except Exception as e:  # OSError locally; TensorFlow's gfile errors for gs://.
         raise images.BadImageError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
     return label_example(images.decode_map(data, path, dataset.max_image_pixels), path, dataset)
+
+
+def input_image(image: np.ndarray, name: str, dataset) -> np.ndarray:
+    """A decoded image in the trained input's channels and pixel type."""
+    image = images.to_channels(image, dataset.input_channels, name)
+    return images.convert(image, dataset.input_dtype or "uint8", name)
+
+
+def output_name(name: str, output: np.ndarray) -> str:
+    """`name` with an extension whose format holds `output` without loss: the input's own
+    where it can (a photo's JPEG stays JPEG), else 16-bit PNG or TIFF."""
+    stem, extension = os.path.splitext(name)
+    chosen = images.lossless_extension(extension or ".png", output)
+    if chosen != extension:
+        logging.log_first_n(logging.INFO, "outputs are %d-channel %s: written as %s (e.g. %s)",
+                            1, output.shape[2], output.dtype, chosen, stem + chosen)
+    return stem + chosen
 
 
 def label_example(ids: np.ndarray, name: str, dataset) -> dict[str, np.ndarray]:
@@ -110,11 +126,11 @@ def translate_example(translator: Translator, variables: GeneratorVariables,
 
 def predict(trained: TrainedGenerator, inputs: InputFiles, files_per_chunk: int = 64) -> int:
     """Translates every image of `inputs` (see `list_inputs`) to `inputs.output_dir/<same
-    relative name>`, any sizes, batched by size; unreadable files (and images over
-    `dataset.max_image_pixels`) are reported and skipped, and images over `eval.tile_pixels`
-    are translated in overlapping tiles. File i (in sorted order) draws its dropout from
-    fold_in(PRNGKey(seed), i), as image i of an exported model's batch. Returns the number of
-    images written."""
+    relative name>` in the targets' pixel type (`output_name`), any sizes, batched by size;
+    unreadable files (and images over `dataset.max_image_pixels`) are reported and skipped,
+    and images over `eval.tile_pixels` are translated in overlapping tiles. File i (in sorted
+    order) draws its dropout from fold_in(PRNGKey(seed), i), as image i of an exported
+    model's batch. Returns the number of images written."""
     root, names, output_dir = inputs.root, inputs.names, inputs.output_dir
     config, variables = trained.config, trained.variables
     translator = Translator.for_config(trained.generator, trained.mesh, config)
@@ -147,7 +163,7 @@ def predict(trained: TrainedGenerator, inputs: InputFiles, files_per_chunk: int 
                                                         index, config)))
             if jax.process_index() == 0:
                 for name, output in results:
-                    images.write(os.path.join(output_dir, name), output)
+                    images.write(os.path.join(output_dir, output_name(name, output)), output)
             written += len(results)
             bar.update(min(files_per_chunk, len(names) - start))
     if not written:

@@ -51,7 +51,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str, step: int | str | N
     average when the run kept one (`model.ema_decay`), as training's samples and evaluations
     used. `conv_impl` overrides `model.conv_impl` (exports use the portable "xla")."""
     validate_config(config)
-    config = pipeline.resolve_channels(config, workdir)
+    config = pipeline.resolve_data(config, workdir)
     mesh = parallel.create_mesh(config.mesh, devices)
     impl = ops.resolve_impl(conv_impl or config.model.conv_impl, mesh)
     generator = Generator.from_config(

@@ -32,14 +32,13 @@ class _Samples:
         self._translator, self._writer = translator, writer
         self._dir = epath.Path(workdir) / "samples"
         self._key = host_key(config.seed + SAMPLE_SEED_OFFSET)
-        self._label_nc = config.dataset.label_nc
+        self._dataset, self._chosen = config.dataset, tuple(config.eval.preview_channels)
 
     def __call__(self, step: int, state: train_state.TrainState) -> None:
         outputs, _ = self._translator.generate(state.generator_variables(), self._examples,
                                                self._key)
-        label_nc = self._label_nc
-        grid = grids.triptych_grid([grids.input_view(e, label_nc) for e in self._examples],
-                                   outputs, [e["B"] for e in self._examples])
+        shown, outputs = grids.previews(self._examples, outputs, self._dataset, self._chosen)
+        grid = grids.triptych_grid([e["A"] for e in shown], outputs, [e["B"] for e in shown])
         self._writer.write_images(step, {"samples/input_generated_target": grid[None]})
         if jax.process_index() == 0:
             images.write(self._dir / f"step_{step:08d}.png", grid)

@@ -184,11 +184,12 @@ def batch_spec(config: ml_collections.ConfigDict, mesh) -> dict[str, jax.ShapeDt
     ds, sharding = config.dataset, parallel.batch_sharding(mesh)
     height, width = image_hw(ds.image_size)
 
-    def images(channels):
-        return jax.ShapeDtypeStruct((config.batch_size, height, width, channels), jnp.uint8,
+    def images(channels, dtype="uint8"):
+        return jax.ShapeDtypeStruct((config.batch_size, height, width, channels), dtype,
                                     sharding=sharding)
 
-    spec = {"A": images(ds.input_channels), "B": images(ds.output_channels),
+    spec = {"A": images(ds.input_channels, ds.input_dtype or "uint8"),
+            "B": images(ds.output_channels, ds.output_dtype or "uint8"),
             "skipped": jax.ShapeDtypeStruct((config.batch_size,), jnp.int32, sharding=sharding)}
     if ds.instance_maps:
         spec["E"] = images(1)
@@ -217,11 +218,12 @@ def build(config: ml_collections.ConfigDict, channels: int | None = None,
     the fixed networks' weights as shapes only (compiling to measure memory allocates
     nothing, and needs no weights file)."""
     validate_config(config)
-    if channels and not (config.dataset.input_channels and config.dataset.output_channels):
+    if channels:  # Synthetic batches of `channels`-channel 8-bit images: no data to read.
         config = config.copy_and_resolve_references()
-        config.dataset.input_channels = config.dataset.input_channels or channels
-        config.dataset.output_channels = config.dataset.output_channels or channels
-    config = pipeline.resolve_channels(config)
+        for side in ("input", "output"):
+            config.dataset[f"{side}_channels"] = config.dataset[f"{side}_channels"] or channels
+            config.dataset[f"{side}_dtype"] = config.dataset[f"{side}_dtype"] or "uint8"
+    config = pipeline.resolve_data(config)
     mesh = parallel.create_mesh(config.mesh, devices)
     parallel.check_batch_size(config.batch_size, mesh)
     impl = ops.resolve_impl(config.model.conv_impl, mesh)

@@ -202,7 +202,8 @@ def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
     (A, G(A)), then G through the updated D. `joint` is pix2pixHD's: both losses from one
     forward pass of D, both networks updated. `frozen`: fixed networks' weights (VGG19)."""
     frozen = frozen or {}
-    condition, real_b = encode_input(recipe.generator, batch), to_float(batch["B"])
+    condition, real_b = encode_input(recipe.generator, batch), to_float(
+        batch["B"], recipe.generator.output_values)
     dropout_rng = jax.random.fold_in(state.rng, state.step)
     G, D = recipe.generator.network, recipe.discriminator
 
