@@ -30,8 +30,11 @@ for i in range(count):
             path = os.path.join(root, name, side, "train", f"{i:04d}{ext}")
             os.makedirs(os.path.dirname(path), exist_ok=True)
             if name == "tif16raw":
-                tifffile.imwrite(path, image[..., 0] if image.shape[2] == 1 else image,
-                                 photometric="minisblack")
+                if image.shape[2] == 1:
+                    tifffile.imwrite(path, image[..., 0], photometric="minisblack")
+                else:
+                    tifffile.imwrite(path, image, photometric="minisblack",
+                                     planarconfig="contig")
             else:
                 images.write(path, image)
 PY

@@ -102,3 +102,31 @@ def test_ab_benchmark_names_an_xla_option_that_xla_refuses_in_one_line():
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "--b_xla: INVALID_ARGUMENT: No such compile option: 'xla_no_such_option'" in (
         result.stderr.strip().splitlines()[-1])
+
+
+def test_memory_breakdown_names_what_is_live_at_the_peak(tmp_path):
+    """XLA's dumps of a compiled gradient step, read back: the buffers live at its peak add up
+    to the peak, and each is named by what it is (the argument's pytree path, or the op and
+    whether the forward or the backward pass made it)."""
+    import jax
+    import jax.numpy as jnp
+
+    from p2p_jax.perf import memory_breakdown
+
+    def step(state, batch):
+        def loss(params):
+            return jnp.sum(jnp.tanh(batch["x"] @ params["w"]) ** 2)
+        return jax.grad(loss)(state["params"])
+
+    state = {"params": {"w": jax.ShapeDtypeStruct((1024, 1024), jnp.float32)}}
+    batch = {"x": jax.ShapeDtypeStruct((512, 1024), jnp.float32)}
+    jax.jit(step).lower(state, batch).compile(
+        compiler_options=memory_breakdown.dump_options(str(tmp_path), "jit_step"))
+    peak, buffers = memory_breakdown.analyse(str(tmp_path))
+    assert peak == sum(b.size for b in buffers) >= (1024 + 512) * 1024 * 4
+    by_kind = {kind: size for kind, size, _ in memory_breakdown.totals(buffers, "kind")}
+    assert by_kind["parameters"] == 1024 * 1024 * 4 and by_kind["input batch"] == 512 * 1024 * 4
+    assert {(b.shape.split("{")[0], b.kind) for b in buffers[:2]} == {
+        ("f32[1024,1024]", "parameters"), ("f32[1024,1024]", "backward (gradients)")}
+    text = memory_breakdown.report(peak, buffers, 3)
+    assert text.startswith(f"peak: {peak / 1e6:.1f} MB") and "by kind" in text

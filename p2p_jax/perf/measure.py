@@ -22,6 +22,7 @@ import json
 import os
 import re
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -35,7 +36,7 @@ from p2p_jax import parallel
 from p2p_jax.config.checks import validate_config
 from p2p_jax.data import pipeline
 from p2p_jax.models import generation
-from p2p_jax.perf import flops
+from p2p_jax.perf import flops, memory_breakdown
 from p2p_jax.train import state as train_state
 from p2p_jax.train import step as train_step
 
@@ -47,6 +48,10 @@ _TOPOLOGY = flags.DEFINE_string(
     "topology", None, "memory: compile for this TPU topology instead of this machine's devices "
     "(compile-only, no TPU needed; libtpu installed), e.g. v5e:2x2.")
 _DEVICES = flags.DEFINE_integer("devices", 0, "memory: the first N devices (0: all).")
+_BREAKDOWN = flags.DEFINE_integer(
+    "breakdown", 0, "memory: also print the buffers live at the peak by kind (parameters, "
+    "optimizer state, activations, gradients) and by layer, and this many largest ones, from "
+    "XLA's dumps of the compiled step (perf/memory_breakdown.py); 0: off.")
 _B_XLA = flags.DEFINE_multi_string(
     "b_xla", [], "ab: an XLA option for variant B's compilation only, NAME=VALUE (e.g. "
     "xla_cpu_use_xnnpack=true): process-wide XLA_FLAGS cannot differ within one process.")
@@ -229,9 +234,20 @@ def bench_memory(config) -> dict:
     traced = train_step.trace_train_step(setup.recipe, setup.state,
                                          train_state.batch_spec(setup.config, setup.mesh),
                                          setup.mesh, setup.frozen)
-    compiled = traced.lower().compile()
+    with tempfile.TemporaryDirectory(prefix="p2p_jax_xla_dump_") as dump:
+        options = (memory_breakdown.dump_options(dump, "train_step") if _BREAKDOWN.value
+                   else {})
+        compiled = traced.lower().compile(compiler_options=options or None)
+        peak = None
+        if _BREAKDOWN.value:
+            peak, buffers = memory_breakdown.analyse(dump)
+            print(memory_breakdown.report(peak, buffers, _BREAKDOWN.value), flush=True)
     record = static_record(setup, "memory", setup.config.batch_size, traced, compiled)
     memory = compiled.memory_analysis()
+    if peak is not None:
+        record["peak_live_bytes"] = peak
+        record["peak_by_kind"] = {kind: size for kind, size, _ in
+                                  memory_breakdown.totals(buffers, "kind")}
     return {**record, "cpu_scheduler": _cpu_scheduler(record["device_kind"]),
             "compile_s": time.perf_counter() - start,
             "temp_bytes": int(memory.temp_size_in_bytes) if memory else None,
