@@ -202,9 +202,20 @@ def test_a_fluorescence_run_trains_resumes_evaluates_predicts_and_exports_in_its
     assert saved["normalize"]["input_high"] == pytest.approx(list(high))
     assert saved["normalize"]["output_high"] == [1.0] and saved["output_channels"] == 2
 
-    # Periodic eval scored in the data's range: PSNR of a mean-zero model is finite and sane.
+    # Eval scores in the data's range: PSNR's peak is the targets' high - low (float32: 1).
     periodic = json.loads((tmp_path / "straight" / "eval" / "periodic.json").read_text())
     assert 5 < periodic[-1]["metrics"]["psnr"] < 60
+    from p2p_jax.eval import scoring
+    from p2p_jax.models.generation import host_key
+    trained = restore.restore(config, straight)
+    examples = pipeline.eval_examples(trained.config, 2)
+    outputs, scores, _ = scoring.evaluate(
+        scoring.scoring_translator(trained.generator, trained.mesh, trained.config),
+        trained.variables, examples, host_key(0))
+    for output, example, psnr in zip(outputs, examples, scores["psnr"], strict=True):
+        assert output.dtype == np.float32 and output.shape[-1] == 2
+        mse = np.mean((output.astype(np.float64) - example["B"]) ** 2)
+        assert psnr == pytest.approx(10 * np.log10(1.0 / mse), abs=1e-3)
 
     # Predict reads the saved mapping (never the data again) and writes float32, 2 channels.
     monkeypatch.setattr(pipeline, "_sampled", lambda *a: pytest.fail("read the data again"))
