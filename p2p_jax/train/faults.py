@@ -20,7 +20,7 @@ def _nan_like(sharding):
 
 def poisoned(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
     """The batch with its targets replaced by float NaN images of the same shape and sharding
-    (the step takes float images as already scaled), so the L1 term is NaN."""
+    (NaN under any value mapping), so the L1 term is NaN."""
     return {**batch, "B": _nan_like(batch["B"].sharding)(batch["B"])}
 
 
