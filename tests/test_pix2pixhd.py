@@ -18,7 +18,6 @@ from p2p_jax.data import images, labels, pipeline, sources, transforms, values
 from p2p_jax.eval import report, summaries
 from p2p_jax.models import generation, vgg
 from p2p_jax.models.generation import Generator, GeneratorVariables
-from p2p_jax.models.norms import instance_norm
 from p2p_jax.models.pix2pixhd import (
     GlobalGenerator,
     LocalEnhancer,
@@ -83,21 +82,25 @@ def test_pyramid_pool_excludes_padding():
     np.testing.assert_allclose(got, want)
 
 
-def test_instance_norm_and_its_hand_written_gradient_match_autodiff():
+@pytest.mark.parametrize("impl", ["xla", "cpu"])
+def test_instance_norm_and_its_hand_written_gradient_match_autodiff(impl):
+    """Both forms (autodiff's backward, and the CPU form's written from the output) compute
+    PyTorch's InstanceNorm2d and its gradient."""
     x = np.random.default_rng(0).normal(2.0, 3.0, (2, 5, 7, 3)).astype(np.float32)
     mean = x.mean(axis=(1, 2), keepdims=True)
     want = (x - mean) / np.sqrt(x.var(axis=(1, 2), keepdims=True) + 1e-5)
-    np.testing.assert_allclose(np.asarray(instance_norm(jnp.asarray(x))), want, atol=2e-6)
+    np.testing.assert_allclose(np.asarray(ops.instance_norm(jnp.asarray(x), impl)), want,
+                               atol=2e-6)
 
     def autodiff(v):
         mu = v.mean(axis=(1, 2), keepdims=True)
         return (v - mu) * jax.lax.rsqrt(((v - mu) ** 2).mean(axis=(1, 2), keepdims=True) + 1e-5)
 
     cotangent = jnp.asarray(np.random.default_rng(1).normal(size=x.shape), jnp.float32)
-    ours = jax.grad(lambda v: jnp.sum(instance_norm(v) * cotangent))(jnp.asarray(x))
+    ours = jax.grad(lambda v: jnp.sum(ops.instance_norm(v, impl) * cotangent))(jnp.asarray(x))
     theirs = jax.grad(lambda v: jnp.sum(autodiff(v) * cotangent))(jnp.asarray(x))
     np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), atol=1e-5)
-    half = instance_norm(jnp.asarray(x, jnp.bfloat16))
+    half = ops.instance_norm(jnp.asarray(x, jnp.bfloat16), impl)
     assert half.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(half, np.float32), want, atol=0.05)
 

@@ -24,7 +24,7 @@ class NLayerDiscriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        norm = make_norm(self.norm, train, self.dtype)
+        norm = make_norm(self.norm, train, self.dtype, self.conv_impl)
         conv = functools.partial(Conv, kernel_size=4, padding=1, impl=self.conv_impl,
                                  dtype=self.dtype)
         x = nn.leaky_relu(conv(self.ndf, stride=2, use_bias=True)(x.astype(self.dtype)), 0.2)
@@ -45,7 +45,7 @@ class PixelDiscriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        norm = make_norm(self.norm, train, self.dtype)
+        norm = make_norm(self.norm, train, self.dtype, self.conv_impl)
         conv = functools.partial(Conv, kernel_size=1, impl=self.conv_impl, dtype=self.dtype)
         x = nn.leaky_relu(conv(self.ndf, use_bias=True)(x.astype(self.dtype)), 0.2)
         x = nn.leaky_relu(norm()(conv(self.ndf * 2, use_bias=uses_bias(self.norm))(x)), 0.2)

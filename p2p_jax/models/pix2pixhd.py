@@ -67,7 +67,7 @@ class GlobalGenerator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        norm = make_norm(self.norm, train, self.dtype)
+        norm = make_norm(self.norm, train, self.dtype, self.conv_impl)
         conv = functools.partial(Conv, use_bias=True, impl=self.conv_impl, dtype=self.dtype)
         x = conv(self.ngf, kernel_size=7, name="head")(ops.reflect_pad(x.astype(self.dtype), 3))
         x = nn.relu(norm(name="head_norm")(x))
@@ -106,7 +106,7 @@ class EnhancerBranch(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, coarse: jax.Array, train: bool) -> jax.Array:
-        norm = make_norm(self.norm, train, self.dtype)
+        norm = make_norm(self.norm, train, self.dtype, self.conv_impl)
         conv = functools.partial(Conv, use_bias=True, impl=self.conv_impl, dtype=self.dtype)
         y = conv(self.ngf, kernel_size=7, name="head")(ops.reflect_pad(x.astype(self.dtype), 3))
         y = nn.relu(norm(name="head_norm")(y))
@@ -173,7 +173,7 @@ class PatchDiscriminatorHD(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> list[jax.Array]:
-        norm = make_norm(self.norm, train, self.dtype)
+        norm = make_norm(self.norm, train, self.dtype, self.conv_impl)
         conv = functools.partial(Conv, kernel_size=4, padding=2, use_bias=True,
                                  impl=self.conv_impl, dtype=self.dtype)
         x = nn.leaky_relu(conv(self.ndf, stride=2, name="layer_0")(x.astype(self.dtype)), 0.2)

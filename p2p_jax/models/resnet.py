@@ -25,7 +25,7 @@ class ResnetBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        norm = make_norm(self.norm, train, self.dtype)
+        norm = make_norm(self.norm, train, self.dtype, self.conv_impl)
         bias = uses_bias(self.norm) if self.use_bias is None else self.use_bias
         conv = functools.partial(Conv, self.features, kernel_size=3, use_bias=bias,
                                  impl=self.conv_impl, dtype=self.dtype)
@@ -52,7 +52,7 @@ class ResnetGenerator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        norm = make_norm(self.norm, train, self.dtype)
+        norm = make_norm(self.norm, train, self.dtype, self.conv_impl)
         bias = uses_bias(self.norm)
         conv = functools.partial(Conv, impl=self.conv_impl, dtype=self.dtype)
         image = x

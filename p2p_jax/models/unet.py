@@ -34,7 +34,7 @@ class UNetGenerator(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        norm = make_norm(self.norm, train, self.dtype)
+        norm = make_norm(self.norm, train, self.dtype, self.conv_impl)
         bias = uses_bias(self.norm)
         image, x = x, x.astype(self.dtype)
         skips = []

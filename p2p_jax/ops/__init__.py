@@ -7,7 +7,8 @@ that XLA:CPU runs far below its matmul peak (see `cpu`). The builder resolves th
 `model.conv_impl` once from the mesh's platform with `resolve_impl`; layers never ask which
 backend they run on.
 
-A one-hot label map (`OneHotMap`) convolves as table lookups in the `cpu` form (`one_hot`)
+Instance normalisation's backward pass has a form per backend too (`norm`). A one-hot label
+map (`OneHotMap`) convolves as table lookups in the `cpu` form (`one_hot`)
 and as XLA's convolution of its dense tensor in the `xla` form; `uses_label_lookups` decides,
 once per run, which of the two a label map takes. The models use this module's names only.
 """
@@ -18,11 +19,11 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from p2p_jax.ops import cpu, one_hot, xla
+from p2p_jax.ops import cpu, norm, one_hot, xla
 from p2p_jax.ops.one_hot import OneHotMap, as_array
 
-__all__ = ["OneHotMap", "as_array", "conv2d", "conv_transpose2d", "reflect_pad",
-           "resolve_impl", "uses_label_lookups"]
+__all__ = ["OneHotMap", "as_array", "conv2d", "conv_transpose2d", "instance_norm",
+           "reflect_pad", "resolve_impl", "uses_label_lookups"]
 
 Padding = tuple[tuple[int, int], tuple[int, int]]
 
@@ -57,6 +58,13 @@ def reflect_pad(x: jax.Array | OneHotMap, pad: int) -> jax.Array | OneHotMap:
     if isinstance(x, OneHotMap):
         return x.reflect_pad(pad)
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+def instance_norm(x: jax.Array, impl: str = "xla") -> jax.Array:
+    """PyTorch's affine-free InstanceNorm2d over NHWC; its backward pass by autodiff (`xla`)
+    or written by hand from the output (`cpu`: less memory on XLA:CPU, more on TPU; see
+    `norm`)."""
+    return norm.instance_norm_keeping_output(x) if impl == "cpu" else norm.instance_norm(x)
 
 
 def _pairs(padding: int | Padding) -> Padding:

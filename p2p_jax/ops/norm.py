@@ -1,0 +1,44 @@
+"""PyTorch's affine-free InstanceNorm2d (eps 1e-5, biased variance) over NHWC, statistics in
+float32, the result in the input's dtype, in two forms of one function.
+
+`instance_norm` leaves the gradient to autodiff: what TPU, GPU and exports run (compiled for
+TPU v5e, the 2048x1024 pix2pixHD step needed 0.9 GB less with it than with the other form).
+`instance_norm_keeping_output` (the CPU form) writes the backward pass by hand from the
+normalised output and the inverse deviations, where autodiff keeps x - mean in float32: on
+XLA:CPU the generator's share of that step fell from 9.2 to 8.4 GB.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def _forward(x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    x32 = x.astype(jnp.float32)
+    centred = x32 - jnp.mean(x32, axis=(1, 2), keepdims=True)
+    inverse_std = jax.lax.rsqrt(jnp.mean(jnp.square(centred), axis=(1, 2), keepdims=True)
+                                + 1e-5)
+    y = (centred * inverse_std).astype(x.dtype)
+    return y, (y, inverse_std)
+
+
+def instance_norm(x: jax.Array) -> jax.Array:
+    return _forward(x)[0]
+
+
+@jax.custom_vjp
+def instance_norm_keeping_output(x: jax.Array) -> jax.Array:
+    return _forward(x)[0]
+
+
+def _backward(residuals: tuple[jax.Array, jax.Array], dy: jax.Array) -> tuple[jax.Array]:
+    """dx = (dy - mean(dy) - y * mean(dy * y)) / std, from the normalised y."""
+    y, inverse_std = residuals
+    y32, dy32 = y.astype(jnp.float32), dy.astype(jnp.float32)
+    dx = inverse_std * (dy32 - jnp.mean(dy32, axis=(1, 2), keepdims=True)
+                        - y32 * jnp.mean(dy32 * y32, axis=(1, 2), keepdims=True))
+    return (dx.astype(dy.dtype),)
+
+
+instance_norm_keeping_output.defvjp(_forward, _backward)
