@@ -52,6 +52,9 @@ _BREAKDOWN = flags.DEFINE_integer(
     "breakdown", 0, "memory: also print the buffers live at the peak by kind (parameters, "
     "optimizer state, activations, gradients) and by layer, and this many largest ones, from "
     "XLA's dumps of the compiled step (perf/memory_breakdown.py); 0: off.")
+_DUMP_TO = flags.DEFINE_string(
+    "dump_to", None, "memory --breakdown: keep XLA's dumps of the step (optimised HLO, buffer "
+    "assignment, live ranges) in this folder, to read further (default: a temporary one).")
 _B_XLA = flags.DEFINE_multi_string(
     "b_xla", [], "ab: an XLA option for variant B's compilation only, NAME=VALUE (e.g. "
     "xla_cpu_use_xnnpack=true): process-wide XLA_FLAGS cannot differ within one process.")
@@ -234,7 +237,8 @@ def bench_memory(config) -> dict:
     traced = train_step.trace_train_step(setup.recipe, setup.state,
                                          train_state.batch_spec(setup.config, setup.mesh),
                                          setup.mesh, setup.frozen)
-    with tempfile.TemporaryDirectory(prefix="p2p_jax_xla_dump_") as dump:
+    with tempfile.TemporaryDirectory(prefix="p2p_jax_xla_dump_") as temporary:
+        dump = _DUMP_TO.value or temporary
         options = (memory_breakdown.dump_options(dump, "train_step") if _BREAKDOWN.value
                    else {})
         compiled = traced.lower().compile(compiler_options=options or None)
