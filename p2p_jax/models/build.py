@@ -33,7 +33,7 @@ def build_generator(config: ml_collections.ConfigDict, output_channels: int,
     if name in ("resnet_6blocks", "resnet_9blocks"):
         return ResnetGenerator(num_blocks=int(name.split("_")[1][0]), **common)
     hd = dict(output_channels=output_channels, ngf=model.ngf, norm=model.norm,
-              remat=model.remat == "blocks", upsample=model.upsample, conv_impl=conv_impl,
+              remat=model.remat != "none", upsample=model.upsample, conv_impl=conv_impl,
               dtype=compute_dtype(config))
     if name == "global":
         return GlobalGenerator(n_downsampling=model.n_downsample_global,
@@ -42,7 +42,8 @@ def build_generator(config: ml_collections.ConfigDict, output_channels: int,
         return LocalEnhancer(n_downsample_global=model.n_downsample_global,
                              n_blocks_global=model.n_blocks_global,
                              n_local_enhancers=model.n_local_enhancers,
-                             n_blocks_local=model.n_blocks_local, **hd)
+                             n_blocks_local=model.n_blocks_local,
+                             remat_branches=model.remat == "branches", **hd)
     raise ValueError(f"model.generator={name!r} is not one of {GENERATORS}")
 
 
@@ -59,5 +60,5 @@ def build_discriminator(config: ml_collections.ConfigDict, conv_impl: str) -> nn
         return PixelDiscriminator(**common)
     if name == "multiscale":
         return MultiscaleDiscriminator(n_layers=model.n_layers_d, num_d=model.num_d,
-                                       remat=model.remat == "blocks", **common)
+                                       remat=model.remat != "none", **common)
     raise ValueError(f"model.discriminator={name!r} is not one of {DISCRIMINATORS}")

@@ -1,7 +1,8 @@
 """Where a compiled program's memory goes at its peak, read from XLA's own analysis.
 
 XLA dumps, for each program it compiles, the buffers live at the point of peak memory
-(`*after_optimizations-live-range.txt`, "Live ranges at N (peak)") and the optimised HLO whose
+(`*after_optimizations-live-range.txt`, "Live ranges at N (peak)"), each buffer's size as
+allocated with the device's layout (`*-buffer-assignment.txt`), and the optimised HLO whose
 instructions carry the JAX name stack (`op_name`: the function, `jvp(...)` for the forward
 pass, `transpose(jvp(...))` for the backward one, then the Flax module path). Joined, they say
 which layer's activation, gradient, parameter or optimizer state fills the peak, on any
@@ -39,9 +40,11 @@ class Buffer:
 _ARGUMENT_KINDS = (("opt_state", "optimizer state"), ("ema_", "moving average"),
                    ("params", "parameters"), ("batch_stats", "parameters"),
                    ("batch", "input batch"), ("frozen", "fixed weights (VGG)"))
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(\S+?)\s+([\w\-]+)\(")
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*(.*?)\s([a-z][\w\-]*)\(")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
-_PEAK_LINE = re.compile(r"^\s+([^\s{]+)\{[^}]*\}:\s+(\d+) bytes")
+_PEAK_LINE = re.compile(r"^\s+([^\s{]+)\{([^}]*)\}:\s+(\d+) bytes")
+# A buffer-assignment value: its name (with a tuple index) and its size on the device.
+_VALUE = re.compile(r"value: <\d+ ([^\s>]+) @\d+> \(size=(\d+),offset=\d+\): (\S+)")
 
 
 def _instructions(hlo_text: str) -> dict[str, tuple[str, str, str]]:
@@ -67,8 +70,36 @@ def _peak(live_range_text: str) -> list[tuple[str, int]]:
         match = _PEAK_LINE.match(line)
         if not match:
             break
-        peak.append((match.group(1), int(match.group(2))))
+        index = match.group(2).strip()
+        peak.append((match.group(1) + (f"{{{index}}}" if index else ""), int(match.group(3))))
     return peak
+
+
+def _device_sizes(buffer_assignment_text: str) -> dict[str, int]:
+    """value name -> bytes as allocated in the default memory space: with the device's
+    layout, so with its padding (a TPU tiles the two minor dimensions by 8 x 128: a
+    32-channel bf16 activation with channels minor takes 4x its logical size), where the
+    live-range dump counts logical bytes. Values in other memory spaces (`S(n)`) are left
+    out."""
+    sizes: dict[str, int] = {}
+    for match in _VALUE.finditer(buffer_assignment_text):
+        if ":S(" not in match.group(3):
+            name = match.group(1)
+            sizes[name] = max(sizes.get(name, 0), int(match.group(2)))
+    return sizes
+
+
+def _elements(tuple_shapes: str) -> list[str]:
+    """The top-level elements of a tuple shape's text (commas inside [], {} and () kept)."""
+    elements, depth, start = [], 0, 0
+    for i, char in enumerate(tuple_shapes):
+        depth += char in "[{("
+        depth -= char in "]})"
+        if char == "," and depth == 0:
+            elements.append(tuple_shapes[start:i].strip())
+            start = i + 1
+    elements.append(tuple_shapes[start:].strip())
+    return [e.split("*/")[-1].strip() for e in elements]  # Drop /*index=N*/ comments.
 
 
 def _layer(op_name: str) -> str:
@@ -100,19 +131,27 @@ def _kind(name: str, opcode: str, op_name: str) -> str:
 
 def analyse(folder: str) -> tuple[int, list[Buffer]]:
     """(peak bytes, the buffers live at the peak, largest first) from the dumps in `folder`
-    (one compiled module)."""
-    ranges = glob.glob(os.path.join(folder, "*after_optimizations-live-range.txt"))
-    texts = [p for p in glob.glob(os.path.join(folder, "*after_optimizations.txt"))]
-    if len(ranges) != 1 or len(texts) != 1:
-        raise ValueError(f"{folder}: expected one compiled module's dumps, found {len(ranges)} "
-                         f"live-range and {len(texts)} HLO files")
-    with open(ranges[0]) as f:
-        peak = _peak(f.read())
-    with open(texts[0]) as f:
-        instructions = _instructions(f.read())
+    (one compiled module): which buffers from XLA's live ranges, their sizes as the buffer
+    assignment allocates them (with the device layout's padding)."""
+    def one(suffix: str) -> str:
+        paths = glob.glob(os.path.join(folder, f"*after_optimizations{suffix}"))
+        if len(paths) != 1:
+            raise ValueError(f"{folder}: expected one compiled module's *{suffix}, found "
+                             f"{len(paths)}")
+        with open(paths[0]) as f:
+            return f.read()
+
+    peak = _peak(one("-live-range.txt"))
+    instructions = _instructions(one(".txt"))
+    device_sizes = _device_sizes(one("-buffer-assignment.txt"))
     buffers = []
-    for name, size in peak:
+    for name, logical in peak:
+        size = device_sizes.get(name, logical)
         shape, opcode, op_name = instructions.get(name.split("{")[0], ("?", "?", ""))
+        if "{" in name and shape.startswith("("):  # One element of a tuple.
+            elements = _elements(shape[1:-1])
+            index = int(name.split("{")[1].rstrip("}").split(",")[0] or 0)
+            shape = elements[index] if index < len(elements) else shape
         if opcode == "parameter":
             layer = _argument(op_name) if op_name else name.rsplit(".", 1)[0]
         else:

@@ -109,7 +109,7 @@ class Recipe:
         perceptual = None
         if loss.lambda_vgg:
             perceptual = VGG19Features(normalize=loss.vgg_normalize,
-                                       remat=model.remat == "blocks", conv_impl=conv_impl,
+                                       remat=model.remat != "none", conv_impl=conv_impl,
                                        dtype=networks.compute_dtype(config))
         return cls(
             generator=Generator.from_config(config, conv_impl, label_lookups),
