@@ -34,6 +34,9 @@ VARIANTS = {
 VARIANTS["all"] = [flag for flags in VARIANTS.values() for flag in flags]
 # The two that measured best alone on the colorization photos, together.
 VARIANTS["ema_r1"] = VARIANTS["ema"] + VARIANTS["r1"]
+# Weaker R1 (issue 32: at gamma 1 the patch-summed penalty holds D at chance).
+VARIANTS["r1_0.1"] = ["--config.loss.r1_gamma=0.1"]
+VARIANTS["r1_0.01"] = ["--config.loss.r1_gamma=0.01"]
 
 
 def run_flags(args, steps: int) -> list[str]:
