@@ -452,25 +452,3 @@ def test_local_run_starts_from_the_global_run_and_frees_the_coarse_branch(hd_dat
     jax.tree.map(np.testing.assert_array_equal, checkpointing.load_train_state(straight),
                  states[2])
 
-
-def test_remat_branches_keeps_the_parameters_and_gradients_of_blocks(tiny_config):
-    """`model.remat=branches` recomputes the local generator's branches whole: the same
-    parameter tree (checkpoints and .pth layouts unchanged) and the same gradients."""
-    from p2p_jax.models.build import build_generator
-
-    config = tiny_config
-    config.model.generator, config.model.norm, config.model.ngf = "local", "instance", 4
-    config.model.n_downsample_global, config.model.n_blocks_global = 2, 1
-    config.model.n_blocks_local = 1
-    x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 32, 32, 3)), jnp.float32)
-    results = {}
-    for remat in ("blocks", "branches"):
-        config.model.remat = remat
-        network = build_generator(config, 3, "xla")
-        params = network.init(jax.random.PRNGKey(0), x)["params"]
-        grads = jax.grad(lambda p, n=network: jnp.sum(n.apply({"params": p}, x) ** 2))(params)
-        results[remat] = (params, grads)
-    assert (jax.tree_util.tree_structure(results["blocks"][0])
-            == jax.tree_util.tree_structure(results["branches"][0]))
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                 results["blocks"][1], results["branches"][1])

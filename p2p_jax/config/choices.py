@@ -6,7 +6,7 @@ DTYPES = ("float32", "bfloat16")
 GENERATORS = ("unet_128", "unet_256", "unet", "resnet_6blocks", "resnet_9blocks", "global",
               "local")
 DISCRIMINATORS = ("basic", "n_layers", "pixel", "multiscale")
-REMAT = ("none", "blocks", "branches")
+REMAT = ("none", "blocks")
 UPDATE_ORDERS = ("d_then_g", "joint")
 NORMS = ("batch", "instance", "none")
 CHROMA_SPACES = ("none", "ycbcr", "lab")

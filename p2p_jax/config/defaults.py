@@ -126,9 +126,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.n_local_enhancers = 1
     config.model.n_blocks_local = 3
     # Rematerialisation: none | blocks (jax.checkpoint per residual block, per discriminator
-    # scale and per VGG slice: activations recomputed in the backward pass, for memory) |
-    # branches (blocks, and the local generator's global generator and enhancer branches
-    # each recomputed whole: their full-resolution activations are not kept either).
+    # scale and per VGG slice: activations recomputed in the backward pass, for memory).
     config.model.remat = "none"
     # Start from another run's weights: "WORKDIR" or "WORKDIR:STEP" (a `global` run into a
     # `local` generator's coarse branch, as pix2pixHD's --load_pretrain). Ignored on resume.

@@ -42,8 +42,7 @@ def build_generator(config: ml_collections.ConfigDict, output_channels: int,
         return LocalEnhancer(n_downsample_global=model.n_downsample_global,
                              n_blocks_global=model.n_blocks_global,
                              n_local_enhancers=model.n_local_enhancers,
-                             n_blocks_local=model.n_blocks_local,
-                             remat_branches=model.remat == "branches", **hd)
+                             n_blocks_local=model.n_blocks_local, **hd)
     raise ValueError(f"model.generator={name!r} is not one of {GENERATORS}")
 
 

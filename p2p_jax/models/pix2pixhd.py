@@ -12,9 +12,7 @@ coarse-to-fine generators and the multi-scale discriminator, parameter for param
   is the logits) for feature matching.
 
 `remat` recomputes each residual block's and each discriminator scale's activations in the
-backward pass instead of keeping them (jax.checkpoint): memory for compute. `remat_branches`
-(`model.remat=branches`) also recomputes the local generator's branches whole, so none of
-their full-resolution activations wait for the backward pass.
+backward pass instead of keeping them (jax.checkpoint): memory for compute.
 """
 
 from __future__ import annotations
@@ -140,29 +138,22 @@ class LocalEnhancer(nn.Module):
     n_blocks_local: int = 3
     norm: str = "instance"
     remat: bool = False
-    # Also recompute the global generator and each enhancer branch whole in the backward
-    # pass (`model.remat=branches`): their full-resolution stems are then not kept either.
-    remat_branches: bool = False
     upsample: str = "conv_transpose"
     conv_impl: str = "xla"
     dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-        coarse = (nn.remat(GlobalGenerator, static_argnums=(2,)) if self.remat_branches
-                  else GlobalGenerator)
-        branch = (nn.remat(EnhancerBranch, static_argnums=(3,)) if self.remat_branches
-                  else EnhancerBranch)
         pyramid = [x]  # The pooled scales of a one-hot map are no longer one-hot: dense.
         for _ in range(self.n_local_enhancers):
             pyramid.append(downsample(ops.as_array(pyramid[-1], self.dtype)))
         common = dict(norm=self.norm, remat=self.remat, upsample=self.upsample,
                       conv_impl=self.conv_impl, dtype=self.dtype)
-        out = coarse(self.output_channels, self.ngf * 2**self.n_local_enhancers,
+        out = GlobalGenerator(self.output_channels, self.ngf * 2**self.n_local_enhancers,
                               self.n_downsample_global, self.n_blocks_global, final=False,
                               name="global", **common)(pyramid[-1], train)
         for n in range(1, self.n_local_enhancers + 1):
-            out = branch(self.ngf * 2 ** (self.n_local_enhancers - n),
+            out = EnhancerBranch(self.ngf * 2 ** (self.n_local_enhancers - n),
                                  self.n_blocks_local, n == self.n_local_enhancers,
                                  self.output_channels, name=f"enhancer_{n}", **common)(
                 pyramid[self.n_local_enhancers - n], out, train)
