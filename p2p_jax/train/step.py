@@ -197,14 +197,10 @@ _GRADIENTS = {"d_then_g": _reference_gradients, "joint": _joint_gradients}
 
 
 def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
-               frozen: dict | None = None, sharded: TrainState | None = None
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+               frozen: dict | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
     """One iteration. `update_order="d_then_g"` is the reference's: D updated on (A, B) vs
     (A, G(A)), then G through the updated D. `joint` is pix2pixHD's: both losses from one
-    forward pass of D, both networks updated. `frozen`: fixed networks' weights (VGG19).
-    `sharded`: the state's shardings where parameters are split over devices (FSDP), so that
-    each gradient is reduce-scattered onto its parameter's shard as it is made, not summed
-    whole on every device first."""
+    forward pass of D, both networks updated. `frozen`: fixed networks' weights (VGG19)."""
     frozen = frozen or {}
     condition, real_b = encode_input(recipe.generator, batch), to_float(
         batch["B"], recipe.generator.output_values)
@@ -237,21 +233,17 @@ def train_step(recipe: Recipe, state: TrainState, batch: dict[str, jax.Array],
     grads = _GRADIENTS[recipe.update_order](
         recipe, state, _Forward(real_b, fake_b, discriminate), frozen)
     (g_grads,) = g_vjp(grads.fake_grad)
-    d_grads = grads.d_grads
-    if sharded is not None:
-        g_grads = jax.lax.with_sharding_constraint(g_grads, sharded.g_params)
-        d_grads = jax.lax.with_sharding_constraint(d_grads, sharded.d_params)
 
     # A non-finite loss or gradient drops the whole step, decided on device (no host sync).
     # A NaN/Inf anywhere in the gradients makes their global norm non-finite, so the norms
     # (reported anyway) are the check.
-    g_grad_norm, d_grad_norm = global_norm(g_grads), global_norm(d_grads)
+    g_grad_norm, d_grad_norm = global_norm(g_grads), global_norm(grads.d_grads)
     finite = (jnp.isfinite(grads.d_loss) & jnp.isfinite(grads.g_loss)
               & jnp.isfinite(g_grad_norm) & jnp.isfinite(d_grad_norm))
     g_params, g_opt_state = _guarded_update(recipe.g_tx, g_grads, state.g_opt_state,
                                             state.g_params, finite,
                                             unfrozen=state.step >= recipe.fix_global_steps)
-    d_params, d_opt_state = _guarded_update(recipe.d_tx, d_grads, state.d_opt_state,
+    d_params, d_opt_state = _guarded_update(recipe.d_tx, grads.d_grads, state.d_opt_state,
                                             state.d_params, finite)
     g_batch_stats = jax.tree.map(functools.partial(jnp.where, finite), g_batch_stats,
                                  state.g_batch_stats)
@@ -287,9 +279,8 @@ def trace_train_step(recipe: Recipe, state: TrainState, batch_spec: dict[str, An
     (`frozen`) are replicated.
     """
     shardings = jax.tree.map(lambda x: x.sharding, state)
-    fsdp = mesh.shape[parallel.FSDP_AXIS] > 1
     step = jax.jit(
-        functools.partial(train_step, recipe, sharded=shardings if fsdp else None),
+        functools.partial(train_step, recipe),
         in_shardings=(shardings, parallel.batch_sharding(mesh), parallel.replicated(mesh)),
         out_shardings=(shardings, parallel.replicated(mesh)),
         donate_argnums=0,
