@@ -78,18 +78,26 @@ def render_scene(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nd
     return PALETTE[labels], np.clip(photo, 0, 255).astype(np.uint8)
 
 
-class SyntheticScenes:
-    """Random-access Grain source of {'A': labels, 'B': photo} uint8 pairs."""
+class RenderedSource:
+    """A random-access Grain source whose example i of a split is rendered from (seed, split,
+    i) by `render`: deterministic, shardable, nothing on disk."""
+
+    kind = "rendered"  # The source's name in paths and messages.
+    item = "item"  # Each example's name prefix.
+    salt: tuple[int, ...] = ()  # Extra seed words, so two sources never share a stream.
 
     def __init__(self, num_examples: int, size: int, seed: int, split: str):
         if split not in SPLIT_IDS:
             raise ValueError(f"split {split!r} is not one of {sorted(SPLIT_IDS)}")
         self._num_examples, self._size = num_examples, size
         self._seed, self._split = seed, SPLIT_IDS[split]
-        self.where = f"synthetic_scenes/{split}"
+        self.where = f"{self.kind}/{split}"
+
+    def render(self, rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
 
     def name(self, index: int) -> str:
-        return f"scene_{index:06d}"
+        return f"{self.item}_{index:06d}"
 
     def path(self, index: int) -> str:
         return f"{self.where}[{index}]"
@@ -98,9 +106,19 @@ class SyntheticScenes:
         return self._num_examples
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng([self._seed, self._split, int(index)])
-        a, b = render_scene(rng, self._size)
-        return {"A": a, "B": b}
+        rng = np.random.default_rng([self._seed, self._split, int(index), *self.salt])
+        return self.render(rng, self._size)
 
     def __repr__(self) -> str:
-        return f"SyntheticScenes(n={self._num_examples}, size={self._size}, split={self._split})"
+        return (f"{type(self).__name__}(n={self._num_examples}, size={self._size}, "
+                f"split={self._split})")
+
+
+class SyntheticScenes(RenderedSource):
+    """{'A': labels, 'B': photo} uint8 pairs of rendered street scenes."""
+
+    kind, item = "synthetic_scenes", "scene"
+
+    def render(self, rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
+        a, b = render_scene(rng, size)
+        return {"A": a, "B": b}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from p2p_jax.data.synthetic import SPLIT_IDS
+from p2p_jax.data.synthetic import RenderedSource
 
 OFFSET = 400.0  # A camera's dark level, in counts.
 
@@ -53,28 +53,10 @@ def render_cells(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(np.round(channels), 0, 65535).astype(np.uint16)
 
 
-class SyntheticCells:
-    """Random-access Grain source of {'B': (size, size, 2) uint16} cell images."""
+class SyntheticCells(RenderedSource):
+    """{'B': (size, size, 2) uint16} cell images."""
 
-    def __init__(self, num_examples: int, size: int, seed: int, split: str):
-        if split not in SPLIT_IDS:
-            raise ValueError(f"split {split!r} is not one of {sorted(SPLIT_IDS)}")
-        self._num_examples, self._size = num_examples, size
-        self._seed, self._split = seed, SPLIT_IDS[split]
-        self.where = f"synthetic_cells/{split}"
+    kind, item, salt = "synthetic_cells", "cells", (7,)
 
-    def name(self, index: int) -> str:
-        return f"cells_{index:06d}"
-
-    def path(self, index: int) -> str:
-        return f"{self.where}[{index}]"
-
-    def __len__(self) -> int:
-        return self._num_examples
-
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng([self._seed, self._split, int(index), 7])
-        return {"B": render_cells(rng, self._size)}
-
-    def __repr__(self) -> str:
-        return f"SyntheticCells(n={self._num_examples}, size={self._size}, split={self._split})"
+    def render(self, rng: np.random.Generator, size: int) -> dict[str, np.ndarray]:
+        return {"B": render_cells(rng, size)}
