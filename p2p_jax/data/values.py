@@ -21,6 +21,7 @@ from p2p_jax.config.choices import DATA_DTYPES
 # (scikit-image's convention for float images), a uint image converted to float keeps it.
 DTYPE_RANGES = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0), "float32": (0.0, 1.0)}
 
+
 @dataclasses.dataclass(frozen=True)
 class ValueMap:
     """One side's dtype and the values that map to -1 and +1 (per channel, or one for all)."""
