@@ -23,6 +23,9 @@ TASKS = ("paired", "colorization", "super_resolution", "edges", "stylize", "deno
          "fluorescence")
 # Pixel types a dataset side is held in (dataset.input_dtype / output_dtype), narrowest first.
 DATA_DTYPES = ("uint8", "uint16", "float32")
+# The values each type's `normalize=dtype` maps to [-1, 1]; float data is taken as 0..1
+# (scikit-image's convention for float images), a uint image converted to float keeps it.
+DTYPE_RANGES = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0), "float32": (0.0, 1.0)}
 # How a side's values map to [-1, 1] (dataset.normalize.input / output).
 NORMALIZATIONS = ("dtype", "percentile", "range")
 COLOR_SPACES = ("gray", "lab")

@@ -10,7 +10,7 @@ import ml_collections
 from absl import logging
 from etils import epath
 
-from p2p_jax.config import defaults
+from p2p_jax.config import choices, defaults
 from p2p_jax.config.checks import validate_config
 from p2p_jax.errors import UserError
 
@@ -88,8 +88,7 @@ def saved_dataset(workdir: str) -> dict | None:
             saved[f"{side}_dtype"] = str(dataset.get(f"{side}_dtype") or "uint8")
             low, high = (list(normalize.get(f"{side}_{end}") or []) for end in ("low", "high"))
             if not low:  # Saved before value ranges were: the dtype's.
-                low, high = [0.0], [{"uint8": 255.0, "uint16": 65535.0}.get(
-                    saved[f"{side}_dtype"], 1.0)]
+                low, high = ([v] for v in choices.DTYPE_RANGES[saved[f"{side}_dtype"]])
             normalize[f"{side}_low"], normalize[f"{side}_high"] = low, high
         saved["normalize"] = normalize
     except (KeyError, TypeError, ValueError, AttributeError):

@@ -91,9 +91,7 @@ def _decode_checked(data: bytes, name: str, max_pixels: int) -> tuple[np.ndarray
     if not data:
         raise BadImageError(f"{name}: empty file")
     height, width, orientation = _header(data, name, max_pixels)
-    if height * width > max_pixels:
-        raise BadImageError(f"{name}: {width}x{height} is {height * width} pixels, over "
-                            f"dataset.max_image_pixels={max_pixels}")
+    _check_size(name, height, width, 1, max_pixels)
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as e:

@@ -77,7 +77,7 @@ def _derive_and_convert(example: dict[str, np.ndarray], rng: np.random.Generator
         if key == "A" and dataset.label_nc:
             out[key] = example[key]
             continue
-        name = f"the {'input' if key == 'A' else 'target'} image"
+        name = _what(key)
         image = images.to_channels(example[key], dataset[f"{side}_channels"], name)
         out[key] = images.convert(image, dataset[f"{side}_dtype"], name)
     if dataset.instance_maps:
@@ -110,6 +110,11 @@ def _train_transform(example: dict[str, np.ndarray], rng: np.random.Generator,
             f"{dataset.image_size}: use dataset.preprocess='resize_and_crop', 'crop' or "
             "'scale_width_and_crop', or files of that size")
     return {**_derive_and_convert(pictures, rng, dataset), "skipped": example["skipped"]}
+
+
+def _what(key: str) -> str:
+    """How messages name the images of `key`."""
+    return "the input image" if key == "A" else "the target image"
 
 
 # Examples read, spread over the training split, to find its channels and pixel types.
@@ -156,7 +161,7 @@ def _resolve_side(dataset: ml_collections.ConfigDict, key: str, side: str,
         low, high = values.DTYPE_RANGES[dataset[f"{side}_dtype"]]
         norm[f"{side}_low"], norm[f"{side}_high"] = (low,), (high,)
         return
-    what = f"the {'input' if key == 'A' else 'target'} image"
+    what = _what(key)
     converted = [images.convert(images.to_channels(image, dataset[name], what),
                                 dataset[f"{side}_dtype"], what) for image in sample]
     low, high = values.percentile_range(converted, tuple(norm.percentiles))

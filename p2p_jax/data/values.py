@@ -15,11 +15,7 @@ import dataclasses
 import ml_collections
 import numpy as np
 
-from p2p_jax.config.choices import DATA_DTYPES
-
-# The values each dtype's `normalize=dtype` maps to [-1, 1]; float data is taken as 0..1
-# (scikit-image's convention for float images), a uint image converted to float keeps it.
-DTYPE_RANGES = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0), "float32": (0.0, 1.0)}
+from p2p_jax.config.choices import DATA_DTYPES, DTYPE_RANGES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,10 +43,23 @@ class Requests:
         self._config = trained.config
         self._translator = Translator.for_config(trained.generator, trained.mesh, trained.config)
         self._key = host_key(self._config.seed)
+        dataset = self._config.dataset
+        self._output_map = values.side_map(dataset, "output")
+        self._chosen = tuple(self._config.eval.preview_channels)
+        # 8-bit gray or RGB outputs, shown as they are, are their own download; others are
+        # shown as previews and offered at full precision beside them.
+        self.photo_outputs = (self._output_map == values.UINT8
+                              and dataset.output_channels in (1, 3)
+                              and values.preview_channels(dataset.output_channels,
+                                                          self._chosen) in ((0,), (0, 1, 2)))
 
     @property
     def config(self) -> ml_collections.ConfigDict:
         return self._config
+
+    def preview(self, output: np.ndarray) -> np.ndarray:
+        """An output as the page shows it (`values.preview`)."""
+        return values.preview(output, self._output_map, self._chosen)
 
     def example(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """A decoded upload or canvas as the generator's input (channels or class ids)."""
@@ -101,12 +114,10 @@ def _run(requests: Requests, make_example, folder: str) -> tuple[str, str, str]:
     except (images.BadImageError, UserError) as e:
         raise _refuse(str(e).replace(tempfile.gettempdir(), "<upload>")) from None
     latency = f"translated in {1000 * (time.perf_counter() - start):.0f} ms"
-    config = requests.config
-    shown = values.preview(output, values.side_map(config.dataset, "output"),
-                           tuple(config.eval.preview_channels))
-    shown_path = _saved_output(shown, folder)
-    if shown is output:
-        return shown_path, latency, shown_path
+    if requests.photo_outputs:
+        path = _saved_output(output, folder)
+        return path, latency, path
+    shown_path = _saved_output(requests.preview(output), folder)
     return shown_path, latency, _saved_output(output, folder,
                                               images.lossless_extension(".png", output))
 
@@ -164,8 +175,7 @@ def build_app(trained: TrainedGenerator, scratch_dir: str,
     palette = palettes.for_config(config)
     height, width = image_hw(config.dataset.image_size)
     examples = _example_inputs(trained, config.serve.num_examples)
-    photos = (values.side_map(config.dataset, "output") == values.UINT8
-              and config.dataset.output_channels in (1, 3))
+    photos = requests.photo_outputs
 
     def from_canvas(editor):
         canvas = None if editor is None else editor.get("composite")
