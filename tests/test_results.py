@@ -20,13 +20,13 @@ def test_results_script_writes_the_sheet_and_metrics_row(tmp_path):
              "--config.model.ndf=8 --config.batch_size=2 --config.eval.batch_size=4")
     env = {**os.environ, "XLA_FLAGS": xla_flags(2), "PYTHON": sys.executable,
            "OUT": str(tmp_path / "sheets"), "SIZE": "32",
-           "FACADES": str(tmp_path / "no_facades"), "OUTLINES": str(tmp_path / "no_outlines"),
+           "CAMVID": str(tmp_path / "no_camvid"), "OUTLINES": str(tmp_path / "no_outlines"),
            "EXTRA": small}
     done = subprocess.run(["bash", "scripts/results.sh", str(tmp_path / "work"), "2",
                            "colorization", "labels_to_photo", "outlines_to_photo"],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "labels_to_photo skipped: no facades dataset in" in done.stderr
+    assert "labels_to_photo skipped: no CamVid pairs in" in done.stderr
     assert "outlines_to_photo skipped: no outline pairs in" in done.stderr
     table = done.stdout.strip().splitlines()
     assert table[0].startswith("| task | images | L1 |") and len(table) == 3

@@ -48,7 +48,8 @@ def eval_scalars(evaluators: tuple[str, ...]) -> tuple[str, ...]:
     """The names a periodic eval reports with these extra evaluators."""
     return IMAGE_SCALARS + tuple(name for evaluator in evaluators
                                  for name in EVALUATOR_SCALARS.get(evaluator, ()))
-SERVE_PALETTES = ("auto", "scenes", "cityscapes", "cityscapes_ids", "facades", "edges", "none")
+SERVE_PALETTES = ("auto", "scenes", "cityscapes", "cityscapes_ids", "facades", "camvid", "edges",
+                  "none")
 EXPORT_FORMATS = ("saved_model", "stablehlo", "onnx", "torch")
 WANDB_MODES = ("auto", "online", "offline")
 # The most pixels `dataset.max_image_pixels` may allow: PIL, which reads image headers for the

@@ -248,7 +248,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.serve = ml_collections.ConfigDict()
     # --mode=serve's canvas: auto (from the data: the embedded scenes' classes, Cityscapes
     # label ids for label-map models, else an upload) | scenes | cityscapes | cityscapes_ids |
-    # facades | edges (pen and eraser on white) | none (upload only).
+    # facades | camvid | edges (pen and eraser on white) | none (upload only).
     config.serve.palette = "auto"
     config.serve.concurrency = 2  # Requests translated at once (Gradio's queue).
     config.serve.queue_size = 16  # Requests waiting beyond those; more are told to retry.

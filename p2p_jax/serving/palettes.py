@@ -10,7 +10,7 @@ from typing import NamedTuple
 import ml_collections
 import numpy as np
 
-from p2p_jax.data import cityscapes, synthetic
+from p2p_jax.data import camvid, cityscapes, synthetic
 
 
 class Palette(NamedTuple):
@@ -43,9 +43,11 @@ FACADES = Palette("facades", (
     ("shutter", (170, 255, 85)), ("balcony", (255, 255, 0)), ("trim", (255, 170, 0)),
     ("cornice", (255, 85, 0)), ("column", (255, 0, 0)), ("entrance", (170, 0, 0))),
     (0, 0, 170))
+# CamVid's 11 classes in its own colours (p2p_jax.data.camvid's label images).
+CAMVID = Palette("camvid", camvid.CLASSES, camvid.CLASSES[0][1])
 EDGES = Palette("edges", (("pen", (0, 0, 0)),), (255, 255, 255))
 NONE = Palette("none", (), (255, 255, 255))
-PALETTES = {p.name: p for p in (SCENES, CITYSCAPES, CITYSCAPES_IDS, FACADES, EDGES, NONE)}
+PALETTES = {p.name: p for p in (SCENES, CITYSCAPES, CITYSCAPES_IDS, FACADES, CAMVID, EDGES, NONE)}
 
 
 def for_config(config: ml_collections.ConfigDict) -> Palette:
