@@ -13,8 +13,9 @@
 # outlines_to_photo (real person photos and their outlines in $OUTLINES, train/ and val/ of
 # side-by-side pairs: the `facades/` folder of github.com/pt990platina/pix2pix-tensorflow at
 # commit d4206191, which despite its name holds 100 + 155 such pairs; skipped without it).
-# Environment: PYTHON (.venv/bin/python), OUT (docs/results), SIZE (128), EXTRA (more flags
-# for every run, e.g. a smaller model for a smoke test).
+# Environment: PYTHON (.venv/bin/python), OUT (docs/results), SIZE (128), SHEET (24: the
+# held-out images each sheet shows), EXTRA (more flags for every run, e.g. a smaller model for
+# a smoke test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-/tmp/p2p_results}
@@ -25,6 +26,7 @@ tasks=("${@:-colorization super_resolution super_resolution_gan style_transfer l
 py=${PYTHON:-.venv/bin/python}
 out=${OUT:-docs/results}
 size=${SIZE:-128}
+sheet=${SHEET:-24}
 camvid=${CAMVID:-$work/camvid}
 outlines=${OUTLINES:-$work/outlines}
 mkdir -p "$work" "$out"
@@ -63,8 +65,8 @@ for task in ${tasks[@]}; do
   flags=(${task_flags[$task]} "${common[@]}" ${EXTRA:-} --workdir="$work/$task")
   echo "$task: training $steps steps (log: $work/$task.train.log)" >&2
   $py -m p2p_jax.main "${flags[@]}" --alsologtostderr=false 2>"$work/$task.train.log"
-  $py -m p2p_jax.main "${flags[@]}" --mode=eval --alsologtostderr=false \
-    2>"$work/$task.eval.log"
+  $py -m p2p_jax.main "${flags[@]}" --mode=eval --config.eval.sheet_examples="$sheet" \
+    --alsologtostderr=false 2>"$work/$task.eval.log"
   report=$(ls -d "$work/$task"/eval/val_* | tail -1)
   cp "$report/contact_sheet.png" "$out/$task.png"
   $py -m benchmarks.results_metrics "$task" "$report" >> "$work/metrics.md"

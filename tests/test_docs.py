@@ -22,7 +22,8 @@ ABSL_FLAGS = {"verbosity", "v", "help", "helpfull", "helpshort", "logtostderr",
 PROGRAMS = {"p2p_jax.main": ["p2p_jax/main.py"], "p2p_jax.benchmark": ["p2p_jax/perf/measure.py"],
             "p2p_jax.data.download": ["p2p_jax/data/download.py"],
             "p2p_jax.data.convert": ["p2p_jax/data/convert.py"],
-            "p2p_jax.data.sample_photos": ["p2p_jax/data/sample_photos.py"]}
+            "p2p_jax.data.sample_photos": ["p2p_jax/data/sample_photos.py"],
+            "p2p_jax.data.camvid": ["p2p_jax/data/camvid.py"]}
 SCRIPTS = {"scripts/download_pix2pix_dataset.sh": ("p2p_jax.data.download", "dataset"),
            "scripts/download_pix2pix_model.sh": ("p2p_jax.data.download", "model")}
 

@@ -78,6 +78,9 @@ def test_contact_sheet_labels_its_columns_and_keeps_the_models_pixels():
     assert sheet.shape == (header + 2 * (128 + 8), 4 * (3 * 96 + 2 * 2 + 8), 3)
     for column in range(3):  # A name drawn above each of input, output, target.
         assert (sheet[:header, 4 + column * 98:4 + column * 98 + 40] < 128).any()
+    # The first `limit` examples only: one row.
+    assert report.contact_sheet(examples, outputs, limit=2).shape == (
+        header + 128 + 8, 4 * (3 * 96 + 2 * 2 + 8), 3)
     large = [{"A": np.zeros((512, 1024, 3), np.uint8), "B": np.zeros((512, 1024, 3), np.uint8)}]
     assert report.contact_sheet(large, [np.zeros((512, 1024, 3), np.uint8)]).shape[0] == (
         header + report.SHEET_MAX_HEIGHT + 8)

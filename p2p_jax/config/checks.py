@@ -149,6 +149,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for key in ("batch_size", "num_train_steps", "log_every_steps", "sample_every_steps",
                 "checkpoint_every_steps", "eval_every_steps", "dataset.load_size",
                 "dataset.derived.sr_factor", "model.ngf", "model.ndf", "eval.batch_size",
+                "eval.sheet_examples",
                 "nan_patience", "checkpoint.max_to_keep", "model.num_d", "model.n_layers_d",
                 "model.n_downsample_global", "model.n_local_enhancers", "serve.concurrency",
                 "serve.queue_size", "serve.max_upload_mb"):

@@ -234,6 +234,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Channels shown as RGB in sheets, samples and serve: () = by count (1 gray; 2 a
     # green/magenta composite; 3 RGB; more: the first three), or three channel indices.
     config.eval.preview_channels = ()
+    config.eval.sheet_examples = 64  # The first this many in the report's contact sheet.
     config.eval.tile_pixels = 2**22
     config.eval.tile_overlap = 64
     config.eval.inception_weights = ""

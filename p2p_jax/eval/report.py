@@ -191,12 +191,12 @@ def _stack(header: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 def write_report(workdir: str, folder: epath.Path, title: str, examples: list[dict],
                  outputs: list[np.ndarray], scores: dict[str, np.ndarray],
-                 means: dict[str, float]) -> np.ndarray:
+                 means: dict[str, float], sheet_examples: int = 64) -> np.ndarray:
     """Writes the report folder; returns the contact sheet (for TensorBoard)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = write_images(examples, outputs, folder)
     has_curves = write_curves(summaries.read_scalars(workdir), folder / "curves.png")
-    sheet = contact_sheet(examples, outputs)
+    sheet = contact_sheet(examples, outputs, limit=sheet_examples)
     images.write(folder / "contact_sheet.png", sheet)
     write_html(folder, title, examples, files, scores, means, has_curves)
     record = {"metrics": means, "num_examples": len(examples),
@@ -228,7 +228,7 @@ def evaluate_checkpoint(trained: TrainedGenerator, workdir: str) -> epath.Path:
         shown, shown_outputs = grids.previews(examples, outputs, config.dataset,
                                               tuple(config.eval.preview_channels))
         sheet = write_report(workdir, folder, f"{workdir}: {split} split at step {step}",
-                             shown, shown_outputs, scores, means)
+                             shown, shown_outputs, scores, means, config.eval.sheet_examples)
         writer = summaries.create_writer(workdir)
         writer.write_scalars(step, {f"eval_{split}/{k}": v for k, v in means.items()})
         writer.write_images(step, {f"eval_{split}/contact_sheet": sheet[None]})
