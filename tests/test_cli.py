@@ -42,7 +42,7 @@ MISTAKES = [
     (["--mode=predict", "--input=x", "--output=y"],
      "config.json does not exist (no run was trained or imported in"),
     (["--config=configs/nope.py"], "No such file or directory: 'configs/nope.py'"),
-    (["--config=facadez"], "no shipped config 'facadez'; the shipped ones are cityscapes, "),
+    (["--config=facadez"], "no shipped config 'facadez'; the shipped ones are camvid, cityscapes, "),
     (["--config=configs/facades.py:pod0"], "unknown config variant 'pod0'"),
     ([TINY, "--config.modle.ngf=3"], "no key 'modle'; Did you mean \"model\""),
     ([TINY, "--config.batch_size=abc"], "--config.batch_size=abc: invalid literal"),
