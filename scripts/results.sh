@@ -52,6 +52,8 @@ declare -A task_flags=(
   [outlines_to_photo]="--config=configs/facades.py --config.dataset.path=$outlines
                        --config.dataset.load_size=$(( size * 286 / 256 ))"
 )
+# CamVid's frames are wide (three to a sheet row): half as many keep the sheet under 2 MB.
+declare -A wide_sheet=([labels_to_photo]=$(( sheet / 2 )))
 for task in ${tasks[@]}; do
   if [[ $task == labels_to_photo && ! -d $camvid/A/train ]]; then
     echo "labels_to_photo skipped: no CamVid pairs in $camvid (CAMVID=DIR)" >&2
@@ -65,7 +67,7 @@ for task in ${tasks[@]}; do
   flags=(${task_flags[$task]} "${common[@]}" ${EXTRA:-} --workdir="$work/$task")
   echo "$task: training $steps steps (log: $work/$task.train.log)" >&2
   $py -m p2p_jax.main "${flags[@]}" --alsologtostderr=false 2>"$work/$task.train.log"
-  $py -m p2p_jax.main "${flags[@]}" --mode=eval --config.eval.sheet_examples="$sheet" \
+  $py -m p2p_jax.main "${flags[@]}" --mode=eval --config.eval.sheet_examples="${wide_sheet[$task]:-$sheet}" \
     --alsologtostderr=false 2>"$work/$task.eval.log"
   report=$(ls -d "$work/$task"/eval/val_* | tail -1)
   cp "$report/contact_sheet.png" "$out/$task.png"

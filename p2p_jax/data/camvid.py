@@ -18,6 +18,7 @@ import os
 import numpy as np
 from absl import app, flags
 
+from p2p_jax import fileio
 from p2p_jax.data import images
 
 # SegNet's order and colours for CamVid's 11 classes; id 11 is unlabelled (black).
@@ -64,7 +65,9 @@ def write_pairs(camvid: str, output: str) -> dict[str, int]:
             name = os.path.basename(photo_path)
             ids = images.read(label_path)[..., 0]
             images.write(os.path.join(output, "A", split, name), colour_labels(ids))
-            images.write(os.path.join(output, "B", split, name), images.read(photo_path))
+            # Already a PNG: copied (atomically) without a decode and re-encode.
+            fileio.write_bytes(os.path.join(output, "B", split, name),
+                               fileio.read_bytes(photo_path))
         counts[split] = len(pairs)
     return counts
 
