@@ -9,6 +9,7 @@ devices or processes there are.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -132,6 +133,48 @@ def parameter_sharding(shape: tuple[int, ...], mesh: Mesh, min_size: int) -> Nam
             spec[axis] = FSDP_AXIS
             return NamedSharding(mesh, PartitionSpec(*spec))
     return replicated(mesh)
+
+
+def gathered_apply(apply: Callable[..., Any], params: Any, shardings: Any, dtype: Any,
+                   x: Any, rng: jax.Array | None = None) -> Any:
+    """FSDP as one program per device: `apply(whole_params, x, rng)` on each device's own
+    examples of the batch `x`, after gathering the parameters FSDP splits (`shardings`).
+
+    Each split parameter is cast to the network's compute dtype `dtype`, which the network
+    casts it to anyway, before its all-gather: in bfloat16 half the bytes move and stay.
+    Differentiating this reduce-scatters each weight gradient (in that dtype) straight into its
+    parameter's split (the all-gather's transpose), then sums the split over `data` replicas;
+    replicated parameters' gradients are summed whole. Those are
+    FSDP's collectives, and no others: activations never leave their device, so each device
+    runs the one-device program. `apply` must treat examples independently (no batch
+    statistics); `rng` gets the device's position folded in, so dropout draws differ between
+    devices.
+    """
+    mesh = jax.tree.leaves(shardings)[0].mesh
+    # Axes of one device are left out: a sum over them would still be an all-reduce in XLA.
+    batch_axes = tuple(axis for axis in BATCH_AXES if mesh.shape[axis] > 1)
+    replicas = tuple(axis for axis in batch_axes if axis != FSDP_AXIS)
+
+    def gather(leaf: jax.Array, sharding: NamedSharding) -> jax.Array:
+        # Every parameter varies over the devices from here on, like the activations it meets
+        # (so custom gradients see one type); the transposes sum its gradient over them.
+        axes = [axis for axis, name in enumerate(sharding.spec) if name is not None]
+        if not axes:  # Replicated: its gradient is summed whole (an all-reduce).
+            return jax.lax.pcast(leaf, batch_axes, to="varying")
+        moved = leaf.astype(dtype)
+        if replicas:  # Summed over `data` replicas after the scatter, on the split alone.
+            moved = jax.lax.pcast(moved, replicas, to="varying")
+        return jax.lax.all_gather(moved, FSDP_AXIS, axis=axes[0], tiled=True)
+
+    def per_device(local_params: Any, local_x: Any, key: jax.Array | None) -> Any:
+        if key is not None:
+            key = jax.random.fold_in(key, jax.lax.axis_index(batch_axes))
+        return apply(jax.tree.map(gather, local_params, shardings), local_x, key)
+
+    specs = jax.tree.map(lambda sharding: sharding.spec, shardings)
+    return jax.shard_map(per_device, mesh=mesh,
+                         in_specs=(specs, PartitionSpec(batch_axes), PartitionSpec()),
+                         out_specs=PartitionSpec(batch_axes))(params, x, rng)
 
 
 def tree_shardings(abstract_tree: Any, mesh: Mesh, min_size: int) -> Any:

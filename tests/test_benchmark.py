@@ -12,14 +12,21 @@ from p2p_jax.perf import measure
 HLO = """
   %all-reduce.1 = f32[4,4,64,128]{3,2,1,0} all-reduce(f32[4,4,64,128]{3,2,1,0} %p), to_apply=%add
   %all-reduce.2 = (f32[10]{0}, /*index=1*/bf16[3,2]{1,0}) all-reduce(f32[10]{0} %a, %b)
-  %ag = f32[8,16]{1,0} all-gather-start(f32[1,16]{1,0} %x), dimensions={0}
+  %ags = (f32[1,16]{1,0}, f32[8,16]{1,0}) all-gather-start(f32[1,16]{1,0} %x), dimensions={0}
+  %agd = f32[8,16]{1,0} all-gather-done((f32[1,16]{1,0}, f32[8,16]{1,0}) %ags)
+  ROOT %rs = bf16[2,16]{1,0} reduce-scatter(bf16[8,16]{1,0} %g), dimensions={0}, to_apply=%add
   %conv = f32[4,4,64,128]{3,2,1,0} convolution(%x, %y)
 """
 
 
-def test_collective_bytes_sums_collective_outputs():
-    expected = 4 * 4 * 64 * 128 * 4 + (10 * 4 + 6 * 2) + 8 * 16 * 4
-    assert measure.collective_bytes(HLO) == expected
+def test_collectives_count_each_kind_once_with_the_bytes_it_produces():
+    """An asynchronous collective counts once, by its result (`-done`), not its `-start`."""
+    assert measure.collectives(HLO) == {
+        "all-reduce": {"count": 2, "bytes": 4 * 4 * 64 * 128 * 4 + (10 * 4 + 6 * 2)},
+        "all-gather": {"count": 1, "bytes": 8 * 16 * 4},
+        "reduce-scatter": {"count": 1, "bytes": 2 * 16 * 2}}
+    assert measure.collective_bytes(HLO) == (4 * 4 * 64 * 128 * 4 + 10 * 4 + 6 * 2
+                                             + 8 * 16 * 4 + 2 * 16 * 2)
 
 
 def test_matmul_peak_is_the_best_size(monkeypatch):

@@ -4,7 +4,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from p2p_jax.ops import stride2
 from p2p_jax.ops import xla as xla_ops
@@ -82,3 +85,12 @@ def test_train_step_matches_xla_up_to_elementwise_work(tiny_config, devices):
     assert 0.7 * xla < ours < xla
     step = functools.partial(train_step.train_step, setup.recipe)
     assert ours == count(step, state, batch)
+
+
+def test_a_shard_map_body_counts_once_per_device(devices):
+    """FSDP's per-device programs (`parallel.gathered_apply`) count as the whole batch's."""
+    mesh = Mesh(np.asarray(devices).reshape(2, 4), ("data", "fsdp"))
+    x, w = jnp.ones((8, 16)), jnp.ones((16, 32))
+    per_device = jax.shard_map(jnp.matmul, mesh=mesh, in_specs=(P(("data", "fsdp")), P()),
+                               out_specs=P(("data", "fsdp")))
+    assert flops.jaxpr_flops(jax.make_jaxpr(per_device)(x, w)) == 2 * 8 * 16 * 32

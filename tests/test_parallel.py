@@ -1,12 +1,19 @@
 """Mesh shapes, FSDP sharding rules, and FSDP training equal to pure data parallelism."""
 
+import re
+import types
+
 import jax
 import ml_collections
+import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
 from p2p_jax import checkpointing, parallel
+from p2p_jax.data import pipeline
 from p2p_jax.train import loop as trainer
+from p2p_jax.train import state as train_state
+from p2p_jax.train import step as train_step
 from tests.helpers import assert_states_match, fixed_schedule
 
 
@@ -55,6 +62,81 @@ def test_fsdp_training_equals_data_parallel_and_restores_across_meshes(tiny_conf
     assert resumed.g_params["down_3"]["kernel"].sharding.spec == kernel.sharding.spec
 
 
+def per_example_config(config, data, fsdp):
+    """The tiny U-Net as pix2pixHD normalises (instance norm, no dropout), with R1 due at every
+    step, in XLA's own convolutions (what TPU and GPU run), on a (data, fsdp) mesh that splits
+    every array of 1024 elements or more."""
+    config.model.norm, config.model.dropout, config.model.conv_impl = "instance", 0.0, "xla"
+    config.loss.r1_gamma, config.loss.r1_every = 1.0, 1
+    config.mesh.data, config.mesh.fsdp, config.mesh.fsdp_min_size = data, fsdp, 1024
+    return config
+
+
+def two_steps(config, devices):
+    """(state, metrics of each step, the compiled step's HLO) after two steps."""
+    setup = train_state.build(config, devices=devices)
+    iterator = pipeline.create_train_iterator(setup.config, 0, 1)
+    state, history, traced = setup.state, [], None
+    for _ in range(2):
+        batch = parallel.global_batch(next(iterator), setup.mesh)
+        traced = traced or train_step.trace_train_step(setup.recipe, state, batch, setup.mesh)
+        compiled = traced.lower().compile()
+        state, metrics = compiled(state, batch, {})
+        history.append(jax.device_get(metrics))
+    return setup, jax.device_get(state), history, compiled.as_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("update_order", ["d_then_g", "joint"])
+def test_per_device_fsdp_equals_data_parallel_with_fsdps_collectives(tiny_config, devices,
+                                                                    update_order):
+    """Networks that treat examples independently run FSDP as one program per device: the same
+    training as data parallelism (with R1's gradient of a gradient), whose only collectives on
+    split parameters are all-gathers of them and reduce-scatters of their gradients."""
+    tiny_config.optimizer.update_order = update_order
+    if update_order == "joint":  # pix2pixHD's: with its multi-scale D's feature matching.
+        tiny_config.model.discriminator, tiny_config.model.num_d = "multiscale", 2
+        tiny_config.model.n_layers_d, tiny_config.loss.lambda_feat = 2, 10.0
+    _, dp_state, dp_history, _ = two_steps(per_example_config(tiny_config, -1, 1), devices)
+    setup, fsdp_state, fsdp_history, hlo = two_steps(per_example_config(tiny_config, 2, 4),
+                                                     devices)
+    assert train_step.per_device_fsdp(setup.recipe, setup.mesh)
+    assert setup.state.g_params["down_3"]["kernel"].sharding.spec == PartitionSpec(
+        None, None, None, "fsdp")
+    for a, b in zip(dp_history, fsdp_history, strict=True):
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+    # As in test_train's sharded step: Adam's moments are linear in the gradients, so they
+    # match up to float reassociation (relative to the largest); a parameter within Adam's
+    # step bound per step, as a bias ahead of instance norm has a gradient of rounding noise.
+    for a, b in ((dp_state.g_opt_state[0].mu, fsdp_state.g_opt_state[0].mu),
+                 (dp_state.d_opt_state[0].mu, fsdp_state.d_opt_state[0].mu)):
+        scale = max(float(np.max(np.abs(x))) for x in jax.tree.leaves(a))
+        jax.tree.map(lambda x, y, s=scale: np.testing.assert_allclose(x, y, rtol=0,
+                                                                      atol=1e-3 * s), a, b)
+    bound = 2 * 2 * 1.1 * tiny_config.optimizer.learning_rate
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=0, atol=bound),
+                 (dp_state.g_params, dp_state.d_params), (fsdp_state.g_params,
+                                                          fsdp_state.d_params))
+    # No split parameter's gradient is all-reduced whole: only small replicated ones are.
+    reduced = re.findall(r"= (\S+) all-reduce\(", hlo)
+    sizes = [int(np.prod([int(d) for d in dims.split(",") if d] or [1]))
+             for text in reduced for dims in re.findall(r"\[([\d,]*)\]", text)]
+    assert max(sizes) < 1024, reduced
+    assert "reduce-scatter(" in hlo and "all-gather(" in hlo
+
+
+@pytest.mark.parametrize("norm, conv_impl, fsdp, per_device", [
+    ("instance", "xla", 4, True), ("batch", "xla", 4, False), ("instance", "cpu", 4, False),
+    ("instance", "xla", 1, False)])
+def test_fsdp_runs_per_device_only_for_per_example_networks_in_xlas_form(
+        tiny_config, devices, norm, conv_impl, fsdp, per_device):
+    tiny_config.model.norm, tiny_config.model.conv_impl = norm, conv_impl
+    tiny_config.mesh.data, tiny_config.mesh.fsdp = -1, fsdp
+    setup = train_state.build(tiny_config, devices=devices, abstract=True)
+    assert train_step.per_device_fsdp(setup.recipe, setup.mesh) == per_device
+
+
 def test_lost_peers_are_told_apart_from_bugs(monkeypatch):
     lost = RuntimeError("INTERNAL: Gloo context initialization failed: Timed out waiting")
     bug = RuntimeError("INVALID_ARGUMENT: Disallowed device-to-device transfer")
@@ -63,3 +145,17 @@ def test_lost_peers_are_told_apart_from_bugs(monkeypatch):
     assert parallel.is_peer_failure(lost)
     assert parallel.is_peer_failure(RuntimeError("Barrier timed out. Id: p2p_jax_x"))
     assert not parallel.is_peer_failure(bug)
+
+
+def test_per_device_fsdp_on_tpu_compiles_without_latency_hiding(tiny_config, devices):
+    """The option is chosen from the mesh's platform, for the per-device FSDP step alone."""
+    tiny_config.model.norm, tiny_config.model.conv_impl = "instance", "xla"
+    tiny_config.mesh.data, tiny_config.mesh.fsdp = -1, 4
+    setup = train_state.build(tiny_config, devices=devices, abstract=True)
+    assert train_step.step_compiler_options(setup.recipe, setup.mesh) == {}  # CPU devices.
+    tpu = types.SimpleNamespace(shape=setup.mesh.shape,
+                                devices=np.asarray([types.SimpleNamespace(platform="tpu")]))
+    assert train_step.step_compiler_options(setup.recipe, tpu) == {
+        "xla_tpu_enable_latency_hiding_scheduler": False}
+    tpu.shape = {**setup.mesh.shape, "data": 4, "fsdp": 1}
+    assert train_step.step_compiler_options(setup.recipe, tpu) == {}

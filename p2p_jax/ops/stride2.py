@@ -58,7 +58,8 @@ def _space_to_depth(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
 def _transpose_space_to_depth(y: jax.Array, kernel: jax.Array, padding: int,
                               input_shape: tuple[int, ...]) -> jax.Array:
     """S_k^T(y): the transpose of `_space_to_depth`, an ordinary padded 2x2 convolution."""
-    template = jax.ShapeDtypeStruct(input_shape, y.dtype)
+    # Zeros like y, not a bare shape: inside shard_map they vary over y's devices, as y does.
+    template = jnp.zeros_like(y, shape=input_shape)
     (x,) = jax.linear_transpose(lambda x: _space_to_depth(x, kernel, padding), template)(y)
     return x
 
@@ -124,7 +125,7 @@ def _strided_kernel_grad(x: jax.Array, dy: jax.Array, kernel_shape: tuple[int, .
         return _patch_kernel_grad(x, dy, kernel_shape, padding)
     if form == "shifted":
         return _shifted_kernel_grad(x, dy, kernel_shape, padding)
-    template = jax.ShapeDtypeStruct(kernel_shape, dy.dtype)
+    template = jnp.zeros_like(dy, shape=kernel_shape)  # As in _transpose_space_to_depth.
     (grad,) = jax.linear_transpose(lambda k: _strided(x, k, padding), template)(dy)
     return grad
 

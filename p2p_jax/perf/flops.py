@@ -78,6 +78,11 @@ def _count(jaxpr: core.Jaxpr, used_outputs: list[bool]) -> tuple[int, list[bool]
             total += max(_whole(sub) for sub in subs)
         elif name in ("scan", "while"):
             total += sum(_whole(sub) for sub in subs) * eqn.params.get("length", 1)
+        elif name == "shard_map":  # One device's program: every device of its axes runs it.
+            inner, used_inputs = _count(subs[0], used)
+            mesh = eqn.params["mesh"]
+            total += inner * math.prod(mesh.shape[axis]
+                                       for axis in eqn.params["newly_manual_axes"])
         elif (len(subs) == 1 and len(subs[0].invars) == len(eqn.invars)
               and len(subs[0].outvars) == len(eqn.outvars)):  # jit, custom_jvp_call, ...
             inner, used_inputs = _count(subs[0], used)
@@ -90,6 +95,6 @@ def _count(jaxpr: core.Jaxpr, used_outputs: list[bool]) -> tuple[int, list[bool]
 
 def jaxpr_flops(jaxpr: core.Jaxpr | core.ClosedJaxpr) -> int:
     """Convolution and matmul FLOPs of one run of the whole (global-shaped) program: a scan's
-    body counts `length` times, a cond its costliest branch, a while loop's body once (its
-    trip count is not static)."""
+    body counts `length` times, a shard_map's once per device, a cond its costliest branch, a
+    while loop's body once (its trip count is not static)."""
     return _whole(getattr(jaxpr, "jaxpr", jaxpr))

@@ -109,22 +109,42 @@ def peak_memory_bytes(compiled: jax.stages.Compiled) -> int | None:
     return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
 
 
-_COLLECTIVE = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.-]+\s*=\s*(.*?)\s+"
-                         r"(?:all-reduce|all-gather|reduce-scatter)(?:-start)?\(", re.MULTILINE)
+# A collective's result (a synchronous op, or the `-done` half of an asynchronous one).
+_COLLECTIVE = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.-]+\s*=\s*(.*?)\s+(all-reduce|all-gather|"
+                         r"reduce-scatter|all-to-all|collective-permute)(?:-done)?\(",
+                         re.MULTILINE)
 _ARRAY = re.compile(r"(pred|s8|u8|s16|u16|s32|u32|s64|u64|bf16|f16|f32|f64)\[([\d,]*)\]")
 _BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "bf16": 2, "f16": 2, "s32": 4,
           "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8}
 
 
-def collective_bytes(hlo_text: str) -> int:
-    """Bytes produced by cross-device collectives in one step, from the compiled HLO: for a
-    replicated data-parallel step this is the gradient (and batch-norm statistics) all-reduce."""
-    total = 0
+def collectives(hlo_text: str) -> dict[str, dict[str, int]]:
+    """Cross-device collectives in one step of a compiled program, by kind: how many, and the
+    bytes they produce (an FSDP step's weight all-gathers and gradient reduce-scatters; a
+    data-parallel step's gradient all-reduce)."""
+    found: dict[str, dict[str, int]] = {}
     for match in _COLLECTIVE.finditer(re.sub(r"/\*.*?\*/", "", hlo_text)):
+        entry = found.setdefault(match.group(2), {"count": 0, "bytes": 0})
+        entry["count"] += 1
         for dtype, dims in _ARRAY.findall(match.group(1)):
             size = int(np.prod([int(d) for d in dims.split(",") if d], dtype=np.int64))
-            total += size * _BYTES[dtype]
-    return total
+            entry["bytes"] += size * _BYTES[dtype]
+    return found
+
+
+def compiled_flops(compiled: jax.stages.Compiled) -> float | None:
+    """FLOPs of one device's compiled program by XLA's own cost analysis (None where the
+    backend gives none). On TPU it counts every convolution, so it checks the jaxpr count;
+    after GPU compilation cuDNN's convolutions count as zero (see `perf/flops.py`)."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list):
+        analysis = analysis[0] if analysis else None
+    return float(analysis["flops"]) if analysis and "flops" in analysis else None
+
+
+def collective_bytes(hlo_text: str) -> int:
+    """Bytes produced by cross-device collectives in one step, from the compiled HLO."""
+    return sum(entry["bytes"] for entry in collectives(hlo_text).values())
 
 
 def synthetic_batch(config, mesh, batch_size: int) -> dict[str, jax.Array]:
@@ -239,8 +259,9 @@ def bench_memory(config) -> dict:
                                          setup.mesh, setup.frozen)
     with tempfile.TemporaryDirectory(prefix="p2p_jax_xla_dump_") as temporary:
         dump = _DUMP_TO.value or temporary
-        options = (memory_breakdown.dump_options(dump, "train_step") if _BREAKDOWN.value
-                   else {})
+        options = train_step.step_compiler_options(setup.recipe, setup.mesh)
+        if _BREAKDOWN.value:
+            options.update(memory_breakdown.dump_options(dump, "train_step"))
         compiled = traced.lower().compile(compiler_options=options or None)
         peak = None
         if _BREAKDOWN.value:
@@ -252,7 +273,9 @@ def bench_memory(config) -> dict:
         record["peak_live_bytes"] = peak
         record["peak_by_kind"] = {kind: size for kind, size, _ in
                                   memory_breakdown.totals(buffers, "kind")}
-    return {**record, "cpu_scheduler": _cpu_scheduler(record["device_kind"]),
+    return {**record, "compiled_flops_per_device": compiled_flops(compiled),
+            "collectives": collectives(compiled.as_text()),
+            "cpu_scheduler": _cpu_scheduler(record["device_kind"]),
             "compile_s": time.perf_counter() - start,
             "temp_bytes": int(memory.temp_size_in_bytes) if memory else None,
             "argument_bytes": int(memory.argument_size_in_bytes) if memory else None}

@@ -94,6 +94,9 @@ class Recipe:
     diff_augment: tuple[str, ...] = ()  # DiffAugment's policy for the pairs D sees.
     r1_gamma: float = 0.0  # R1 on real pairs, every r1_every steps; 0: off.
     r1_every: int = 16
+    # FSDP as one program per device (`step.per_device_fsdp`): the networks treat examples
+    # independently (no batch norm) and take XLA's own convolutions.
+    fsdp_per_device: bool = False
 
     @classmethod
     def from_config(cls, config: ml_collections.ConfigDict, conv_impl: str = "xla",
@@ -129,6 +132,7 @@ class Recipe:
             diff_augment=tuple(loss.diff_augment),
             r1_gamma=loss.r1_gamma,
             r1_every=loss.r1_every,
+            fsdp_per_device=model.norm != "batch" and conv_impl == "xla",
         )
 
 
