@@ -43,6 +43,7 @@ def test_step_counts_follow_num_train_steps(tiny_config):
     ("batch_size", 2**20, "batch_size=1048576 is over 65536"),
     ("serve.max_upload_mb", 0, "serve.max_upload_mb=0 must be positive"),
     ("eval.sheet_examples", 0, "eval.sheet_examples=0 must be positive"),
+    ("mesh.memory_limit_gb", -1.0, "mesh.memory_limit_gb=-1.0 must be >= 0"),
     ("serve.queue_size", 10**9, "serve.queue_size=1000000000 is over 10000"),
 ])
 def test_bad_values_fail_with_the_key_named(tiny_config, key, value, message):

@@ -147,8 +147,9 @@ def test_lost_peers_are_told_apart_from_bugs(monkeypatch):
     assert not parallel.is_peer_failure(bug)
 
 
-def test_per_device_fsdp_on_tpu_compiles_without_latency_hiding(tiny_config, devices):
-    """The option is chosen from the mesh's platform, for the per-device FSDP step alone."""
+def test_tpu_options_for_per_device_fsdp_and_a_memory_budget(tiny_config, devices):
+    """Chosen from the mesh's platform: no latency-hiding scheduler for the per-device FSDP
+    step alone; `mesh.memory_limit_gb` as XLA's HBM size in MiB."""
     tiny_config.model.norm, tiny_config.model.conv_impl = "instance", "xla"
     tiny_config.mesh.data, tiny_config.mesh.fsdp = -1, 4
     setup = train_state.build(tiny_config, devices=devices, abstract=True)
@@ -157,5 +158,7 @@ def test_per_device_fsdp_on_tpu_compiles_without_latency_hiding(tiny_config, dev
                                 devices=np.asarray([types.SimpleNamespace(platform="tpu")]))
     assert train_step.step_compiler_options(setup.recipe, tpu) == {
         "xla_tpu_enable_latency_hiding_scheduler": False}
+    assert train_step.step_compiler_options(setup.recipe, tpu, memory_limit_gb=11.7) == {
+        "xla_tpu_enable_latency_hiding_scheduler": False, "xla_tpu_max_hbm_size_mib": 11157}
     tpu.shape = {**setup.mesh.shape, "data": 4, "fsdp": 1}
     assert train_step.step_compiler_options(setup.recipe, tpu) == {}

@@ -104,6 +104,9 @@ def _best_checkpoints(config: ml_collections.ConfigDict) -> None:
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the first bad key."""
     _choice("dtype", config.dtype, choices.DTYPES)
+    if config.mesh.memory_limit_gb < 0:
+        raise ConfigError(f"mesh.memory_limit_gb={config.mesh.memory_limit_gb} must be >= 0 "
+                          "(0: the device's own memory)")
     _choice("model.generator", config.model.generator, choices.GENERATORS)
     _choice("model.discriminator", config.model.discriminator, choices.DISCRIMINATORS)
     _choice("model.norm", config.model.norm, choices.NORMS)

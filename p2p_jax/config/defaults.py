@@ -29,6 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.mesh.data = -1  # Devices for pure data parallelism; -1: all that fsdp leaves.
     config.mesh.fsdp = 1  # >1: those devices also split large parameters and Adam moments.
     config.mesh.fsdp_min_size = 2**18  # Arrays smaller than this stay replicated.
+    # >0: the memory (GB) the compiler fits each TPU chip's train step into; 0: the chip's
+    # own. XLA packs buffers loosely while the step fits, so a budget leaves more headroom.
+    config.mesh.memory_limit_gb = 0.0
 
     config.dataset = ml_collections.ConfigDict()
     # synthetic_scenes (embedded) | synthetic_cells (embedded 16-bit 2-channel cell images,

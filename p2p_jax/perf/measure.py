@@ -259,7 +259,8 @@ def bench_memory(config) -> dict:
                                          setup.mesh, setup.frozen)
     with tempfile.TemporaryDirectory(prefix="p2p_jax_xla_dump_") as temporary:
         dump = _DUMP_TO.value or temporary
-        options = train_step.step_compiler_options(setup.recipe, setup.mesh)
+        options = train_step.step_compiler_options(setup.recipe, setup.mesh,
+                                                   setup.config.mesh.memory_limit_gb)
         if _BREAKDOWN.value:
             options.update(memory_breakdown.dump_options(dump, "train_step"))
         compiled = traced.lower().compile(compiler_options=options or None)
@@ -375,7 +376,8 @@ def bench_ab(config) -> dict:
             getattr(importlib.import_module(module), function)()
         setup, batch = _setup(variant)
         compiled = train_step.compile_train_step(setup.recipe, setup.state, batch, setup.mesh,
-                                                 setup.frozen, b_xla if name == "b" else None)
+                                                 setup.frozen, b_xla if name == "b" else None,
+                                                 setup.config.mesh.memory_limit_gb)
         runs[name] = {"step": compiled, "state": setup.state, "batch": batch, "times": [],
                       "batch_size": setup.config.batch_size}
     for i in range(_WARMUP.value + _STEPS.value):

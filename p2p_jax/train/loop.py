@@ -77,7 +77,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def _compile(setup: train_state.Setup, state, spec):
-    return train_step.compile_train_step(setup.recipe, state, spec, setup.mesh, setup.frozen)
+    return train_step.compile_train_step(setup.recipe, state, spec, setup.mesh, setup.frozen,
+                                         memory_limit_gb=setup.config.mesh.memory_limit_gb)
 
 
 def _abstract(tree):
