@@ -2,8 +2,9 @@
 
 The mesh has two axes: `data` (pure data parallelism) and `fsdp` (data parallelism whose
 devices also split large parameters and their Adam moments). The batch is split over both;
-parameters are replicated unless `mesh.fsdp > 1`. The rest of the code never asks how many
-devices or processes there are.
+parameters are replicated unless `mesh.fsdp > 1`, where per-example networks run as one
+program per device that gathers them (`gathered_apply`). The rest of the code never asks how
+many devices or processes there are.
 """
 
 from __future__ import annotations
@@ -144,11 +145,10 @@ def gathered_apply(apply: Callable[..., Any], params: Any, shardings: Any, dtype
     casts it to anyway, before its all-gather: in bfloat16 half the bytes move and stay.
     Differentiating this reduce-scatters each weight gradient (in that dtype) straight into its
     parameter's split (the all-gather's transpose), then sums the split over `data` replicas;
-    replicated parameters' gradients are summed whole. Those are
-    FSDP's collectives, and no others: activations never leave their device, so each device
-    runs the one-device program. `apply` must treat examples independently (no batch
-    statistics); `rng` gets the device's position folded in, so dropout draws differ between
-    devices.
+    replicated parameters' gradients are summed whole. Those are FSDP's collectives, and no
+    others: activations never leave their device, so each device runs the one-device program.
+    `apply` must treat examples independently (no batch statistics); `rng` gets the device's
+    position folded in, so dropout draws differ between devices.
     """
     mesh = jax.tree.leaves(shardings)[0].mesh
     # Axes of one device are left out: a sum over them would still be an all-reduce in XLA.
