@@ -135,6 +135,10 @@ def test_fsdp_runs_per_device_only_for_per_example_networks_in_xlas_form(
     tiny_config.mesh.data, tiny_config.mesh.fsdp = -1, fsdp
     setup = train_state.build(tiny_config, devices=devices, abstract=True)
     assert train_step.per_device_fsdp(setup.recipe, setup.mesh) == per_device
+    form = "gathered on each device" if per_device else "partitioned by the compiler"
+    assert train_step.describe_mesh(setup.recipe, setup.mesh) == (
+        f"mesh data {8 // fsdp} x fsdp {fsdp} (parameters split {fsdp} ways, {form})"
+        if fsdp > 1 else "mesh data 8 x fsdp 1 (data parallel)")
 
 
 def test_lost_peers_are_told_apart_from_bugs(monkeypatch):

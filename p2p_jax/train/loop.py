@@ -59,6 +59,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     else:
         logging.info("%d %s device%s, global batch %d", len(used), used[0].device_kind,
                      "s" if len(used) > 1 else "", config.batch_size)
+    if len(used) > 1:
+        logging.info("%s", train_step.describe_mesh(setup.recipe, mesh))
     # Everything that can fail on the user's input (evaluator weights, data) before anything
     # is written into the workdir.
     extra_evaluators = evaluators.build(config.eval, mesh)  # Loads their networks now.

@@ -301,6 +301,17 @@ def per_device_fsdp(recipe: Recipe, mesh: Mesh) -> bool:
     return mesh.shape[parallel.FSDP_AXIS] > 1 and recipe.fsdp_per_device
 
 
+def describe_mesh(recipe: Recipe, mesh: Mesh) -> str:
+    """The mesh as the first screen names it, with the FSDP form the step takes."""
+    fsdp = mesh.shape[parallel.FSDP_AXIS]
+    shape = f"mesh data {mesh.shape[parallel.DATA_AXIS]} x fsdp {fsdp}"
+    if fsdp == 1:
+        return f"{shape} (data parallel)"
+    form = ("gathered on each device" if per_device_fsdp(recipe, mesh)
+            else "partitioned by the compiler")
+    return f"{shape} (parameters split {fsdp} ways, {form})"
+
+
 # The per-device FSDP step on TPU compiles without XLA's latency-hiding scheduler, which
 # overlaps the weights' all-gathers with compute by holding activations longer: pix2pixHD's
 # 2048x1024 step on 8 v5e chips then needed 16.15 GB of temporaries per chip, 11.73 without.
@@ -312,7 +323,8 @@ def step_compiler_options(recipe: Recipe, mesh: Mesh, memory_limit_gb: float = 0
     """XLA options the step compiles with on this mesh (chosen once, like the conv forms).
     `memory_limit_gb` (`mesh.memory_limit_gb`): on TPU, the HBM the compiler fits the step
     into, where it would otherwise stop packing once the step fits the chip (the 2048x1024
-    step on 8 v5e chips: 12.10 GB with the chip's 16, 11.83 told 11.74)."""
+    step on 8 v5e chips, before instance norm kept only its input: 12.10 GB with the chip's
+    16, 11.83 told 11.74)."""
     if mesh.devices.flat[0].platform != "tpu":
         return {}
     options = dict(PER_DEVICE_FSDP_TPU_OPTIONS) if per_device_fsdp(recipe, mesh) else {}
