@@ -1,6 +1,7 @@
 """Benchmark helpers that the closing figures depend on, and the benchmark program itself."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -137,3 +138,20 @@ def test_memory_breakdown_names_what_is_live_at_the_peak(tmp_path):
         ("f32[1024,1024]", "parameters"), ("f32[1024,1024]", "backward (gradients)")}
     text = memory_breakdown.report(peak, buffers, 3)
     assert text.startswith(f"peak: {peak / 1e6:.1f} MB") and "by kind" in text
+
+
+def test_no_module_starts_an_xla_backend_when_imported():
+    """`benchmark memory` sets XLA:CPU's memory-minimising scheduler before the backend
+    starts; a module-level jax array (models/color.py's colour matrices) started it at import
+    and the flag was ignored: the 2048x1024 pix2pixHD figure read 16.83 GB instead of 11.91.
+    An unknown XLA flag set after the imports must still reach XLA, which refuses it."""
+    modules = ["p2p_jax.perf.measure", "p2p_jax.train.loop", "p2p_jax.data.pipeline",
+               "p2p_jax.serving.predict", "p2p_jax.serving.export", "p2p_jax.eval.evaluators"]
+    code = (f"import os\nimport {', '.join(modules)}\n"
+            "os.environ['XLA_FLAGS'] = '--xla_flag_that_does_not_exist=1'\n"
+            "import jax\njax.devices()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "XLA_FLAGS"},
+                            timeout=300)
+    assert result.returncode != 0 and "xla_flag_that_does_not_exist" in result.stderr, (
+        result.stderr[-2000:])

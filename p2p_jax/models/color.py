@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Chroma from the network's tanh: Cb and Cr span [-1, 1] on the [-1, 1] scale of the images;
 # CIE a* and b* of sRGB colours stay within about +-110.
 AB_RANGE = 110.0
 # CIE XYZ -> linear sRGB (IEC 61966-2-1), and the D65 white point, as OpenCV converts.
-_XYZ_TO_RGB = jnp.array([[3.240479, -1.53715, -0.498535],
+_XYZ_TO_RGB = np.array([[3.240479, -1.53715, -0.498535],
                          [-0.969256, 1.875991, 0.041556],
                          [0.055648, -0.204043, 1.057311]])
-_WHITE = jnp.array([0.950456, 1.0, 1.088754])
+_WHITE = np.array([0.950456, 1.0, 1.088754])
 
 
 def ycbcr_to_rgb(luma: jax.Array, chroma: jax.Array) -> jax.Array:
