@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
 from p2p_jax import ops
 from p2p_jax.ops import cpu, stride2, taps, winograd, xla
@@ -345,3 +346,73 @@ def test_one_hot_map_convolution_in_bfloat16_rounds_once():
                        ((0, 0), (0, 0)))
     np.testing.assert_allclose(np.asarray(ours, np.float32), exact,
                                rtol=2**-8, atol=1e-6)
+
+
+@pytest.mark.parametrize("x_shape,kernel,stride,padding,bands", [
+    ((2, 20, 13, 5), 7, 1, ((0, 0), (0, 0)), 2),
+    ((2, 21, 14, 5), 4, 2, ((1, 1), (1, 1)), 5),
+    ((2, 21, 14, 5), 4, 2, ((2, 2), (1, 1)), 3),  # 11 rows: the last band has 3.
+    ((1, 16, 9, 3), 3, 1, ((2, 0), (1, 3)), 5)])  # 16 rows: 4 per band, the last 0.
+def test_banded_weight_gradient_equals_xla_convolution(x_shape, kernel, stride, padding, bands):
+    """The weight gradient summed over bands of output rows, whether or not they divide the
+    rows: XLA's values and gradients."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=x_shape), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, x_shape[-1], 6)), jnp.float32)
+
+    def loss(fn):
+        return lambda x, w: jnp.sum(jnp.sin(fn(x, w)))
+
+    plain = lambda x, w: xla.lax_conv2d(x, w, stride, padding)  # noqa: E731
+    banded = lambda x, w: xla.conv2d_banded(x, w, stride, padding, bands)  # noqa: E731
+    np.testing.assert_array_equal(banded(x, w), plain(x, w))
+    expected = jax.grad(loss(plain), (0, 1))(x, w)
+    ours = jax.grad(loss(banded), (0, 1))(x, w)
+    np.testing.assert_array_equal(ours[0], expected[0])
+    np.testing.assert_allclose(ours[1], expected[1], rtol=1e-5, atol=1e-4)
+
+
+def test_only_wide_shallow_convolutions_band_their_weight_gradient():
+    """pix2pixHD's 7x7 head over 36 label channels at 2048x1024 (3.81 GB unfolded on TPU):
+    8 bands of 128 rows; at 1024x512 2; pix2pix's 256x256 layers and a 64-channel 3x3 at
+    1024x512 keep XLA's own gradient. Banded, the program holds a loop and still gives
+    XLA's weight gradient."""
+    no_pad = ((0, 0), (0, 0))
+    assert xla.weight_gradient_bands((1, 1030, 2054, 36), (7, 7), 1, no_pad, 2) == 8
+    assert xla.weight_gradient_bands((1, 518, 1030, 36), (7, 7), 1, no_pad, 2) == 2
+    assert xla.weight_gradient_bands((1, 262, 262, 3), (7, 7), 1, no_pad, 4) == 1
+    assert xla.weight_gradient_bands((1, 512, 1024, 64), (3, 3), 1, ((1, 1), (1, 1)), 2) == 1
+    # 38 rows, 8 per band at most (10 input rows): 5 bands, whatever divides 38.
+    assert xla.weight_gradient_bands((1, 40, 8, 4), (3, 3), 1, no_pad, 4,
+                                     band_bytes=8 * 3 * 128 * 4 * 10) == 5
+    # pix2pixHD's discriminator at 1024x512: 257 output rows (a prime), 2 bands.
+    assert xla.weight_gradient_bands((1, 513, 1025, 64), (4, 4), 2, ((2, 2), (2, 2)), 2) == 2
+
+    x = jax.ShapeDtypeStruct((1, 1030, 2054, 36), jnp.bfloat16)
+    w = jax.ShapeDtypeStruct((7, 7, 36, 32), jnp.bfloat16)
+    gradient = jax.make_jaxpr(jax.grad(lambda w, x: jnp.sum(xla.conv2d(x, w, 1, no_pad)
+                                                             .astype(jnp.float32))))(w, x)
+    loops = [e for e in gradient.eqns if e.primitive.name == "scan"]
+    assert [e.params["length"] for e in loops] == [8]
+
+
+def test_banded_weight_gradient_in_one_program_per_device():
+    """Inside `shard_map` with the kernel gathered (per-device FSDP), the banded gradient is
+    the plain one: its loop carries the gradient's varying type."""
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("fsdp",))
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(8, 12, 6, 3)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 3, 8)), jnp.float32)
+
+    def sharded(conv):
+        def per_device(x, w):
+            return conv(x, jax.lax.all_gather(w, "fsdp", axis=3, tiled=True))
+        return jax.shard_map(per_device, mesh=mesh, in_specs=(P("fsdp"), P(None, None, None,
+                             "fsdp")), out_specs=P("fsdp"))
+
+    def gradient(conv):
+        return jax.jit(jax.grad(lambda w: jnp.sum(jnp.sin(sharded(conv)(x, w)))))(w)
+
+    expected = gradient(lambda x, w: xla.lax_conv2d(x, w, 1, ((1, 1), (1, 1))))
+    ours = gradient(lambda x, w: xla.conv2d_banded(x, w, 1, ((1, 1), (1, 1)), 4))
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-4)

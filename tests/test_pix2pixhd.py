@@ -105,6 +105,15 @@ def test_instance_norm_and_its_hand_written_gradient_match_autodiff(impl):
     np.testing.assert_allclose(np.asarray(half, np.float32), want, atol=0.05)
 
 
+def test_instance_norm_keeps_only_its_bfloat16_input_for_the_backward_pass():
+    """The TPU/GPU form recomputes its float32 statistics in the backward pass: what it keeps
+    is its input (autodiff alone keeps x - mean and more in float32; compiled for TPU v5e the
+    2048x1024 pix2pixHD step needed 13.42 GB so, 10.21 GB now)."""
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 6, 7, 3)), jnp.bfloat16)
+    _, backward = jax.vjp(lambda v: ops.instance_norm(v, "xla"), x)
+    assert [(r.dtype, r.shape) for r in jax.tree.leaves(backward)] == [(jnp.bfloat16, x.shape)]
+
+
 def test_vgg_max_pool_floors_odd_sizes_and_routes_the_gradient_to_the_maximum():
     x = np.random.default_rng(2).normal(size=(1, 5, 7, 2)).astype(np.float32)
     got = np.asarray(vgg.max_pool_2x2(jnp.asarray(x)))

@@ -2,7 +2,8 @@
 
 `conv2d` and `conv_transpose2d` compute one function whatever the implementation: PyTorch's
 Conv2d / ConvTranspose2d with explicit zero padding, NHWC x HWIO. `impl="xla"` is XLA's own
-convolution (portable; what TPU, GPU and every export use); `impl="cpu"` rewrites the layers
+convolution (portable; what TPU, GPU and every export use; a wide, shallow layer's weight
+gradient is summed band by band, see `xla`); `impl="cpu"` rewrites the layers
 that XLA:CPU runs far below its matmul peak (see `cpu`). The builder resolves the config's
 `model.conv_impl` once from the mesh's platform with `resolve_impl`; layers never ask which
 backend they run on.

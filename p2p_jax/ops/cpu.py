@@ -93,8 +93,8 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int,
         if use_tap_matmul(kernel.shape, stride, padded_pixels):
             return taps.conv_valid(_zero_pad(x, padding), kernel)
         if top + bottom > kh - 1 or left + right > kw - 1:
-            return xla.conv2d(_zero_pad(x, padding), kernel, stride, ((0, 0), (0, 0)))
-        return xla.conv2d(x, kernel, stride, padding)
+            return xla.lax_conv2d(_zero_pad(x, padding), kernel, stride, ((0, 0), (0, 0)))
+        return xla.lax_conv2d(x, kernel, stride, padding)
     x = _zero_pad(x, padding)
     patches = jnp.concatenate(
         [x[:, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride]
