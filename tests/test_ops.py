@@ -375,8 +375,8 @@ def test_banded_weight_gradient_equals_xla_convolution(x_shape, kernel, stride, 
 def test_only_wide_shallow_convolutions_band_their_weight_gradient():
     """pix2pixHD's 7x7 head over 36 label channels at 2048x1024 (3.81 GB unfolded on TPU):
     8 bands of 128 rows; at 1024x512 2; pix2pix's 256x256 layers and a 64-channel 3x3 at
-    1024x512 keep XLA's own gradient. Banded, the program holds a loop and still gives
-    XLA's weight gradient."""
+    1024x512 keep XLA's own gradient. Banded, the gradient's program holds one loop of 8
+    bands."""
     no_pad = ((0, 0), (0, 0))
     assert xla.weight_gradient_bands((1, 1030, 2054, 36), (7, 7), 1, no_pad, 2) == 8
     assert xla.weight_gradient_bands((1, 518, 1030, 36), (7, 7), 1, no_pad, 2) == 2
